@@ -1,0 +1,35 @@
+"""qcgpj_async: an asyncio/trio-native pilot-job engine.
+
+Run many small tasks inside one allocation (a Slurm job, or a laptop),
+packed onto its cores and nodes, honouring dependencies::
+
+    async with Pilot(nodes="4") as pilot:
+        names = await pilot.submit(Jobs().add(name="a", exec="/bin/date", iteration=4))
+        print(await pilot.wait4(names))
+"""
+
+from ._version import __version__
+from .model import (
+    InvalidTransition,
+    JobDescriptionError,
+    JobNotFoundError,
+    Jobs,
+    JobSpec,
+    JobState,
+    PilotClosedError,
+    PilotTimeoutError,
+    QcgpjError,
+)
+
+__all__ = (
+    "InvalidTransition",
+    "JobDescriptionError",
+    "JobNotFoundError",
+    "JobSpec",
+    "JobState",
+    "Jobs",
+    "PilotClosedError",
+    "PilotTimeoutError",
+    "QcgpjError",
+    "__version__",
+)
