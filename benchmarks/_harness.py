@@ -295,7 +295,9 @@ def make_rows(
     sums = {name: summarize(ms) for name, ms in results.items()}
     rows = []
     for name, s in sums.items():
-        ratios = {label: ratio(s, sums[ref]) for label, ref in (ratio_to or {}).items() if ref in sums}
+        ratios = {
+            label: ratio(s, sums[ref]) for label, ref in (ratio_to or {}).items() if ref in sums
+        }
         note = f"{s.failed}/{s.runs} runs FAILED: {s.errors[0]}" if s.failed else ""
         rows.append(Row(workload, name, s, jobs=jobs, ratios=ratios, note=note))
     return rows
