@@ -1,0 +1,29 @@
+"""The scheduler engine: pure and synchronous; events in, instructions out.
+
+No I/O, no anyio, no clock: time is an argument of every call.
+"""
+
+from ._engine import Engine, Instruction, requirement
+from ._itersched import maximum_iters, split_into
+from ._lifecycle import ALLOWED
+from ._records import Job, Kill, Launch, Run, StateChanged
+from ._resources import Allocation, NodePart, Requirement, ResourcePool, parse_nodes
+
+__all__ = (
+    "ALLOWED",
+    "Allocation",
+    "Engine",
+    "Instruction",
+    "Job",
+    "Kill",
+    "Launch",
+    "NodePart",
+    "Requirement",
+    "ResourcePool",
+    "Run",
+    "StateChanged",
+    "maximum_iters",
+    "parse_nodes",
+    "requirement",
+    "split_into",
+)

@@ -1,0 +1,690 @@
+"""The scheduler: a synchronous state machine with no I/O and no clock.
+
+Feed it what happened (:meth:`Engine.submit`, :meth:`~Engine.started`,
+:meth:`~Engine.exited`, :meth:`~Engine.cancel`, :meth:`~Engine.tick`) with the
+current time; each call returns the instructions that follow from it: the
+commands to carry out (:class:`Launch`, :class:`Kill`) and the state changes
+to publish (:class:`StateChanged`), in order.
+
+The ready queue is a set of buckets, one per distinct requirement (a heap by
+arrival order in each). Jobs with the same requirement fit or don't fit
+together, so a scheduling pass only compares the heads of the buckets: the
+cost of an event does not grow with the number of queued jobs. A pass picks,
+among the heads that fit the free resources now, the earliest submitted,
+which is the original's "walk the queue, skip what doesn't fit" (first fit
+with backfill) without walking the queue.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+from ..model import FINAL_STATES, JobDescriptionError, JobNotFoundError, JobSpec, JobState
+from ..model import InvalidTransition as _Invalid
+from . import _lifecycle
+from ._itersched import plan
+from ._records import Job, Kill, Launch, Run, StateChanged
+from ._resources import Allocation, Requirement, ResourcePool
+
+__all__ = ("Engine", "Instruction", "requirement")
+
+Instruction = Launch | Kill | StateChanged
+
+Q, S, E = JobState.QUEUED, JobState.SCHEDULED, JobState.EXECUTING
+OK, FAIL, CANCEL, OMIT = JobState.SUCCEED, JobState.FAILED, JobState.CANCELED, JobState.OMITTED
+STATES: tuple[JobState, ...] = tuple(JobState)
+CODE = {s: i for i, s in enumerate(STATES)}
+QCODE = CODE[Q]
+_TO_CANCELED = bytes(CODE[CANCEL] if i == QCODE else i for i in range(256))
+_TO_OMITTED = bytes(CODE[OMIT] if i == QCODE else i for i in range(256))
+
+
+def requirement(spec: JobSpec) -> Requirement:
+    """The allocation requirement of a job without an iteration scheduler."""
+    r = spec.resources
+    crs = tuple(sorted(r.node_crs.items())) if r.node_crs else ()
+    nc, nn = r.num_cores, r.num_nodes
+    if nn is None:
+        if nc is None:
+            return Requirement(1, 1, None, None, crs)
+        return Requirement(nc.lower, nc.upper or nc.lower, None, None, crs)
+    nodes_hi = nn.upper or nn.lower
+    if nc is None:
+        return Requirement(0, 0, nn.lower, nodes_hi, crs)
+    return Requirement(nc.lower, nc.upper or nc.lower, nn.lower, nodes_hi, crs)
+
+
+def _parse_dep(dep: str) -> tuple[str, int | None, bool]:
+    """``a`` -> (a, None, False); ``a:3`` -> (a, 3, False); ``a:${it}`` -> (a, None, True)."""
+    name, _, suffix = dep.partition(":")
+    if not suffix:
+        return name, None, False
+    if suffix == "${it}":
+        return name, None, True
+    return name, int(suffix), False
+
+
+class Engine:
+    """Jobs, their iterations, the queue, dependencies, and the resource pool."""
+
+    def __init__(self, pool: ResourcePool) -> None:
+        """Create an engine scheduling onto ``pool``."""
+        self.pool = pool
+        self.jobs: dict[str, Job] = {}
+        self.runs: dict[int, Run] = {}
+        self.job_counts: dict[JobState, int] = dict.fromkeys(STATES, 0)
+        self._seq = 0
+        self._run_id = 0
+        self._buckets: dict[Hashable, list[tuple[int, Job]]] = {}
+        self._waiters: dict[str | tuple[str, int], list[Job]] = {}
+        self._paired_waiters: dict[str, list[Job]] = {}
+        self._deadlines: list[tuple[float, int]] = []
+        self._finished: list[Job] = []
+        self._out: list[Instruction] = []
+
+    # == public surface =========================================================
+
+    @property
+    def unfinished(self) -> int:
+        """Number of jobs not in a final state."""
+        c = self.job_counts
+        return c[Q] + c[S] + c[E]
+
+    def submit(self, specs: Sequence[JobSpec], now: float) -> list[Instruction]:
+        """Accept a batch of validated jobs, all or none.
+
+        Raises:
+            JobDescriptionError: a name is taken, a dependency is unknown or
+                cyclic, a job can never fit the resources, ...; lists every problem.
+        """
+        prepared = self._check_batch(specs)
+        for spec, req, sched, deps in prepared:
+            self._register(spec, req, sched, deps, now)
+        self._propagate(now)
+        self._schedule(now)
+        return self._drain()
+
+    def started(self, run_id: int, now: float, pid: int | None = None) -> list[Instruction]:
+        """A launched iteration's process is running.
+
+        Raises:
+            KeyError: unknown (or already ended) run.
+        """
+        run = self.runs[run_id]
+        run.pid = pid
+        run.started = now
+        self._run_state(run, E, now)
+        job = run.job
+        if job.iterative and job.state is S:
+            self._job_state(job, E, now)
+        wt = job.spec.resources.wall_time
+        if wt is not None:
+            heapq.heappush(self._deadlines, (now + wt, run_id))
+        return self._drain()
+
+    def exited(
+        self, run_id: int, exit_code: int, now: float, message: str | None = None
+    ) -> list[Instruction]:
+        """A launched iteration ended (or could not start: pass a message).
+
+        Exit 0 after it started is SUCCEED; a cancel makes it CANCELED; the wall
+        time or anything else makes it FAILED.
+
+        Raises:
+            KeyError: unknown (or already ended) run.
+        """
+        run = self.runs.pop(run_id)
+        self.pool.release(run.allocation)
+        run.exit_code = exit_code
+        run.finished = now
+        job = run.job
+        if run.kill_reason == "cancel":
+            state = CANCEL
+        elif run.kill_reason == "walltime":
+            state = FAIL
+            message = f"wall time exceeded (wt {job.spec.resources.wt})"
+        elif exit_code == 0 and run.state is E:
+            state = OK
+        else:
+            state = FAIL
+            if message is None:
+                message = f"exit code {exit_code}"
+        if message is not None and state is not OK:
+            run.message = message
+            if not job.iterative:
+                job.messages = [*(job.messages or ()), message]
+        job.active -= 1
+        self._run_state(run, state, now)
+        self._iteration_final(job, run.index, state, now)
+        self._propagate(now)
+        self._schedule(now)
+        return self._drain()
+
+    def cancel(self, name: str, now: float) -> list[Instruction]:
+        """Cancel a job (``name``) or one iteration (``name:it``).
+
+        Queued work becomes CANCELED at once (its dependants OMITTED); running
+        work gets a :class:`Kill` and becomes CANCELED when it exits.
+
+        Raises:
+            JobNotFoundError: no such job or iteration.
+            InvalidTransition: it already ended.
+        """
+        job, index = self._lookup(name)
+        if index is not None:
+            self._cancel_iteration(job, index, now)
+        elif job.state in FINAL_STATES or job.canceled:
+            raise _Invalid(f"Job {name} already finished")
+        elif not job.iterative:
+            run = job.runs.get(None)
+            if run is None:
+                self._job_state(job, CANCEL, now)
+                self._finished.append(job)
+            else:
+                self._kill(run, "cancel")
+        else:
+            job.canceled = True
+            self._cancel_unstarted(job, now)
+            for run in list(job.runs.values()):
+                if run.state in (S, E):
+                    self._kill(run, "cancel")
+            self._maybe_job_final(job, now)
+        self._propagate(now)
+        self._schedule(now)
+        return self._drain()
+
+    def remove(self, name: str) -> None:
+        """Forget a finished job (frees its memory; the name can be reused).
+
+        Raises:
+            JobNotFoundError: no such job.
+            InvalidTransition: the job has not finished.
+        """
+        job = self.jobs.get(name)
+        if job is None:
+            raise JobNotFoundError(name)
+        if job.state not in FINAL_STATES:
+            raise _Invalid(f"Job '{name}' not finished - can not be removed")
+        del self.jobs[name]
+        self.job_counts[job.state] -= 1
+
+    def tick(self, now: float) -> list[Instruction]:
+        """Kill what ran past its wall time by ``now``."""
+        dl = self._deadlines
+        while dl and dl[0][0] <= now:
+            _, run_id = heapq.heappop(dl)
+            run = self.runs.get(run_id)
+            if run is not None and run.state is E and run.kill_reason is None:
+                self._kill(run, "walltime")
+        return self._drain()
+
+    def next_deadline(self) -> float | None:
+        """When the earliest running wall time expires, or None."""
+        dl = self._deadlines
+        while dl:
+            run = self.runs.get(dl[0][1])
+            if run is not None and run.kill_reason is None:
+                return dl[0][0]
+            heapq.heappop(dl)
+        return None
+
+    def iteration_state(self, job: Job, index: int) -> JobState:
+        """The state of iteration ``index`` of an iterative job."""
+        if job.it_states is not None:
+            return STATES[job.it_states[index - job.start]]
+        if job.state in (OMIT, CANCEL):
+            return job.state
+        return Q
+
+    def iteration_counts(self) -> dict[JobState, int]:
+        """How many iterations (a plain job counts as one) are in each state."""
+        counts = dict.fromkeys(STATES, 0)
+        for job in self.jobs.values():
+            if not job.iterative:
+                counts[job.state] += 1
+            elif job.it_states is not None:
+                for i, s in enumerate(STATES):
+                    counts[s] += job.it_states.count(i)
+            else:
+                counts[job.state if job.state in (OMIT, CANCEL) else Q] += job.total
+        return counts
+
+    def lookup(self, name: str) -> tuple[Job, int | None]:
+        """The job of ``name`` or ``name:it``, and the iteration index.
+
+        Raises:
+            JobNotFoundError: unknown job, or iteration out of range.
+        """
+        return self._lookup(name)
+
+    # == submit =================================================================
+
+    def _check_batch(
+        self, specs: Sequence[JobSpec]
+    ) -> list[tuple[JobSpec, Requirement | None, Any, list[tuple[str, int | None, bool]]]]:
+        problems: list[str] = []
+        batch: dict[str, JobSpec] = {}
+        for spec in specs:
+            if spec.name in self.jobs or spec.name in batch:
+                problems.append(f"job {spec.name!r}: name: Job {spec.name} already exist")
+            batch[spec.name] = spec
+        out = []
+        for spec in specs:
+            prefix = f"job {spec.name!r}"
+            req, sched = None, None
+            try:
+                req, sched = self._requirement(spec)
+            except ValueError as e:
+                problems.append(f"{prefix}: resources: {e}")
+            else:
+                missing = {k for k, _ in (req.crs if req else ())} - self.pool.consumables
+                if missing:
+                    problems.append(f"{prefix}: resources.nodeCrs: no node has "
+                                    f"{', '.join(sorted(missing))}")
+                elif req is not None and not self.pool.can_ever_fit(req):
+                    problems.append(f"Not enough resources for job {spec.name}")
+            deps = []
+            for dep in spec.dependencies.after if spec.dependencies else ():
+                name, index, paired = _parse_dep(dep)
+                target = batch.get(name) or (self.jobs[name].spec if name in self.jobs else None)
+                if target is None:
+                    problems.append(f"{prefix}: dependencies.after: unknown job {name!r}")
+                    continue
+                if index is not None or paired:
+                    it = target.iteration
+                    if it is None:
+                        problems.append(f"{prefix}: dependencies.after: {dep!r}: job {name!r} "
+                                        "has no iterations")
+                        continue
+                    if index is not None and not it.start <= index < it.stop:
+                        problems.append(f"{prefix}: dependencies.after: {dep!r}: job {name!r} "
+                                        f"has no iteration {index}")
+                        continue
+                    mine = spec.iteration
+                    if paired and (mine is None or mine.start < it.start or mine.stop > it.stop):
+                        problems.append(f"{prefix}: dependencies.after: {dep!r}: needs iterations "
+                                        f"within {name!r}'s {it.start}..{it.stop - 1}")
+                        continue
+                deps.append((name, index, paired))
+            out.append((spec, req, sched, deps))
+        problems.extend(self._cycles(batch))
+        if problems:
+            raise JobDescriptionError(problems)
+        return out
+
+    def _requirement(self, spec: JobSpec) -> tuple[Requirement | None, Any]:
+        r = spec.resources
+        for count, nodes in ((r.num_cores, False), (r.num_nodes, True)):
+            if count is not None and count.scheduler is not None:
+                total = self.pool.total_nodes if nodes else self.pool.total_cores
+                n = len(spec.iteration) if spec.iteration else 1
+                s = count.scheduler
+                return None, (plan(s.name, s.params, total, n, count.lower), nodes)
+        return requirement(spec), None
+
+    @staticmethod
+    def _cycles(batch: dict[str, JobSpec]) -> list[str]:
+        graph = {
+            name: [d.partition(":")[0] for d in (s.dependencies.after if s.dependencies else ())
+                   if d.partition(":")[0] in batch]
+            for name, s in batch.items()
+        }
+        color = dict.fromkeys(graph, 0)
+        found: list[str] = []
+        for root in graph:
+            if color[root]:
+                continue
+            stack: list[tuple[str, int]] = [(root, 0)]
+            path: list[str] = []
+            while stack:
+                node, i = stack.pop()
+                if i == 0:
+                    color[node] = 1
+                    path.append(node)
+                if i < len(graph[node]):
+                    stack.append((node, i + 1))
+                    nxt = graph[node][i]
+                    if color[nxt] == 1:
+                        cyc = [*path[path.index(nxt):], nxt]
+                        found.append(f"job {nxt!r}: dependencies.after: cycle "
+                                     f"{' -> '.join(cyc)}")
+                    elif color[nxt] == 0:
+                        stack.append((nxt, 0))
+                else:
+                    color[node] = 2
+                    path.pop()
+        return found
+
+    def _register(self, spec: JobSpec, req: Requirement | None, sched: Any,
+                  deps: list[tuple[str, int | None, bool]], now: float) -> None:
+        it = spec.iteration
+        job = Job(spec.name, spec, self._seq, Q, [(Q, now)], req)
+        self._seq += 1
+        if it is not None:
+            job.iterative = True
+            job.start, job.stop, job.cursor = it.start, it.stop, it.start
+        if sched is not None:
+            job.sched, job.sched_nodes = sched
+        self.jobs[spec.name] = job
+        self.job_counts[Q] += 1
+        self._emit(job.name, None, Q, now)
+        paired = []
+        for name, index, is_paired in deps:
+            target = self.jobs[name]
+            if is_paired:
+                paired.append(target)
+                continue
+            key: str | tuple[str, int] = name if index is None else (name, index)
+            state = target.state if index is None else (
+                self.iteration_state(target, index) if target.iterative else target.state)
+            if state is OK:
+                continue
+            if state in FINAL_STATES:
+                dep = name if index is None else f"{name}:{index}"
+                self._omit(job, f"dependency {dep} ended {state.value}", now)
+                return
+            job.waiting += 1
+            self._waiters.setdefault(key, []).append(job)
+        if paired:
+            job.paired = tuple(t.name for t in paired)
+            job.ready_its = []
+            job.paired_left = {}
+            for target in paired:
+                self._paired_waiters.setdefault(target.name, []).append(job)
+            for target in paired:
+                if target.it_states is not None or target.state in FINAL_STATES:
+                    for i in range(job.start, job.stop):
+                        st = self.iteration_state(target, i)
+                        if st in FINAL_STATES:
+                            self._paired_done(job, i, target.name, st, now)
+        if job.waiting == 0:
+            self._enqueue(job)
+
+    # == state changes ==========================================================
+
+    def _emit(self, job: str, index: int | None, state: JobState, now: float) -> None:
+        self._out.append(StateChanged(job, index, state, now))
+
+    def _drain(self) -> list[Instruction]:
+        out, self._out = self._out, []
+        return out
+
+    def _job_state(self, job: Job, state: JobState, now: float) -> None:
+        old = job.state
+        if state not in _lifecycle.ALLOWED[old]:
+            _lifecycle.check(f"job {job.name!r}", old, state)
+        job.state = state
+        job.history.append((state, now))
+        counts = self.job_counts
+        counts[old] -= 1
+        counts[state] += 1
+        self._emit(job.name, None, state, now)
+
+    def _run_state(self, run: Run, state: JobState, now: float) -> None:
+        old = run.state
+        if state not in _lifecycle.ALLOWED[old]:
+            _lifecycle.check(f"job {run.job.name!r} iteration {run.index}", old, state)
+        run.state = state
+        run.history.append((state, now))
+        job = run.job
+        if job.iterative:
+            assert job.it_states is not None
+            job.it_states[run.index - job.start] = CODE[state]  # type: ignore[operator]
+            self._emit(job.name, run.index, state, now)
+        else:
+            self._job_state(job, state, now)
+
+    def _its(self, job: Job) -> bytearray:
+        if job.it_states is None:
+            job.it_states = bytearray(job.total)
+        return job.it_states
+
+    def _iteration_final(self, job: Job, index: int | None, state: JobState, now: float) -> None:
+        """Bookkeeping once iteration ``index`` (None: the plain job) is final."""
+        job.done += 1
+        if state is not OK:
+            job.failed += 1
+        if not job.iterative:
+            self._finished.append(job)
+            return
+        assert index is not None
+        for w in self._waiters.pop((job.name, index), ()):
+            self._dep_resolved(w, f"{job.name}:{index}", state, now)
+        for w in self._paired_waiters.get(job.name, ()):
+            self._paired_done(w, index, job.name, state, now)
+        self._maybe_job_final(job, now)
+
+    def _maybe_job_final(self, job: Job, now: float) -> None:
+        if job.done < job.total or job.active or job.state in FINAL_STATES:
+            return
+        if job.canceled:
+            final = CANCEL
+        elif job.failed == 0:
+            final = OK
+        else:
+            final = FAIL
+        self._job_state(job, final, now)
+        self._finished.append(job)
+
+    def _propagate(self, now: float) -> None:
+        """Tell the dependants of every job that became final (iteratively: chains are long)."""
+        fin = self._finished
+        while fin:
+            job = fin.pop()
+            if job.paired:
+                for name in job.paired:
+                    lst = self._paired_waiters.get(name)
+                    if lst is not None and job in lst:
+                        lst.remove(job)
+            for w in self._waiters.pop(job.name, ()):
+                self._dep_resolved(w, job.name, job.state, now)
+            if job.iterative:
+                self._paired_waiters.pop(job.name, None)
+
+    def _dep_resolved(self, job: Job, dep: str, state: JobState, now: float) -> None:
+        if job.state in FINAL_STATES or job.waiting == 0:
+            return
+        if state is OK:
+            job.waiting -= 1
+            if job.waiting == 0:
+                self._enqueue(job)
+        else:
+            self._omit(job, f"dependency {dep} ended {state.value}", now)
+
+    def _omit(self, job: Job, why: str, now: float) -> None:
+        job.waiting = 0
+        job.messages = [*(job.messages or ()), why]
+        if job.iterative:
+            its = self._its(job)
+            n = its.count(QCODE)
+            its[:] = its.translate(_TO_OMITTED)
+            job.done += n
+            job.failed += n
+        self._job_state(job, OMIT, now)
+        self._finished.append(job)
+
+    def _paired_done(self, job: Job, index: int, dep: str, state: JobState, now: float) -> None:
+        if job.state in FINAL_STATES or not job.start <= index < job.stop:
+            return
+        if self.iteration_state(job, index) is not Q:
+            return
+        left = job.paired_left
+        assert left is not None and job.ready_its is not None
+        if state is OK:
+            n = left.get(index, len(job.paired)) - 1
+            if n:
+                left[index] = n
+                return
+            left.pop(index, None)
+            heapq.heappush(job.ready_its, index)
+            if job.waiting == 0:
+                self._enqueue(job)
+        else:
+            left.pop(index, None)
+            self._its(job)[index - job.start] = CODE[OMIT]
+            self._emit(job.name, index, OMIT, now)
+            job.done += 1
+            job.failed += 1
+            job.messages = [*(job.messages or ()), f"iteration {index}: dependency "
+                            f"{dep}:{index} ended {state.value}"]
+            self._maybe_job_final(job, now)
+
+    # == cancel =================================================================
+
+    def _lookup(self, name: str) -> tuple[Job, int | None]:
+        base, sep, it = name.partition(":")
+        job = self.jobs.get(base)
+        if job is None:
+            raise JobNotFoundError(base)
+        if not sep:
+            return job, None
+        if not job.iterative or not it.isdigit() or not job.start <= int(it) < job.stop:
+            raise JobNotFoundError(name, f"Unknown iteration {it} for job {base}")
+        return job, int(it)
+
+    def _kill(self, run: Run, reason: str) -> None:
+        if run.kill_reason is None:
+            run.kill_reason = reason
+            self._out.append(Kill(run.id, run.job.name, run.index, reason))
+
+    def _cancel_iteration(self, job: Job, index: int, now: float) -> None:
+        state = self.iteration_state(job, index)
+        if state in FINAL_STATES:
+            raise _Invalid(f"Job {job.name}:{index} already finished")
+        run = job.runs.get(index)
+        if run is not None:
+            self._kill(run, "cancel")
+            return
+        self._its(job)[index - job.start] = CODE[CANCEL]
+        self._emit(job.name, index, CANCEL, now)
+        job.done += 1
+        job.failed += 1
+        if job.paired_left is not None:
+            job.paired_left.pop(index, None)
+        for w in self._waiters.pop((job.name, index), ()):
+            self._dep_resolved(w, f"{job.name}:{index}", CANCEL, now)
+        for w in self._paired_waiters.get(job.name, ()):
+            self._paired_done(w, index, job.name, CANCEL, now)
+        self._maybe_job_final(job, now)
+
+    def _cancel_unstarted(self, job: Job, now: float) -> None:
+        its = self._its(job)
+        queued = [i for i, c in enumerate(its) if c == QCODE] if len(its) <= 100_000 else None
+        n = its.count(QCODE)
+        its[:] = its.translate(_TO_CANCELED)
+        job.done += n
+        job.failed += n
+        job.waiting = 0
+        indexes = (range(job.start, job.stop) if queued is None
+                   else (job.start + i for i in queued))
+        waiters = self._paired_waiters.get(job.name, ())
+        for i in indexes:
+            if queued is not None:
+                self._emit(job.name, i, CANCEL, now)
+            for w in self._waiters.pop((job.name, i), ()):
+                self._dep_resolved(w, f"{job.name}:{i}", CANCEL, now)
+            for w in waiters:
+                self._paired_done(w, i, job.name, CANCEL, now)
+
+    # == scheduling =============================================================
+
+    def _bucket_key(self, job: Job) -> Hashable:
+        return job.req if job.req is not None else ("job", job.seq)
+
+    def _enqueue(self, job: Job) -> None:
+        if job.in_bucket or job.state in FINAL_STATES:
+            return
+        if job.iterative and job.ready_its is not None and not job.ready_its:
+            return
+        job.in_bucket = True
+        heapq.heappush(self._buckets.setdefault(self._bucket_key(job), []), (job.seq, job))
+
+    def _next_index(self, job: Job) -> int | None:
+        """The next iteration of ``job`` to start, or None (never for plain jobs)."""
+        its = job.it_states
+        if job.ready_its is not None:
+            ready = job.ready_its
+            while ready:
+                i = ready[0]
+                if its is None or its[i - job.start] == QCODE:
+                    return i
+                heapq.heappop(ready)
+            return None
+        while job.cursor < job.stop:
+            if its is None or its[job.cursor - job.start] == QCODE:
+                return job.cursor
+            job.cursor += 1
+        return None
+
+    def _launchable(self, job: Job) -> bool:
+        if job.state in FINAL_STATES or job.canceled or job.waiting:
+            return False
+        if not job.iterative:
+            return job.active == 0 and job.state is Q
+        return self._next_index(job) is not None
+
+    def _sched_req(self, job: Job) -> Requirement:
+        extra = job.attrs_extra if job.attrs_extra is not None else {}
+        job.attrs_extra = extra
+        if "peek" not in extra:
+            assert job.sched is not None
+            extra["peek"] = next(job.sched, 1)
+        amount: int = extra["peek"]
+        base = requirement(job.spec)
+        if job.sched_nodes:
+            return Requirement(base.cores_lo, base.cores_hi, amount, amount, base.crs)
+        return Requirement(amount, amount, base.nodes_lo, base.nodes_hi, base.crs)
+
+    def _schedule(self, now: float) -> None:
+        pool = self.pool
+        buckets = self._buckets
+        while pool.free_cores and buckets:
+            best: Job | None = None
+            best_req: Requirement | None = None
+            empty = []
+            for key, heap in buckets.items():
+                while heap and not self._launchable(heap[0][1]):
+                    heapq.heappop(heap)[1].in_bucket = False
+                if not heap:
+                    empty.append(key)
+                    continue
+                job = heap[0][1]
+                if best is not None and job.seq > best.seq:
+                    continue
+                req = job.req if job.req is not None else self._sched_req(job)
+                if pool.fits(req):
+                    best, best_req = job, req
+            for key in empty:
+                del buckets[key]
+            if best is None or best_req is None:
+                return
+            alloc = pool.allocate(best_req)
+            assert alloc is not None
+            self._launch(best, alloc, now)
+
+    def _launch(self, job: Job, alloc: Allocation, now: float) -> None:
+        self._run_id += 1
+        run_id = self._run_id
+        if job.iterative:
+            index: int | None = self._next_index(job)
+            assert index is not None
+            if job.ready_its is not None:
+                heapq.heappop(job.ready_its)
+            else:
+                job.cursor += 1
+            if job.attrs_extra is not None:
+                job.attrs_extra.pop("peek", None)
+            self._its(job)
+        else:
+            index = None
+        run = Run(run_id, job, index, alloc, Q, [(Q, job.history[0][1])])
+        self.runs[run_id] = run
+        job.runs[index] = run
+        job.active += 1
+        self._run_state(run, S, now)
+        if job.iterative and job.state is Q:
+            self._job_state(job, S, now)
+        self._out.append(Launch(run_id, job.name, index, job.spec, alloc))
+

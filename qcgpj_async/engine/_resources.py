@@ -1,0 +1,277 @@
+"""The resource pool: nodes with numbered cores and per-node consumables.
+
+Allocation rules follow the original:
+
+* cores only: the lowest free core ids, node by node (may span nodes), as
+  many as are free up to the maximum;
+* nodes only: whole unused nodes (all their cores);
+* both: on each node with at least ``min`` free cores take up to ``max``,
+  until ``max`` nodes.
+
+The common case (cores only, no consumables) is O(log n) per allocation:
+nodes with free cores sit in a heap by index, each node's free cores in a
+heap by id, and "does it fit" is a comparison with a counter.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+from collections.abc import Iterable, Mapping
+
+import attrs
+
+from ..model import JobDescriptionError
+
+__all__ = ("Allocation", "Node", "NodePart", "Requirement", "ResourcePool", "parse_nodes")
+
+
+@attrs.define(eq=False)
+class Node:
+    """One node of the allocation (mutable engine record)."""
+
+    index: int
+    name: str
+    total: int
+    free: list[int]
+    crs_total: dict[str, int] = attrs.Factory(dict)
+    crs_free: dict[str, int] = attrs.Factory(dict)
+    in_heap: bool = False
+
+    @property
+    def free_count(self) -> int:
+        """Cores free now."""
+        return len(self.free)
+
+
+@attrs.frozen
+class NodePart:
+    """The share of one node in an allocation."""
+
+    node: str
+    cores: tuple[int, ...]
+    crs: Mapping[str, int] | None = None
+    index: int = 0
+
+
+@attrs.frozen
+class Allocation:
+    """The cores (and consumables) given to one job iteration."""
+
+    parts: tuple[NodePart, ...]
+
+    @property
+    def cores(self) -> int:
+        """Number of cores in all nodes."""
+        return sum(len(p.cores) for p in self.parts)
+
+    @property
+    def nodes(self) -> list[str]:
+        """Node names, in allocation order."""
+        return [p.node for p in self.parts]
+
+    def __str__(self) -> str:
+        return ",".join(f"{p.node}[{':'.join(map(str, p.cores))}]" for p in self.parts)
+
+
+@attrs.frozen
+class Requirement:
+    """What one iteration needs, reduced to what allocation looks at.
+
+    ``nodes_lo is None``: cores anywhere (``cores_lo..cores_hi`` in total).
+    ``cores_lo == 0``: whole nodes. Otherwise ``cores_lo..cores_hi`` cores on
+    each of ``nodes_lo..nodes_hi`` nodes.
+    """
+
+    cores_lo: int = 1
+    cores_hi: int = 1
+    nodes_lo: int | None = None
+    nodes_hi: int | None = None
+    crs: tuple[tuple[str, int], ...] = ()
+
+
+_NODE = re.compile(r"(?:([^:,\s]+):)?(\d+)")
+
+
+def parse_nodes(spec: str) -> list[tuple[str, int]]:
+    """Parse a nodes spec like ``"4"``, ``"n1:2"``, ``"4,2,2"``, ``"n1:4,n2:4"``.
+
+    Unnamed nodes are called ``n0, n1, ...`` by their position.
+
+    Raises:
+        JobDescriptionError: the spec is malformed.
+    """
+    out: list[tuple[str, int]] = []
+    for i, item in enumerate(spec.split(",")):
+        m = _NODE.fullmatch(item.strip())
+        if m is None or int(m.group(2)) < 1:
+            raise JobDescriptionError(
+                [f"nodes: invalid entry {item!r} in {spec!r} (expected [name:]cores, cores >= 1)"]
+            )
+        out.append((m.group(1) or f"n{i}", int(m.group(2))))
+    names = [n for n, _ in out]
+    if len(set(names)) != len(names):
+        raise JobDescriptionError([f"nodes: duplicate node name in {spec!r}"])
+    return out
+
+
+class ResourcePool:
+    """Nodes, their free cores and consumables; allocation and release."""
+
+    def __init__(
+        self,
+        nodes: Iterable[tuple[str, int]],
+        *,
+        system_core: bool = False,
+        crs: Mapping[str, Mapping[str, int]] | None = None,
+    ) -> None:
+        """Create the pool.
+
+        Args:
+            nodes: ``(name, cores)`` pairs.
+            system_core: reserve core 0 of the first node for the manager.
+            crs: consumables per node name, e.g. ``{"n0": {"gpu": 2}}``.
+        """
+        self.nodes: list[Node] = []
+        for i, (name, cores) in enumerate(nodes):
+            node_crs = dict((crs or {}).get(name, {}))
+            self.nodes.append(Node(i, name, cores, list(range(cores)), node_crs, dict(node_crs)))
+        if not self.nodes:
+            raise JobDescriptionError(["nodes: no nodes given"])
+        self.system_core = system_core
+        if system_core:
+            heapq.heappop(self.nodes[0].free)
+        self.total_cores = sum(len(n.free) for n in self.nodes)
+        self.free_cores = self.total_cores
+        self._heap: list[int] = []
+        for n in self.nodes:
+            if n.free:
+                n.in_heap = True
+                self._heap.append(n.index)
+        self.consumables = frozenset(k for n in self.nodes for k in n.crs_total)
+
+    @property
+    def total_nodes(self) -> int:
+        """Number of nodes."""
+        return len(self.nodes)
+
+    @property
+    def used_cores(self) -> int:
+        """Cores allocated now."""
+        return self.total_cores - self.free_cores
+
+    def usable(self, node: Node) -> int:
+        """Cores of ``node`` that jobs can ever get (the system core excluded)."""
+        return node.total - (1 if self.system_core and node.index == 0 else 0)
+
+    def _whole_free(self, node: Node) -> bool:
+        return len(node.free) == self.usable(node) and node.crs_free == node.crs_total
+
+    def _crs_ok(self, node: Node, crs: tuple[tuple[str, int], ...]) -> bool:
+        return all(node.crs_free.get(k, 0) >= n for k, n in crs)
+
+    # -- checks at submit time -------------------------------------------------
+
+    def can_ever_fit(self, req: Requirement) -> bool:
+        """Whether ``req``'s minimum fits the pool when it is completely free."""
+        ok = [n for n in self.nodes if all(n.crs_total.get(k, 0) >= c for k, c in req.crs)]
+        if req.nodes_lo is None:
+            return sum(self.usable(n) for n in ok) >= req.cores_lo
+        if req.cores_lo == 0:
+            whole = [n for n in ok if self.usable(n) == n.total]
+            return len(whole) >= req.nodes_lo
+        return sum(1 for n in ok if self.usable(n) >= req.cores_lo) >= req.nodes_lo
+
+    # -- allocation ------------------------------------------------------------
+
+    def fits(self, req: Requirement) -> bool:
+        """Whether ``req``'s minimum can be allocated now."""
+        if req.nodes_lo is None and not req.crs:
+            return self.free_cores >= req.cores_lo
+        if self.free_cores == 0:
+            return False
+        return self._plan(req) is not None
+
+    def allocate(self, req: Requirement) -> Allocation | None:
+        """Allocate for ``req`` (as much as is free up to its maximum), or None."""
+        if req.nodes_lo is None and not req.crs:
+            return self._allocate_cores(req.cores_lo, req.cores_hi)
+        plan = self._plan(req)
+        if plan is None:
+            return None
+        parts = []
+        for node, ncores in plan:
+            cores = tuple(heapq.heappop(node.free) for _ in range(ncores))
+            for k, n in req.crs:
+                node.crs_free[k] -= n
+            parts.append(NodePart(node.name, cores, dict(req.crs) or None, node.index))
+            self.free_cores -= ncores
+        return Allocation(tuple(parts))
+
+    def _allocate_cores(self, lo: int, hi: int) -> Allocation | None:
+        if self.free_cores < lo:
+            return None
+        want = min(hi, self.free_cores)
+        self.free_cores -= want
+        parts = []
+        heap, nodes = self._heap, self.nodes
+        while want:
+            node = nodes[heap[0]]
+            if not node.free:
+                heapq.heappop(heap)
+                node.in_heap = False
+                continue
+            free = node.free
+            if len(free) <= want:
+                cores = tuple(sorted(free))
+                free.clear()
+                heapq.heappop(heap)
+                node.in_heap = False
+            elif want == 1:
+                cores = (heapq.heappop(free),)
+            else:
+                cores = tuple(heapq.heappop(free) for _ in range(want))
+            want -= len(cores)
+            parts.append(NodePart(node.name, cores, None, node.index))
+        return Allocation(tuple(parts))
+
+    def _plan(self, req: Requirement) -> list[tuple[Node, int]] | None:
+        """Which nodes and how many cores on each, for a non-trivial requirement."""
+        plan: list[tuple[Node, int]] = []
+        if req.nodes_lo is None:  # cores anywhere, on nodes that have the consumables
+            want = req.cores_hi
+            got = 0
+            for node in self.nodes:
+                if node.free and self._crs_ok(node, req.crs):
+                    take = min(len(node.free), want - got)
+                    plan.append((node, take))
+                    got += take
+                    if got == want:
+                        break
+            return plan if got >= req.cores_lo else None
+        nodes_hi = req.nodes_hi if req.nodes_hi is not None else req.nodes_lo
+        for node in self.nodes:
+            if not self._crs_ok(node, req.crs):
+                continue
+            if req.cores_lo == 0:
+                if self._whole_free(node) and self.usable(node) == node.total:
+                    plan.append((node, len(node.free)))
+            elif len(node.free) >= req.cores_lo:
+                plan.append((node, min(len(node.free), req.cores_hi)))
+            if len(plan) == nodes_hi:
+                break
+        return plan if len(plan) >= req.nodes_lo else None
+
+    def release(self, alloc: Allocation) -> None:
+        """Give an allocation's cores and consumables back."""
+        for part in alloc.parts:
+            node = self.nodes[part.index]
+            for c in part.cores:
+                heapq.heappush(node.free, c)
+            if part.crs:
+                for k, n in part.crs.items():
+                    node.crs_free[k] += n
+            self.free_cores += len(part.cores)
+            if not node.in_heap:
+                node.in_heap = True
+                heapq.heappush(self._heap, node.index)
