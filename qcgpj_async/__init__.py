@@ -9,6 +9,8 @@ packed onto its cores and nodes, honouring dependencies::
 """
 
 from ._version import __version__
+from .engine import StateChanged
+from .executors import LocalExecutor, NullExecutor
 from .model import (
     InvalidTransition,
     JobDescriptionError,
@@ -20,16 +22,23 @@ from .model import (
     PilotTimeoutError,
     QcgpjError,
 )
+from .runtime import JobInfo, Pilot, ResourcesInfo
 
 __all__ = (
     "InvalidTransition",
+    "JobInfo",
     "JobDescriptionError",
     "JobNotFoundError",
     "JobSpec",
     "JobState",
     "Jobs",
+    "LocalExecutor",
+    "NullExecutor",
+    "Pilot",
     "PilotClosedError",
     "PilotTimeoutError",
     "QcgpjError",
+    "ResourcesInfo",
+    "StateChanged",
     "__version__",
 )

@@ -64,6 +64,8 @@ class Run:
     started: float | None = None
     finished: float | None = None
     kill_reason: str | None = None
+    wd: str | None = None  # set by the runtime when it starts the run
+    pname: str | None = None
 
     @property
     def rtime(self) -> float | None:

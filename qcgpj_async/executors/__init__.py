@@ -1,0 +1,19 @@
+"""Executors: start tasks and report their end (local subprocesses, null)."""
+
+from ._base import Executor, LaunchError, Process
+from ._task import Task, execution_variables, prepare_task, qcg_environment
+from .local import LocalExecutor, local_argv
+from .null import NullExecutor
+
+__all__ = (
+    "Executor",
+    "LaunchError",
+    "LocalExecutor",
+    "NullExecutor",
+    "Process",
+    "Task",
+    "execution_variables",
+    "local_argv",
+    "prepare_task",
+    "qcg_environment",
+)

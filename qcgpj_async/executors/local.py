@@ -1,0 +1,177 @@
+"""The local executor: each task is a subprocess of this host, in its own process group.
+
+A task starts directly from its argv (no shell unless it is a script), in a
+new session so that its whole process tree can be signalled as a group. Its
+end is awaited on a pidfd, so no thread or child watcher is involved and it
+works the same under asyncio and trio. When the main process ends, whatever
+it left behind in its group is killed before it is reaped: no process
+outlives its job, and the group id cannot be reused while we signal it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from typing import IO
+
+import anyio
+
+from ._base import LaunchError
+from ._task import Task
+
+__all__ = ("LocalExecutor", "LocalProcess", "local_argv")
+
+_MPI = ("openmpi", "intelmpi", "srunmpi")
+
+
+def local_argv(task: Task, hostfile: str | None = None) -> tuple[str, ...]:
+    """The argv of a task on this host: MPI models run through ``mpirun -n <cores>``."""
+    if task.model not in _MPI:
+        return task.argv
+    opts = task.model_opts
+    mpirun = str(opts.get("mpirun", "mpirun"))
+    extra = [str(a) for a in opts.get("mpirun_args", ()) or ()]  # type: ignore[attr-defined]
+    host = []
+    if hostfile is not None:
+        host = ["--hostfile", hostfile] if task.model == "openmpi" else ["-machinefile", hostfile]
+    return (mpirun, "-n", str(task.allocation.cores), *host, *extra, *task.argv)
+
+
+def _hostfile_text(task: Task) -> str:
+    n = task.allocation.cores
+    return f"localhost slots={n}\n" if task.model == "openmpi" else f"localhost:{n}\n"
+
+
+class LocalProcess:
+    """A started local task."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], cleanup: str | None = None) -> None:
+        self._popen = popen
+        self.pid: int | None = popen.pid
+        self._cleanup = cleanup
+        try:
+            self._pidfd: int | None = os.pidfd_open(popen.pid)
+        except (AttributeError, OSError):  # pragma: no cover - kernels before 5.3
+            self._pidfd = None
+
+    def _signal_group(self, sig: int) -> None:
+        # Only while the leader is not reaped: its pid is then still ours, so
+        # the group id cannot have been reused by anyone else.
+        if self._popen.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._popen.pid, sig)
+
+    async def wait(self) -> int:
+        """Wait for the end; the exit code, or -N when killed by signal N."""
+        if self._pidfd is not None:
+            await anyio.wait_readable(self._pidfd)
+        else:  # pragma: no cover
+            await anyio.to_thread.run_sync(self._wait_exited)
+        return self._reap()
+
+    def _wait_exited(self) -> None:  # pragma: no cover
+        os.waitid(os.P_PID, self._popen.pid, os.WEXITED | os.WNOWAIT)
+
+    def _reap(self) -> int:
+        self._signal_group(signal.SIGKILL)  # leftovers of the group die with the job
+        code = self._popen.wait()
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        if self._cleanup:
+            with contextlib.suppress(OSError):
+                os.unlink(self._cleanup)
+        return code
+
+    def terminate(self) -> None:
+        """SIGTERM to the task's process group."""
+        self._signal_group(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL to the task's process group."""
+        self._signal_group(signal.SIGKILL)
+
+
+def _open(path: str | None, mode: str, what: str, label: str) -> IO[bytes] | None:
+    if path is None:
+        return None
+    try:
+        return open(path, mode)
+    except OSError as e:
+        raise LaunchError(f"job {label}: cannot open {what} {path!r}: {e.strerror}") from None
+
+
+class LocalExecutor:
+    """Starts tasks as subprocesses of this host.
+
+    Args:
+        scratch_dir: where MPI hostfiles are written (default: the task's wd).
+    """
+
+    instant = False
+
+    def __init__(self, scratch_dir: str | None = None) -> None:
+        self.scratch_dir = scratch_dir
+
+    async def start(self, task: Task) -> LocalProcess:
+        """Start ``task``; see the module docstring.
+
+        Raises:
+            LaunchError: the wd cannot be created, a stream cannot be opened,
+                the executable is missing or not executable.
+        """
+        return self._spawn(task)
+
+    def _spawn(self, task: Task) -> LocalProcess:
+        label = task.label
+        try:
+            os.makedirs(task.cwd, exist_ok=True)
+        except OSError as e:
+            msg = f"job {label}: cannot create working directory {task.cwd!r}: {e.strerror}"
+            raise LaunchError(msg) from None
+        hostfile = None
+        if task.model in ("openmpi", "intelmpi"):
+            hostfile = os.path.join(self.scratch_dir or task.cwd, f".hostfile.{task.run_id}")
+            with open(hostfile, "w") as hf:
+                hf.write(_hostfile_text(task))
+        argv = local_argv(task, hostfile)
+        files: list[IO[bytes]] = []
+        try:
+            fin = _open(task.stdin, "rb", "stdin", label)
+            if fin:
+                files.append(fin)
+            fout = _open(task.stdout, "wb", "stdout", label)
+            if fout:
+                files.append(fout)
+            if task.stderr is not None and task.stderr == task.stdout:
+                ferr = fout
+            else:
+                ferr = _open(task.stderr, "wb", "stderr", label)
+                if ferr:
+                    files.append(ferr)
+            try:
+                popen = subprocess.Popen(
+                    argv,
+                    cwd=task.cwd,
+                    env=task.env,
+                    stdin=fin or subprocess.DEVNULL,
+                    stdout=fout or subprocess.DEVNULL,
+                    stderr=ferr or subprocess.DEVNULL,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            except FileNotFoundError:
+                raise LaunchError(f"job {label}: executable {argv[0]!r} not found") from None
+            except PermissionError:
+                raise LaunchError(f"job {label}: {argv[0]!r} is not executable") from None
+            except OSError as e:
+                raise LaunchError(f"job {label}: cannot start {argv[0]!r}: {e}") from None
+        finally:
+            for f in files:
+                f.close()
+        return LocalProcess(popen, hostfile)
+
+    async def aclose(self) -> None:
+        """Nothing to release."""

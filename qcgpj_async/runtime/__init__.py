@@ -1,0 +1,15 @@
+"""The runtime: the Pilot (anyio), its service directory and its answers."""
+
+from ._info import ChildInfo, IterationCounts, JobInfo, ResourcesInfo, RunInfo
+from ._pilot import JobsLike, Pilot, local_nodes
+
+__all__ = (
+    "ChildInfo",
+    "IterationCounts",
+    "JobInfo",
+    "JobsLike",
+    "Pilot",
+    "ResourcesInfo",
+    "RunInfo",
+    "local_nodes",
+)

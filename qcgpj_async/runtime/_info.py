@@ -1,0 +1,163 @@
+"""Typed answers of the Pilot (job info, resources, status) and their original dicts."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+from ..engine import Engine, Job, Run
+from ..model import JobState
+
+__all__ = (
+    "ChildInfo",
+    "IterationCounts",
+    "JobInfo",
+    "ResourcesInfo",
+    "RunInfo",
+    "format_history",
+    "format_time",
+    "job_info",
+)
+
+
+def format_time(t: float) -> str:
+    """A timestamp as the original prints it (``2026-11-22 22:28:04.026533``)."""
+    return str(_dt.datetime.fromtimestamp(t))
+
+
+def format_history(history: Iterable[tuple[JobState, float]]) -> str:
+    """The original's history string: a leading newline, ``<ts>: STATE`` lines."""
+    return "".join(f"\n{format_time(t)}: {s.value}" for s, t in history)
+
+
+@attrs.frozen
+class RunInfo:
+    """Where and how one run went."""
+
+    allocation: str
+    wd: str | None
+    rtime: float | None
+    exit_code: int | None
+    pid: int | None
+    pname: str | None
+
+    @classmethod
+    def of(cls, run: Run) -> RunInfo:
+        """The info of an engine run record."""
+        return cls(str(run.allocation), run.wd, run.rtime, run.exit_code, run.pid, run.pname)
+
+    def to_dict(self) -> dict[str, str]:
+        """The original's ``runtime`` dict (values are strings)."""
+        out = {"allocation": self.allocation}
+        if self.wd is not None:
+            out["wd"] = self.wd
+        if self.rtime is not None:
+            out["rtime"] = str(_dt.timedelta(seconds=self.rtime))
+        if self.exit_code is not None:
+            out["exit_code"] = str(self.exit_code)
+        if self.pid is not None:
+            out["pid"] = str(self.pid)
+        if self.pname is not None:
+            out["pname"] = self.pname
+        return out
+
+
+@attrs.frozen
+class IterationCounts:
+    """Progress of an iteration job."""
+
+    start: int
+    stop: int
+    total: int
+    finished: int
+    failed: int
+
+    def to_dict(self) -> dict[str, int]:
+        """As the original."""
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class ChildInfo:
+    """One iteration of a job."""
+
+    iteration: int
+    state: JobState
+    runtime: RunInfo | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """As the original (``{"iteration", "state", "runtime"?}``)."""
+        out: dict[str, Any] = {"iteration": self.iteration, "state": self.state.value}
+        if self.runtime is not None:
+            out["runtime"] = self.runtime.to_dict()
+        return out
+
+
+@attrs.frozen
+class JobInfo:
+    """Everything known about one job."""
+
+    name: str
+    state: JobState
+    history: tuple[tuple[JobState, float], ...]
+    messages: tuple[str, ...] = ()
+    runtime: RunInfo | None = None
+    iterations: IterationCounts | None = None
+    childs: tuple[ChildInfo, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The original's ``jobInfo`` data of this job."""
+        out: dict[str, Any] = {"jobName": self.name, "status": self.state.value}
+        if self.iterations is not None:
+            out["iterations"] = self.iterations.to_dict()
+        if self.childs is not None:
+            out["childs"] = [c.to_dict() for c in self.childs]
+        if self.messages:
+            out["messages"] = "\n".join(self.messages)
+        if self.runtime is not None:
+            out["runtime"] = self.runtime.to_dict()
+        out["history"] = format_history(self.history)
+        return out
+
+
+def job_info(engine: Engine, job: Job, with_childs: bool = False) -> JobInfo:
+    """Build the info of an engine job record."""
+    run = job.runs.get(None) if not job.iterative else None
+    counts = childs = None
+    messages = list(job.messages or ())
+    if job.iterative:
+        counts = IterationCounts(job.start, job.stop, job.total, job.done, job.failed)
+        if with_childs:
+            childs = tuple(
+                ChildInfo(i, engine.iteration_state(job, i),
+                          RunInfo.of(job.runs[i]) if i in job.runs else None)
+                for i in range(job.start, job.stop)
+            )
+        messages.extend(f"{job.name}:{r.index}: {r.message}" for r in job.runs.values()
+                        if r.message)
+    return JobInfo(
+        name=job.name,
+        state=job.state,
+        history=tuple(job.history),
+        messages=tuple(messages),
+        runtime=RunInfo.of(run) if run is not None else None,
+        iterations=counts,
+        childs=childs,
+    )
+
+
+@attrs.frozen
+class ResourcesInfo:
+    """Sizes of the pool now."""
+
+    total_nodes: int
+    total_cores: int
+    used_cores: int
+    free_cores: int
+
+    def to_dict(self) -> dict[str, int]:
+        """As the original's ``resourcesInfo`` data."""
+        return attrs.asdict(self)

@@ -1,0 +1,654 @@
+"""The Pilot: the async API users hold, built on the engine and an executor.
+
+The engine decides; the Pilot carries its decisions out. Every call into the
+engine is synchronous and returns instructions, which :meth:`Pilot._dispatch`
+runs in order: a :class:`Launch` becomes a task in the Pilot's task group, a
+:class:`Kill` a signal, a :class:`StateChanged` a report line, a log line, a
+woken waiter and an event for subscribers. Everything the Pilot starts lives
+in its one task group: leaving ``async with`` waits for every job (or, on an
+exception or a cancellation, cancels them and kills their processes), and
+nothing outlives the block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import getpass
+import math
+import os
+import platform
+import socket
+import sys
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectSendStream
+
+from ..engine import (
+    Engine,
+    Instruction,
+    Kill,
+    Launch,
+    ResourcePool,
+    StateChanged,
+    parse_nodes,
+)
+from ..executors import Executor, LaunchError, LocalExecutor, Process, prepare_task
+from ..model import (
+    FINAL_STATES,
+    InvalidTransition,
+    JobNotFoundError,
+    Jobs,
+    JobSpec,
+    JobState,
+    PilotClosedError,
+    PilotTimeoutError,
+    job_from_std,
+    jobs_from_std,
+)
+from ._info import JobInfo, ResourcesInfo, job_info
+from ._service import ServiceDir, default_id
+
+__all__ = ("JobsLike", "Pilot", "local_nodes")
+
+JobsLike = Jobs | JobSpec | Mapping[str, Any] | Iterable[JobSpec | Mapping[str, Any]]
+
+
+def local_nodes() -> list[tuple[str, int]]:
+    """This host, with all its cores (the ones this process may use)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return [(socket.gethostname(), cores)]
+
+
+def _discover(resources: str) -> list[tuple[str, int]]:
+    if resources not in ("auto", "local", "slurm"):
+        raise ValueError(f"resources {resources!r}: one of auto, local, slurm")
+    if resources == "slurm" or (resources == "auto" and os.environ.get("SLURM_JOB_ID")):
+        from ..executors import _slurm_env
+
+        return _slurm_env.discover(os.environ)
+    return local_nodes()
+
+
+def _as_specs(jobs: JobsLike) -> list[JobSpec]:
+    if isinstance(jobs, Jobs):
+        return jobs.jobs()
+    if isinstance(jobs, JobSpec):
+        return [jobs]
+    if isinstance(jobs, Mapping):
+        return [job_from_std(dict(jobs))]
+    items = list(jobs)
+    if all(isinstance(j, JobSpec) for j in items):
+        return items  # type: ignore[return-value]
+    specs: list[JobSpec] = []
+    raws: list[Any] = []
+    for j in items:
+        if isinstance(j, JobSpec):
+            raws.append(None)
+            specs.append(j)
+        else:
+            raws.append(j)
+    checked = iter(jobs_from_std([r for r in raws if r is not None]))
+    given = iter(specs)
+    return [next(given) if r is None else next(checked) for r in raws]
+
+
+def _names(names: str | Iterable[str]) -> list[str]:
+    return [names] if isinstance(names, str) else list(names)
+
+
+class Pilot:
+    """A pilot job: runs jobs on a set of nodes and cores, honouring dependencies.
+
+    Use it as an async context manager (asyncio or trio)::
+
+        async with Pilot(nodes="n1:2,n2:2", wd="run") as pilot:
+            names = await pilot.submit(Jobs().add(name="a", exec="/bin/echo", iteration=4))
+            print(await pilot.wait4(names))
+
+    Args:
+        nodes: ``"[name:]cores,..."`` (``"4"``, ``"n1:4,n2:4"``) or ``(name, cores)``
+            pairs; None: discover (``resources``).
+        wd: the working directory; relative job paths join it.
+        system_core: reserve core 0 of the first node for the manager.
+        report_format: ``json``, ``text`` or ``none`` for ``jobs.report``.
+        report_file: the report's name inside the service directory.
+        executor: what starts tasks (default: local subprocesses).
+        instance_id: the ``<id>`` of ``.qcgpjm-service-<id>`` (default ``<host>.<pid>``).
+        resources: ``auto`` (Slurm inside an allocation, else this host),
+            ``local`` or ``slurm``; used when ``nodes`` is None.
+        log_level: the level of ``service.log``.
+        kill_grace: seconds between SIGTERM and SIGKILL when stopping a job.
+        env: extra environment of every job (e.g. ``QCG_PM_ZMQ_ADDRESS``).
+        crs: consumables per node, e.g. ``{"n1": {"gpu": 2}}``.
+    """
+
+    def __init__(
+        self,
+        nodes: str | Sequence[tuple[str, int]] | None = None,
+        wd: str | os.PathLike[str] = ".",
+        *,
+        system_core: bool = False,
+        report_format: str = "json",
+        report_file: str = "jobs.report",
+        executor: Executor | None = None,
+        instance_id: str | None = None,
+        resources: str = "auto",
+        log_level: str = "info",
+        kill_grace: float = 10.0,
+        env: Mapping[str, str] | None = None,
+        crs: Mapping[str, Mapping[str, int]] | None = None,
+    ) -> None:
+        if isinstance(nodes, str):
+            node_list = parse_nodes(nodes)
+        elif nodes is None:
+            node_list = _discover(resources)
+        else:
+            node_list = list(nodes)
+        self.id = instance_id or default_id()
+        self.root_wd = os.path.abspath(os.fspath(wd))
+        self.engine = Engine(ResourcePool(node_list, system_core=system_core, crs=crs))
+        self._executor = executor
+        self._report_format = report_format
+        self._report_file = report_file
+        self._log_level = log_level
+        self.kill_grace = kill_grace
+        self.env = dict(env or {})
+        self.service: ServiceDir | None = None
+        self._tg: TaskGroup | None = None
+        self._open = False
+        self._closing = False
+        self._started_at = 0.0
+        self._rcnt = 0
+        self._procs: dict[int, Process] = {}
+        self._kill_pending: set[int] = set()
+        self._tasks = 0
+        self._idle: anyio.Event | None = None
+        self._final_events: dict[str, anyio.Event] = {}
+        self._any_waiters: list[tuple[set[str] | None, anyio.Event, list[str]]] = []
+        self._all_done: anyio.Event | None = None
+        self._subscribers: list[MemoryObjectSendStream[StateChanged]] = []
+        self._timer_wake: anyio.Event | None = None
+        self._submit_vars: dict[str, dict[str, str]] = {}
+        self._base_env: dict[str, str] = {}
+
+    # == lifetime ===============================================================
+
+    async def __aenter__(self) -> Pilot:
+        os.makedirs(self.root_wd, exist_ok=True)
+        self.service = ServiceDir(self.root_wd, self.id, report_format=self._report_format,
+                                  report_file=self._report_file, log_level=self._log_level)
+        if self._executor is None:
+            self._executor = LocalExecutor(scratch_dir=self.service.path)
+        self._instant = self._executor.instant
+        self._base_env = {**os.environ, **self.env}
+        self._started_at = time.time()
+        pool = self.engine.pool
+        self.service.log.info("pilot %s started: %d nodes, %d cores, wd %s", self.id,
+                              pool.total_nodes, pool.total_cores, self.root_wd)
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        self._open = True
+        tg.start_soon(self._timer)
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                        tb: TracebackType | None) -> bool | None:
+        kill = et is not None
+        try:
+            if not kill:
+                await self.wait4all()
+        except BaseException:
+            kill = True
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._stop_jobs(kill)
+            assert self._tg is not None
+            self._tg.cancel_scope.cancel()
+            try:
+                suppress = await self._tg.__aexit__(et, ev, tb)
+            finally:
+                self._finish()
+        return suppress
+
+    async def _stop_jobs(self, kill: bool) -> None:
+        self._closing = True
+        if kill:
+            now = time.time()
+            for name, job in list(self.engine.jobs.items()):
+                if job.state not in FINAL_STATES and not job.canceled:
+                    with contextlib.suppress(InvalidTransition):
+                        self._dispatch(self.engine.cancel(name, now))
+        while self._tasks:
+            self._idle = anyio.Event()
+            await self._idle.wait()
+
+    def _finish(self) -> None:
+        self._open = False
+        for s in self._subscribers:
+            s.close()
+        self._subscribers.clear()
+        if self.service is not None:
+            self.service.write_final_status(self.service_status())
+            self.service.log.info("pilot %s finished", self.id)
+            self.service.close()
+
+    def _check_open(self) -> None:
+        if not self._open or self._closing:
+            raise PilotClosedError(f"pilot {self.id} is not running")
+
+    # == the dispatcher =========================================================
+
+    def _dispatch(self, instructions: list[Instruction]) -> None:
+        queue = deque(instructions)
+        engine = self.engine
+        while queue:
+            ins = queue.popleft()
+            if isinstance(ins, StateChanged):
+                self._on_state(ins)
+            elif isinstance(ins, Launch):
+                if self._instant:
+                    now = time.time()
+                    queue.extend(engine.started(ins.run_id, now))
+                    queue.extend(engine.exited(ins.run_id, 0, now))
+                else:
+                    assert self._tg is not None
+                    self._tasks += 1
+                    self._tg.start_soon(self._run, ins)
+            else:
+                self._kill(ins)
+        if self.service is not None:
+            self.service.flush()
+
+    def _on_state(self, ev: StateChanged) -> None:
+        state = ev.state
+        for s in self._subscribers:
+            s.send_nowait(ev)
+        if state not in FINAL_STATES:
+            if ev.iteration is None and state is JobState.EXECUTING:
+                pass
+            elif self.service is not None and self.service.log_debug:
+                self.service.log.debug("%s%s %s", ev.job,
+                                       "" if ev.iteration is None else f":{ev.iteration}",
+                                       state.value)
+            return
+        job = self.engine.jobs[ev.job]
+        svc = self.service
+        assert svc is not None
+        if ev.iteration is not None:
+            svc.report_run(job, job.runs[ev.iteration]) if ev.iteration in job.runs else None
+            return
+        run = job.runs.get(None)
+        if run is not None:
+            svc.report_run(job, run)
+        else:
+            svc.report_job(job)
+        event = self._final_events.pop(ev.job, None)
+        if event is not None:
+            event.set()
+        if self._any_waiters:
+            for names, wake, slot in self._any_waiters:
+                if not slot and (names is None or ev.job in names):
+                    slot.append(ev.job)
+                    wake.set()
+        if self._all_done is not None and self.engine.unfinished == 0:
+            self._all_done.set()
+            self._all_done = None
+
+    async def _run(self, launch: Launch) -> None:
+        run_id = launch.run_id
+        engine = self.engine
+        proc: Process | None = None
+        try:
+            task = prepare_task(launch, root_wd=self.root_wd, base_env=self._base_env,
+                                step_id=f"{self.id}.{run_id}",
+                                submit_vars=self._submit_vars.get(launch.job))
+            run = engine.runs.get(run_id)
+            if run is not None:
+                run.wd = task.cwd
+                run.pname = os.path.basename(task.argv[0])
+            assert self._executor is not None
+            try:
+                proc = await self._executor.start(task)
+            except LaunchError as e:
+                self._dispatch(engine.exited(run_id, -1, time.time(), str(e)))
+                return
+            except Exception as e:  # an executor bug must not take other jobs down
+                msg = f"job {task.label}: launch failed: {e!r}"
+                self._dispatch(engine.exited(run_id, -1, time.time(), msg))
+                return
+            self._procs[run_id] = proc
+            self._dispatch(engine.started(run_id, time.time(), proc.pid))
+            if launch.spec.resources.wt is not None and self._timer_wake is not None:
+                self._timer_wake.set()
+            if run_id in self._kill_pending:
+                self._kill_pending.discard(run_id)
+                self._terminate(run_id, proc)
+            try:
+                code = await proc.wait()
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    proc.kill()
+                    await proc.wait()
+                raise
+            del self._procs[run_id]
+            self._dispatch(engine.exited(run_id, code, time.time()))
+        finally:
+            self._tasks -= 1
+            if self._tasks == 0 and self._idle is not None:
+                self._idle.set()
+
+    def _kill(self, kill: Kill) -> None:
+        proc = self._procs.get(kill.run_id)
+        if proc is None:
+            self._kill_pending.add(kill.run_id)
+        else:
+            self._terminate(kill.run_id, proc)
+
+    def _terminate(self, run_id: int, proc: Process) -> None:
+        proc.terminate()
+        assert self._tg is not None
+        self._tg.start_soon(self._escalate, run_id, proc)
+
+    async def _escalate(self, run_id: int, proc: Process) -> None:
+        await anyio.sleep(self.kill_grace)
+        if self._procs.get(run_id) is proc:
+            proc.kill()
+
+    async def _timer(self) -> None:
+        while True:
+            deadline = self.engine.next_deadline()
+            delay = math.inf if deadline is None else max(0.0, deadline - time.time())
+            wake = self._timer_wake = anyio.Event()
+            with anyio.move_on_after(delay):
+                await wake.wait()
+            self._dispatch(self.engine.tick(time.time()))
+
+    # == the API ================================================================
+
+    async def submit(self, jobs: JobsLike) -> list[str]:
+        """Submit jobs; all of them or, if any is invalid, none.
+
+        Args:
+            jobs: a :class:`Jobs`, a :class:`JobSpec`, a standard-format dict, or a
+                list of specs and dicts.
+
+        Returns:
+            The job names, in order.
+
+        Raises:
+            JobDescriptionError: listing every problem of every invalid job.
+            PilotClosedError: the pilot is not running.
+        """
+        self._check_open()
+        specs = _as_specs(jobs)
+        if not specs:
+            return []
+        now = time.time()
+        instructions = self.engine.submit(specs, now)
+        self._rcnt += 1
+        stamp = _dt.datetime.fromtimestamp(now)
+        request_vars = {
+            "rcnt": str(self._rcnt),
+            "uniq": uuid.uuid4().hex,
+            "sname": "local",
+            "date": stamp.strftime("%Y-%m-%d"),
+            "time": stamp.strftime("%H:%M:%S"),
+            "dateTime": stamp.isoformat(),
+        }
+        for spec in specs:
+            self._submit_vars[spec.name] = request_vars
+        self._dispatch(instructions)
+        return [s.name for s in specs]
+
+    async def _wait_events(self, names: list[str], timeout: float | None) -> None:
+        try:
+            with anyio.fail_after(timeout):
+                for name in names:
+                    job = self.engine.jobs.get(name)
+                    if job is None:
+                        raise JobNotFoundError(name)
+                    if job.state not in FINAL_STATES:
+                        ev = self._final_events.get(name)
+                        if ev is None:
+                            ev = self._final_events[name] = anyio.Event()
+                        await ev.wait()
+        except TimeoutError:
+            left = [n for n in names
+                    if n in self.engine.jobs and self.engine.jobs[n].state not in FINAL_STATES]
+            raise PilotTimeoutError(
+                f"timeout ({timeout} s) waiting for {len(left)} job(s): {', '.join(left[:10])}"
+            ) from None
+
+    async def wait4(self, names: str | Iterable[str],
+                    timeout: float | None = None) -> dict[str, JobState]:
+        """Wait until the jobs have ended.
+
+        Returns:
+            ``{name: final state}``.
+
+        Raises:
+            JobNotFoundError: an unknown name (checked before waiting).
+            PilotTimeoutError: not all ended within ``timeout`` seconds.
+        """
+        names = _names(names)
+        for n in names:
+            if n not in self.engine.jobs:
+                raise JobNotFoundError(n)
+        await self._wait_events(names, timeout)
+        return {n: self.engine.jobs[n].state for n in names}
+
+    async def wait4all(self, timeout: float | None = None) -> None:
+        """Wait until every submitted job has ended.
+
+        Raises:
+            PilotTimeoutError: some are still running after ``timeout`` seconds.
+        """
+        if self.engine.unfinished == 0:
+            return
+        if self._all_done is None:
+            self._all_done = anyio.Event()
+        done = self._all_done
+        try:
+            with anyio.fail_after(timeout):
+                await done.wait()
+        except TimeoutError:
+            raise PilotTimeoutError(f"timeout ({timeout} s) waiting for all jobs: "
+                                    f"{self.engine.unfinished} not finished") from None
+
+    async def wait4_any(self, names: str | Iterable[str] | None = None,
+                        timeout: float | None = None) -> tuple[str, JobState]:
+        """Wait until one of the jobs (any job when ``names`` is None) ends.
+
+        A job that has already ended counts at once.
+
+        Returns:
+            ``(name, final state)`` of the first one found ended.
+
+        Raises:
+            JobNotFoundError: an unknown name.
+            PilotTimeoutError: none ended within ``timeout`` seconds.
+        """
+        wanted = None if names is None else set(_names(names))
+        for n in wanted or ():
+            if n not in self.engine.jobs:
+                raise JobNotFoundError(n)
+        pool = wanted if wanted is not None else self.engine.jobs
+        for n in pool:
+            if self.engine.jobs[n].state in FINAL_STATES:
+                return n, self.engine.jobs[n].state
+        wake = anyio.Event()
+        slot: list[str] = []
+        entry = (wanted, wake, slot)
+        self._any_waiters.append(entry)
+        try:
+            with anyio.fail_after(timeout):
+                await wake.wait()
+        except TimeoutError:
+            raise PilotTimeoutError(f"timeout ({timeout} s): none of the jobs ended") from None
+        finally:
+            self._any_waiters.remove(entry)
+        return slot[0], self.engine.jobs[slot[0]].state
+
+    async def status(self, names: str | Iterable[str]) -> dict[str, JobState]:
+        """The current state of each job (``name``) or iteration (``name:it``).
+
+        Raises:
+            JobNotFoundError: an unknown job or iteration.
+        """
+        out = {}
+        for n in _names(names):
+            job, index = self.engine.lookup(n)
+            out[n] = job.state if index is None else self.engine.iteration_state(job, index)
+        return out
+
+    async def info(self, names: str | Iterable[str],
+                   with_childs: bool = False) -> dict[str, JobInfo]:
+        """Everything known about each job (``to_dict()`` gives the original's form).
+
+        Raises:
+            JobNotFoundError: an unknown job.
+        """
+        out = {}
+        for n in _names(names):
+            job = self.engine.jobs.get(n)
+            if job is None:
+                raise JobNotFoundError(n)
+            out[n] = job_info(self.engine, job, with_childs)
+        return out
+
+    async def list(self) -> dict[str, JobState]:
+        """Every job the pilot knows, with its state, in submission order."""
+        return {n: j.state for n, j in self.engine.jobs.items()}
+
+    async def cancel(self, names: str | Iterable[str]) -> int:
+        """Cancel jobs (``name``) or iterations (``name:it``).
+
+        Queued work is CANCELED at once; running work gets SIGTERM (SIGKILL
+        after ``kill_grace``) and is CANCELED when it has exited. Already
+        finished jobs are left as they are.
+
+        Returns:
+            How many of the names were cancelled.
+
+        Raises:
+            JobNotFoundError: an unknown name (checked before anything is cancelled).
+        """
+        names = _names(names)
+        for n in names:
+            self.engine.lookup(n)
+        count = 0
+        for n in names:
+            try:
+                self._dispatch(self.engine.cancel(n, time.time()))
+                count += 1
+            except InvalidTransition:
+                pass
+        return count
+
+    async def remove(self, names: str | Iterable[str]) -> int:
+        """Forget finished jobs (their names can be used again).
+
+        Raises:
+            JobNotFoundError: an unknown name.
+            InvalidTransition: a job has not finished (nothing is removed then).
+        """
+        names = _names(names)
+        for n in names:
+            job = self.engine.jobs.get(n)
+            if job is None:
+                raise JobNotFoundError(n)
+            if job.state not in FINAL_STATES:
+                raise InvalidTransition(f"Job '{n}' not finished - can not be removed")
+        for n in names:
+            self.engine.remove(n)
+            self._submit_vars.pop(n, None)
+        return len(names)
+
+    async def resources(self) -> ResourcesInfo:
+        """Nodes and cores: total, used, free."""
+        pool = self.engine.pool
+        return ResourcesInfo(pool.total_nodes, pool.total_cores, pool.used_cores,
+                             pool.free_cores)
+
+    async def events(self) -> AsyncIterator[StateChanged]:
+        """Every state change from now on, until the pilot closes.
+
+        Yields:
+            :class:`StateChanged` (job, iteration or None, state, time).
+        """
+        send, recv = anyio.create_memory_object_stream[StateChanged](math.inf)
+        self._subscribers.append(send)
+        try:
+            async with recv:
+                async for ev in recv:
+                    yield ev
+        finally:
+            if send in self._subscribers:
+                self._subscribers.remove(send)
+            send.close()
+
+    # == service-level status ==================================================
+
+    def service_status(self, *, zmq_address: str | None = None,
+                       publisher: str | None = None) -> dict[str, Any]:
+        """The original's ``status`` data (also written to final_status.json)."""
+        engine, pool = self.engine, self.engine.pool
+        c = engine.job_counts
+        it = engine.iteration_counts()
+        now = time.time()
+        return {
+            "System": {
+                "InstanceId": self.id,
+                "Started": str(_dt.datetime.fromtimestamp(self._started_at)),
+                "Generated": str(_dt.datetime.fromtimestamp(now)),
+                "Uptime": str(_dt.timedelta(seconds=now - self._started_at)),
+                "Zmqaddress": zmq_address,
+                "Ifaces": [zmq_address] if zmq_address else [],
+                "StatusPublisher": publisher,
+                "Host": socket.gethostname(),
+                "Account": _account(),
+                "Wd": self.root_wd,
+                "PythonVersion": sys.version.split()[0],
+                "Python": sys.executable,
+                "Platform": platform.platform(),
+            },
+            "Resources": {
+                "TotalNodes": pool.total_nodes,
+                "TotalCores": pool.total_cores,
+                "UsedCores": pool.used_cores,
+                "FreeCores": pool.free_cores,
+            },
+            "JobStats": _stats(c, "Jobs"),
+            "IterationStats": _stats(it, "Iterations"),
+        }
+
+
+def _stats(c: Mapping[JobState, int], what: str) -> dict[str, int]:
+    return {
+        f"Total{what}": sum(c.values()),
+        f"InSchedule{what}": c[JobState.QUEUED] + c[JobState.SCHEDULED],
+        f"Failed{what}": c[JobState.FAILED] + c[JobState.OMITTED],
+        f"Finished{what}": c[JobState.SUCCEED] + c[JobState.CANCELED],
+        f"Executing{what}": c[JobState.EXECUTING],
+    }
+
+
+def _account() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # pragma: no cover - no user name in a container
+        return str(os.getuid())
+

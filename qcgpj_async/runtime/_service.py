@@ -1,0 +1,154 @@
+"""The service directory: ``<wd>/.qcgpjm-service-<id>/`` with its log, report, final status.
+
+``service.log`` is concise: one INFO line per job or iteration that ends
+(with its allocation, exit code and run time), DEBUG for the steps between.
+``jobs.report`` holds one line (JSON) or block (text) per finished iteration
+and per finished job, in the original's format.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import socket
+from typing import IO, Any
+
+from ..engine import Job, Run
+from ..model import JobState, job_to_std
+from ._info import RunInfo, format_time
+
+__all__ = ("ServiceDir", "default_id")
+
+
+def default_id() -> str:
+    """The original's default instance id: ``<host>.<pid>``."""
+    return f"{socket.gethostname()}.{os.getpid()}"
+
+
+def _iso(t: float) -> str:
+    return _dt.datetime.fromtimestamp(t).isoformat()
+
+
+class ServiceDir:
+    """Creates and writes the files of one pilot's service directory."""
+
+    def __init__(self, root_wd: str, instance_id: str, *, report_format: str = "json",
+                 report_file: str = "jobs.report", log_level: str = "info") -> None:
+        """Create the directory (a numbered suffix when the id is taken) and open its files."""
+        if report_format not in ("json", "text", "none"):
+            raise ValueError(f"report format {report_format!r}: one of json, text, none")
+        base = os.path.join(root_wd, f".qcgpjm-service-{instance_id}")
+        path, n = base, 0
+        while True:
+            try:
+                os.makedirs(path)
+                break
+            except FileExistsError:
+                n += 1
+                path = f"{base}.{n}"
+        self.path = path
+        self.report_format = report_format
+        self.report_path = os.path.join(path, report_file) if report_format != "none" else None
+        self._report: IO[str] | None = (
+            open(self.report_path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            if self.report_path else None
+        )
+        self.log = logging.getLogger(f"qcgpj_async.service.{os.path.basename(path)}")
+        self.log.propagate = False
+        self.log.setLevel(getattr(logging, log_level.upper(), logging.INFO))
+        self._handler = logging.FileHandler(os.path.join(path, "service.log"), encoding="utf-8")
+        self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        self.log.addHandler(self._handler)
+        self.log_info = self.log.isEnabledFor(logging.INFO)
+        self.log_debug = self.log.isEnabledFor(logging.DEBUG)
+
+    # -- report ----------------------------------------------------------------
+
+    def report_run(self, job: Job, run: Run) -> None:
+        """One finished iteration (or plain job) into jobs.report and the log."""
+        label = job.name if run.index is None else f"{job.name}:{run.index}"
+        if self.log_info:
+            self.log.info("%s %s alloc=%s exit=%s rtime=%.3fs%s", label, run.state.value,
+                          run.allocation, run.exit_code, run.rtime or 0.0,
+                          f" ({run.message})" if run.message else "")
+        if self._report is None:
+            return
+        messages = run.message or (
+            "\n".join(job.messages) if run.index is None and job.messages else None)
+        runtime = RunInfo.of(run).to_dict()
+        if self.report_format == "json":
+            entry: dict[str, Any] = {
+                "name": label,
+                "state": run.state.value,
+                "history": [{"state": s.value, "date": _iso(t)} for s, t in run.history],
+                "runtime": runtime,
+            }
+            if messages:
+                entry["messages"] = messages
+            if run.index is None:
+                std = job_to_std(job.spec)
+                entry["execution"] = std["execution"]
+                entry["resources"] = std.get("resources", {})
+            self._report.write(json.dumps(entry) + "\n")
+        else:
+            self._write_text(label, run.state, run.history, runtime, messages)
+
+    def report_job(self, job: Job) -> None:
+        """A finished job that has no single run: iteration jobs, never-run jobs."""
+        if self.log_info:
+            extra = f" ({'; '.join(job.messages)})" if job.messages else ""
+            its = f" iterations={job.done - job.failed}/{job.total} ok" if job.iterative else ""
+            self.log.info("%s %s%s%s", job.name, job.state.value, its, extra)
+        if self._report is None:
+            return
+        messages = "\n".join(job.messages) if job.messages else None
+        if self.report_format == "json":
+            entry: dict[str, Any] = {
+                "name": job.name,
+                "state": job.state.value,
+                "history": [{"state": s.value, "date": _iso(t)} for s, t in job.history],
+            }
+            if job.iterative:
+                entry["iterations"] = {"start": job.start, "stop": job.stop, "total": job.total,
+                                       "finished": job.done, "failed": job.failed}
+            if messages:
+                entry["messages"] = messages
+            std = job_to_std(job.spec)
+            entry["execution"] = std["execution"]
+            entry["resources"] = std.get("resources", {})
+            self._report.write(json.dumps(entry) + "\n")
+        else:
+            self._write_text(job.name, job.state, job.history, None, messages)
+
+    def _write_text(self, label: str, state: JobState, history: list[tuple[JobState, float]],
+                    runtime: dict[str, str] | None, messages: str | None) -> None:
+        assert self._report is not None
+        lines = [f"{label} ({state.value})"]
+        lines.extend(f"\t{format_time(t)}: {s.value}" for s, t in history)
+        for k, v in (runtime or {}).items():
+            lines.append(f"\t{k}: {v}")
+        if messages:
+            lines.append(f"\tmessages: {messages}")
+        self._report.write("\n".join(lines) + "\n")
+
+    def flush(self) -> None:
+        """Push buffered report lines to the file."""
+        if self._report is not None:
+            self._report.flush()
+
+    # -- the end -----------------------------------------------------------------
+
+    def write_final_status(self, status: dict[str, Any]) -> None:
+        """``final_status.json``: the ``status`` data at exit."""
+        with open(os.path.join(self.path, "final_status.json"), "w", encoding="utf-8") as f:
+            json.dump(status, f, indent=2)
+
+    def close(self) -> None:
+        """Close the report and the log."""
+        if self._report is not None:
+            self._report.close()
+            self._report = None
+        self.log.removeHandler(self._handler)
+        self._handler.close()
