@@ -11,7 +11,8 @@
 #   down    stop the daemons this script started (pids it recorded) and drop
 #           their runtime state (run/, spool/, state/); conf and logs stay for
 #           post-mortems. Nothing outside the state directory is touched.
-#   status  exit 0 when the cluster answers (sinfo) and reports its nodes.
+#   status  exit 0 when the cluster answers (sinfo) and every node it reports
+#           is usable (idle, mixed, allocated or completing).
 #
 # Exit codes:
 #   0  success
@@ -40,10 +41,14 @@
 #     NodeHostname=<this host> and a distinct Port each, slurmd started as
 #     `slurmd -N <alias>`, and %n in SlurmdPidFile/SlurmdSpoolDir/SlurmdLogFile
 #     so the daemons do not share files. The spool dirs must exist beforehand.
-#   - No cgroups: ProctrackType=proctrack/linuxproc and TaskPlugin=task/none.
-#     (proctrack/cgroup and task/cgroup fail to start slurmd here;
-#     --cpu-bind then prints "cluster configuration lacks support for cpu
-#     binding" and binds nothing: every virtual node is the same 2 real cores.)
+#   - No usable cgroups: ProctrackType=proctrack/linuxproc, TaskPlugin=task/none.
+#     /sys/fs/cgroup lists v1 controllers and slurmd starts with
+#     proctrack/cgroup, but every step then fails to launch ("cgroup namespace
+#     'freezer' not mounted", srun: "task 0 launch failed: Plugin
+#     initialization failed"). task/affinity would work, but binds the 4
+#     virtual CPUs of every node onto the same 2 real cores (0,1,1,0); with
+#     task/none, --cpu-bind prints "cluster configuration lacks support for
+#     cpu binding" and binds nothing.
 #   - SlurmdParameters=config_overrides lets a virtual node claim more CPUs
 #     than the hardware has; without it slurmd registers the real core count
 #     and the node goes to INVALID/DRAIN ("Low socket*core*thread count").
@@ -63,7 +68,41 @@
 #   - ReturnToService=2: a virtual node that was DOWN (slurmd restarted)
 #     comes back by itself once it registers.
 #   - `salloc -n9` with 8 free CPUs does not fail, it waits forever; tests
-#     must use --immediate=N and timeouts.
+#     must use --immediate=N and timeouts. A salloc that is SIGKILLed leaves
+#     its job holding the nodes (InactiveLimit=0, MaxTime=INFINITE): give
+#     test jobs --time and a unique --job-name, and `scancel --name=` them.
+#     salloc runs its command locally in a process group of its own: neither
+#     scancel nor killing salloc stops that command; kill its session.
+#   - Stopping slurmd does not stop running steps (slurmstepd is a separate
+#     process): `down` cancels all jobs and waits for them first.
+#   - The Debian munge package creates /etc/munge/munge.key itself; mungekey
+#     is only a fallback.
+#
+# What steps see on this cluster (for the srun executor; Slurm 22.05.8):
+#   - `srun --exact -N1 -n1 -c1 -w nX` steps run side by side (8 one-CPU
+#     steps on 2x4 CPUs meet at a rendezvous). Without --exact AND without -c
+#     they serialize (4 x sleep 2: 8.1 s); -c alone already gives 2.1 s.
+#   - A 9th step waits ("step creation temporarily disabled, retrying");
+#     `srun --immediate=N` turns that into an error after N s. `-w` naming a
+#     node outside the allocation fails at once ("Requested node
+#     configuration is not available"). -n1 without -N1 on 2 nodes only warns.
+#   - Every virtual node has hostname `hostname`; SLURMD_NODENAME (n1, n2)
+#     and SLURM_STEP_NODELIST tell them apart. SLURM_JOB_NODELIST,
+#     SLURM_NODELIST and SLURM_JOB_CPUS_PER_NODE stay job-wide inside steps;
+#     SLURM_NTASKS/SLURM_NNODES/SLURM_TASKS_PER_NODE become the step's.
+#     SLURM_CPUS_ON_NODE is absent under salloc, set (node-wide) in steps.
+#   - Cancelling a step: SIGTERM (or HUP, QUIT) to srun = immediate SIGKILL
+#     of the tasks (no trap runs), srun exits 137 in ~20 ms. One SIGINT only
+#     prints status; two within 1 s forward SIGINT then kill. SIGKILL of srun
+#     leaves the step alive until the job ends: never do that. `scancel
+#     J.S` = SIGKILL too; `scancel --signal=TERM J.S` delivers TERM (graceful,
+#     srun exits 143) but scancel itself exits 225 with a spurious "Kill job
+#     error ... Invalid job id specified". Find J.S by giving the step a
+#     unique -J NAME: `squeue -h -s -j J --name=NAME -o %i`. Cancelling the
+#     whole job sends TERM, then KILL after KillWait.
+#   - proctrack/linuxproc follows parent pids only: a task's grandchild that
+#     daemonizes (setsid + double fork) survives the step AND the job.
+#   - Step launch costs ~30 ms in sequence (~34/s), 60-75/s in parallel.
 
 set -u -o pipefail
 
@@ -117,14 +156,15 @@ all_owned_alive() {
     done < <(owned_daemons)
 }
 
-stop_daemons() {
-    local pidfile comm pids=() pid i
+stop_daemons() { # [keep-munge]
+    local pidfile comm pids=()
     # Slurm daemons first, munged last: slurmd talks to munge while exiting.
     while read -r pidfile comm; do
         [[ $comm == munged ]] && continue
         if pid_alive "$pidfile" "$comm"; then pids+=("$(<"$pidfile")"); fi
     done < <(owned_daemons)
     stop_pids "${pids[@]}"
+    [[ ${1:-} == keep-munge ]] && return 0
     if [[ -e $DIR/run/munged.owned ]]; then
         if pid_alive /run/munge/munged.pid munged; then
             stop_pids "$(</run/munge/munged.pid)"
@@ -189,8 +229,9 @@ install_packages() {
         chmod 755 /usr/sbin/policy-rc.d
         created_policy=1
     fi
-    # shellcheck disable=SC2086
-    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing)
+    local pkgs
+    read -ra pkgs <<<"$missing"
+    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${pkgs[@]}")
     # Try with the package lists we have; refresh them only if that fails
     # (empty or stale lists: "Unable to locate package", 404 on a .deb).
     if ! "${apt[@]}" >"$DIR/log/apt.log" 2>&1; then
@@ -311,7 +352,7 @@ EOF
 
 print_logs() {
     local f
-    for f in "$DIR"/log/*.log; do
+    for f in "$DIR"/log/slurm*.log; do
         [[ -e $f ]] || continue
         echo "===== $f (last 30 lines)" >&2
         tail -n 30 "$f" >&2
@@ -355,14 +396,16 @@ wait_idle() {
 
 cmd_up() {
     local t0=$SECONDS
-    check_prereqs
-    ensure_hostname
-    if all_owned_alive && cluster_answers && all_nodes_idle; then
+    # A healthy cluster of ours is left alone (this needs no root).
+    if [[ -d $DIR/run ]] && all_owned_alive && cluster_answers && all_nodes_idle; then
         log "already up: $(sinfo -h -N -o '%N=%T' | tr '\n' ' ')"
         return 0
     fi
-    # Partly up (a daemon died, or config changed): restart what we own.
-    stop_daemons
+    check_prereqs
+    ensure_hostname
+    # Partly up (a daemon died, or config changed): restart the Slurm daemons
+    # we own; a working munged is kept.
+    stop_daemons keep-munge
     start_munge
     write_conf
     start_slurm
@@ -372,11 +415,25 @@ cmd_up() {
 
 cmd_down() {
     if cluster_answers && pid_alive "$DIR/run/slurmctld.pid" slurmctld; then
-        # Let running jobs end cleanly before the daemons go.
-        timeout 10 scancel --full --quiet --user=root >/dev/null 2>&1 || true
-        timeout 10 scancel --quiet --state=PENDING >/dev/null 2>&1 || true
+        # Cancel every job of this (private) cluster and let the steps end
+        # while slurmd still runs: slurmstepd and the tasks outlive a stopped
+        # slurmd otherwise.
+        local jobs i
+        jobs=$(timeout 10 squeue -h -o %A 2>/dev/null | tr '\n' ' ')
+        if [[ -n ${jobs// /} ]]; then
+            log "cancelling jobs $jobs"
+            # shellcheck disable=SC2086
+            timeout 10 scancel --quiet $jobs >/dev/null 2>&1 || true
+            for ((i = 0; i < 150; i++)); do
+                [[ -z $(timeout 10 squeue -h -o %A 2>/dev/null) ]] && break
+                sleep 0.1
+            done
+        fi
     fi
     stop_daemons
+    local left
+    left=$(pgrep -x slurmstepd | tr '\n' ' ')
+    [[ -n $left ]] && log "warning: slurmstepd processes still running: $left"
     rm -rf "$DIR/run" "$DIR/spool" "$DIR/state"
     log "down"
 }
@@ -396,6 +453,13 @@ cmd_status() {
         return 1
     fi
     printf '%s\n' "$out"
+    # Answering is not enough: tests would wait for nodes that never come.
+    local bad
+    bad=$(awk '$2 !~ /^(idle|mixed|allocated|completing)$/ {printf "%s=%s ", $1, $2}' <<<"$out")
+    if [[ -n $bad ]]; then
+        log "nodes not usable: $bad"
+        return 1
+    fi
 }
 
 case "${1:-}" in
