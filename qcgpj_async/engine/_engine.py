@@ -18,6 +18,7 @@ with backfill) without walking the queue.
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Hashable, Sequence
 from typing import Any
 
@@ -39,6 +40,8 @@ CODE = {s: i for i, s in enumerate(STATES)}
 QCODE = CODE[Q]
 _TO_CANCELED = bytes(CODE[CANCEL] if i == QCODE else i for i in range(256))
 _TO_OMITTED = bytes(CODE[OMIT] if i == QCODE else i for i in range(256))
+#: Up to this many iterations, a bulk cancel or omit publishes one event per iteration.
+_EMIT_LIMIT = 100_000
 
 
 def requirement(spec: JobSpec) -> Requirement:
@@ -78,10 +81,16 @@ class Engine:
         self._seq = 0
         self._run_id = 0
         self._buckets: dict[Hashable, list[tuple[int, Job]]] = {}
-        self._waiters: dict[str | tuple[str, int], list[Job]] = {}
+        self._waiters: dict[str, list[Job]] = {}  # job name -> jobs waiting for it
+        self._it_waiters: dict[str, dict[int, list[Job]]] = {}  # job -> iteration -> waiting
         self._paired_waiters: dict[str, list[Job]] = {}
         self._deadlines: list[tuple[float, int]] = []
-        self._finished: list[Job] = []
+        self._reqs: dict[Requirement, Requirement] = {}
+        self._dead_in_buckets = 0  # removed jobs still in a bucket
+        # Jobs (index None) and iterations that became final and whose dependants
+        # are still to be told, first in first out: a job's iterations are told
+        # before the job itself, and no chain of dependants is ever walked by recursion.
+        self._finished: deque[tuple[Job, Sequence[int] | None]] = deque()
         self._out: list[Instruction] = []
 
     # == public surface =========================================================
@@ -100,8 +109,11 @@ class Engine:
                 cyclic, a job can never fit the resources, ...; lists every problem.
         """
         prepared = self._check_batch(specs)
-        for spec, req, sched, deps in prepared:
-            self._register(spec, req, sched, deps, now)
+        # Register the whole batch before wiring dependencies: a job may depend
+        # on one listed after it in the same submit.
+        jobs = [self._register(spec, req, sched, now) for spec, req, sched, _ in prepared]
+        for job, (_, _, _, deps) in zip(jobs, prepared, strict=True):
+            self._wire(job, deps, now)
         self._propagate(now)
         self._schedule(now)
         return self._drain()
@@ -137,6 +149,12 @@ class Engine:
         """
         run = self.runs.pop(run_id)
         self.pool.release(run.allocation)
+        dl = self._deadlines
+        if len(dl) > 64 and len(dl) > 2 * len(self.runs):
+            # Deadlines of runs that ended in time: drop them now rather than
+            # at their expiry (a wall time of hours would keep them that long).
+            dl[:] = [e for e in dl if e[1] in self.runs]
+            heapq.heapify(dl)
         run.exit_code = exit_code
         run.finished = now
         job = run.job
@@ -180,13 +198,15 @@ class Engine:
         elif not job.iterative:
             run = job.runs.get(None)
             if run is None:
+                job.done = job.failed = 1
                 self._job_state(job, CANCEL, now)
-                self._finished.append(job)
+                self._finished.append((job, None))
             else:
                 self._kill(run, "cancel")
         else:
             job.canceled = True
-            self._cancel_unstarted(job, now)
+            job.waiting = 0
+            self._end_queued_iterations(job, CANCEL, now)
             for run in list(job.runs.values()):
                 if run.state in (S, E):
                     self._kill(run, "cancel")
@@ -209,6 +229,41 @@ class Engine:
             raise _Invalid(f"Job '{name}' not finished - can not be removed")
         del self.jobs[name]
         self.job_counts[job.state] -= 1
+        self._unwire(job)
+        if job.in_bucket:
+            self._dead_in_buckets += 1
+            if self._dead_in_buckets > 64:
+                self._compact_buckets()
+
+    def _unwire(self, job: Job) -> None:
+        """Drop a removed job from the waiting lists it may still be in (when it was
+        cancelled or omitted while waiting for other dependencies)."""
+        for dep in job.spec.dependencies.after if job.spec.dependencies else ():
+            name, index, _ = _parse_dep(dep)
+            lists = (self._waiters.get(name), self._paired_waiters.get(name),
+                     (self._it_waiters.get(name) or {}).get(index) if index is not None else None)
+            for lst in lists:
+                if lst is not None:
+                    lst[:] = [w for w in lst if w is not job]
+
+    def _compact_buckets(self) -> None:
+        """Forget ended jobs still queued in the buckets, once they are a good share."""
+        total = sum(len(h) for h in self._buckets.values())
+        if self._dead_in_buckets * 2 < total:
+            return
+        for key, heap in list(self._buckets.items()):
+            live = []
+            for entry in heap:
+                if entry[1].state in FINAL_STATES:
+                    entry[1].in_bucket = False
+                else:
+                    live.append(entry)
+            if live:
+                heapq.heapify(live)
+                self._buckets[key] = live
+            else:
+                del self._buckets[key]
+        self._dead_in_buckets = 0
 
     def tick(self, now: float) -> list[Instruction]:
         """Kill what ran past its wall time by ``now``."""
@@ -279,11 +334,13 @@ class Engine:
             except ValueError as e:
                 problems.append(f"{prefix}: resources: {e}")
             else:
-                missing = {k for k, _ in (req.crs if req else ())} - self.pool.consumables
+                # from the spec, not req: a job with an iteration scheduler has no req
+                missing = set(spec.resources.node_crs or ()) - self.pool.consumables
                 if missing:
                     problems.append(f"{prefix}: resources.nodeCrs: no node has "
                                     f"{', '.join(sorted(missing))}")
-                elif req is not None and not self.pool.can_ever_fit(req):
+                elif not self.pool.can_ever_fit(req if req is not None
+                                                else self._sched_min_req(spec)):
                     problems.append(f"Not enough resources for job {spec.name}")
             deps = []
             for dep in spec.dependencies.after if spec.dependencies else ():
@@ -318,11 +375,33 @@ class Engine:
         r = spec.resources
         for count, nodes in ((r.num_cores, False), (r.num_nodes, True)):
             if count is not None and count.scheduler is not None:
-                total = self.pool.total_nodes if nodes else self.pool.total_cores
+                pool = self.pool
+                if not nodes:
+                    total = pool.total_cores
+                elif r.num_cores is None:  # whole nodes: the system core's node is never whole
+                    total = sum(1 for n in pool.nodes if pool.usable(n) == n.total)
+                else:
+                    total = pool.total_nodes
                 n = len(spec.iteration) if spec.iteration else 1
                 s = count.scheduler
                 return None, (plan(s.name, s.params, total, n, count.lower), nodes)
-        return requirement(spec), None
+        return self._intern(requirement(spec)), None
+
+    def _intern(self, req: Requirement) -> Requirement:
+        # One object per distinct requirement: less memory, and the bucket
+        # lookup finds an identical key at once.
+        return self._reqs.setdefault(req, req)
+
+    @staticmethod
+    def _sched_min_req(spec: JobSpec) -> Requirement:
+        """The least one iteration of a job with an iteration scheduler can get."""
+        base = requirement(spec)
+        r = spec.resources
+        if r.num_nodes is not None and r.num_nodes.scheduler is not None:
+            lo = r.num_nodes.lower
+            return Requirement(base.cores_lo, base.cores_hi, lo, lo, base.crs)
+        lo = r.num_cores.lower if r.num_cores is not None else 1
+        return Requirement(lo, lo, base.nodes_lo, base.nodes_hi, base.crs)
 
     @staticmethod
     def _cycles(batch: dict[str, JobSpec]) -> list[str]:
@@ -358,7 +437,7 @@ class Engine:
         return found
 
     def _register(self, spec: JobSpec, req: Requirement | None, sched: Any,
-                  deps: list[tuple[str, int | None, bool]], now: float) -> None:
+                  now: float) -> Job:
         it = spec.iteration
         job = Job(spec.name, spec, self._seq, Q, [(Q, now)], req)
         self._seq += 1
@@ -370,15 +449,17 @@ class Engine:
         self.jobs[spec.name] = job
         self.job_counts[Q] += 1
         self._emit(job.name, None, Q, now)
+        return job
+
+    def _wire(self, job: Job, deps: list[tuple[str, int | None, bool]], now: float) -> None:
+        """Make ``job`` wait for its dependencies (or omit it), and queue it when none is open."""
         paired = []
         for name, index, is_paired in deps:
             target = self.jobs[name]
             if is_paired:
                 paired.append(target)
                 continue
-            key: str | tuple[str, int] = name if index is None else (name, index)
-            state = target.state if index is None else (
-                self.iteration_state(target, index) if target.iterative else target.state)
+            state = target.state if index is None else self.iteration_state(target, index)
             if state is OK:
                 continue
             if state in FINAL_STATES:
@@ -386,7 +467,10 @@ class Engine:
                 self._omit(job, f"dependency {dep} ended {state.value}", now)
                 return
             job.waiting += 1
-            self._waiters.setdefault(key, []).append(job)
+            if index is None:
+                self._waiters.setdefault(name, []).append(job)
+            else:
+                self._it_waiters.setdefault(name, {}).setdefault(index, []).append(job)
         if paired:
             job.paired = tuple(t.name for t in paired)
             job.ready_its = []
@@ -447,13 +531,10 @@ class Engine:
         if state is not OK:
             job.failed += 1
         if not job.iterative:
-            self._finished.append(job)
+            self._finished.append((job, None))
             return
         assert index is not None
-        for w in self._waiters.pop((job.name, index), ()):
-            self._dep_resolved(w, f"{job.name}:{index}", state, now)
-        for w in self._paired_waiters.get(job.name, ()):
-            self._paired_done(w, index, job.name, state, now)
+        self._finished.append((job, (index,)))
         self._maybe_job_final(job, now)
 
     def _maybe_job_final(self, job: Job, now: float) -> None:
@@ -466,22 +547,75 @@ class Engine:
         else:
             final = FAIL
         self._job_state(job, final, now)
-        self._finished.append(job)
+        self._finished.append((job, None))
 
     def _propagate(self, now: float) -> None:
-        """Tell the dependants of every job that became final (iteratively: chains are long)."""
+        """Tell the dependants of every job and iteration that became final.
+
+        A loop over a queue, not recursion: chains of dependants can be long.
+        """
         fin = self._finished
         while fin:
-            job = fin.pop()
+            job, indexes = fin.popleft()
+            name = job.name
+            if indexes is not None:
+                self._tell_iterations(job, indexes, now)
+                continue
             if job.paired:
-                for name in job.paired:
-                    lst = self._paired_waiters.get(name)
+                for target in job.paired:
+                    lst = self._paired_waiters.get(target)
                     if lst is not None and job in lst:
                         lst.remove(job)
-            for w in self._waiters.pop(job.name, ()):
-                self._dep_resolved(w, job.name, job.state, now)
+            for w in self._waiters.pop(name, ()):
+                self._dep_resolved(w, name, job.state, now)
             if job.iterative:
-                self._paired_waiters.pop(job.name, None)
+                # Every iteration was told before the job (first in, first out).
+                self._paired_waiters.pop(name, None)
+                self._it_waiters.pop(name, None)
+
+    def _tell_iterations(self, job: Job, indexes: Sequence[int], now: float) -> None:
+        name = job.name
+        its = job.it_states
+        assert its is not None
+        by_index = self._it_waiters.get(name)
+        paired = self._paired_waiters.get(name)
+        for i in indexes:
+            state = STATES[its[i - job.start]]
+            if by_index:
+                for w in by_index.pop(i, ()):
+                    self._dep_resolved(w, f"{name}:{i}", state, now)
+            if paired:
+                for w in paired:
+                    self._paired_done(w, i, name, state, now)
+
+    def _has_iteration_dependants(self, job: Job) -> bool:
+        return bool(self._it_waiters.get(job.name) or self._paired_waiters.get(job.name))
+
+    def _end_queued_iterations(self, job: Job, state: JobState, now: float) -> None:
+        """Every still-queued iteration of ``job`` ends ``state`` (CANCELED or OMITTED) at once.
+
+        One byte per iteration is rewritten; per-iteration events and
+        notifications are only made when someone can see them (up to
+        ``_EMIT_LIMIT`` iterations, or dependants waiting on iterations).
+        """
+        its = self._its(job)
+        n = its.count(QCODE)
+        if n == 0:
+            return
+        tell = self._has_iteration_dependants(job)
+        emit = len(its) <= _EMIT_LIMIT
+        queued = ([job.start + i for i, c in enumerate(its) if c == QCODE]
+                  if tell or emit else [])
+        its[:] = its.translate(_TO_CANCELED if state is CANCEL else _TO_OMITTED)
+        job.done += n
+        job.failed += n
+        if job.paired_left is not None:
+            job.paired_left.clear()
+        if emit:
+            for i in queued:
+                self._emit(job.name, i, state, now)
+        if tell:
+            self._finished.append((job, queued))
 
     def _dep_resolved(self, job: Job, dep: str, state: JobState, now: float) -> None:
         if job.state in FINAL_STATES or job.waiting == 0:
@@ -497,13 +631,11 @@ class Engine:
         job.waiting = 0
         job.messages = [*(job.messages or ()), why]
         if job.iterative:
-            its = self._its(job)
-            n = its.count(QCODE)
-            its[:] = its.translate(_TO_OMITTED)
-            job.done += n
-            job.failed += n
+            self._end_queued_iterations(job, OMIT, now)
+        else:
+            job.done = job.failed = 1
         self._job_state(job, OMIT, now)
-        self._finished.append(job)
+        self._finished.append((job, None))
 
     def _paired_done(self, job: Job, index: int, dep: str, state: JobState, now: float) -> None:
         if job.state in FINAL_STATES or not job.start <= index < job.stop:
@@ -529,6 +661,7 @@ class Engine:
             job.failed += 1
             job.messages = [*(job.messages or ()), f"iteration {index}: dependency "
                             f"{dep}:{index} ended {state.value}"]
+            self._finished.append((job, (index,)))
             self._maybe_job_final(job, now)
 
     # == cancel =================================================================
@@ -563,30 +696,8 @@ class Engine:
         job.failed += 1
         if job.paired_left is not None:
             job.paired_left.pop(index, None)
-        for w in self._waiters.pop((job.name, index), ()):
-            self._dep_resolved(w, f"{job.name}:{index}", CANCEL, now)
-        for w in self._paired_waiters.get(job.name, ()):
-            self._paired_done(w, index, job.name, CANCEL, now)
+        self._finished.append((job, (index,)))
         self._maybe_job_final(job, now)
-
-    def _cancel_unstarted(self, job: Job, now: float) -> None:
-        its = self._its(job)
-        queued = [i for i, c in enumerate(its) if c == QCODE] if len(its) <= 100_000 else None
-        n = its.count(QCODE)
-        its[:] = its.translate(_TO_CANCELED)
-        job.done += n
-        job.failed += n
-        job.waiting = 0
-        indexes = (range(job.start, job.stop) if queued is None
-                   else (job.start + i for i in queued))
-        waiters = self._paired_waiters.get(job.name, ())
-        for i in indexes:
-            if queued is not None:
-                self._emit(job.name, i, CANCEL, now)
-            for w in self._waiters.pop((job.name, i), ()):
-                self._dep_resolved(w, f"{job.name}:{i}", CANCEL, now)
-            for w in waiters:
-                self._paired_done(w, i, job.name, CANCEL, now)
 
     # == scheduling =============================================================
 

@@ -1,0 +1,279 @@
+"""Submit checks, the queue (arrival order, first fit with backfill) and allocation through the engine."""
+
+from __future__ import annotations
+
+import pytest
+from engine_helpers import (
+    CANCEL,
+    FAIL,
+    OK,
+    Driver,
+    E,
+    Q,
+    S,
+    check_pool,
+    engine,
+    pool,
+    spec,
+    specs,
+)
+
+from qcgpj_async import JobDescriptionError, JobNotFoundError, JobState
+from qcgpj_async.engine import Engine, Launch, Requirement, StateChanged, requirement
+
+
+def launches(out: list[object]) -> list[Launch]:
+    return [i for i in out if isinstance(i, Launch)]
+
+
+# -- requirement() -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kw", "want"), [
+    ({}, Requirement(1, 1)),
+    ({"numCores": 3}, Requirement(3, 3)),
+    ({"numCores": {"min": 2}}, Requirement(2, 2)),  # min without max: exactly min
+    ({"numCores": {"max": 4}}, Requirement(1, 4)),
+    ({"numCores": {"min": 2, "max": 4}}, Requirement(2, 4)),
+    ({"numNodes": 2}, Requirement(0, 0, 2, 2)),
+    ({"numNodes": {"min": 1, "max": 3}}, Requirement(0, 0, 1, 3)),
+    ({"numNodes": 2, "numCores": {"min": 1, "max": 2}}, Requirement(1, 2, 2, 2)),
+    ({"nodeCrs": {"gpu": 1}}, Requirement(1, 1, None, None, (("gpu", 1),))),
+])
+def test_requirement(kw: dict[str, object], want: Requirement) -> None:
+    assert requirement(spec("a", **kw)) == want
+
+
+# -- submit-time checks ------------------------------------------------------------
+
+
+def test_not_enough_resources_rejected_at_submit() -> None:
+    eng = engine("2,2")
+    with pytest.raises(JobDescriptionError) as ei:
+        eng.submit([spec("big", numCores=5)], 0.0)
+    assert "Not enough resources for job big" in ei.value.problems
+    assert eng.jobs == {}
+
+
+@pytest.mark.parametrize("kw", [
+    {"numNodes": 3}, {"numNodes": {"min": 3, "max": 4}}, {"numNodes": 1, "numCores": 3},
+    {"numCores": {"min": 5, "max": 8}},
+])
+def test_not_enough_resources_variants(kw: dict[str, object]) -> None:
+    with pytest.raises(JobDescriptionError, match="Not enough resources for job big"):
+        engine("2,2").submit([spec("big", **kw)], 0.0)
+
+
+def test_system_core_job_asking_for_all_cores_rejected() -> None:
+    """Regression (original bug): with --system-core, a job asking for all cores waited forever."""
+    eng = engine("4", system_core=True)
+    with pytest.raises(JobDescriptionError, match="Not enough resources for job all"):
+        eng.submit([spec("all", numCores=4)], 0.0)
+    out = eng.submit([spec("three", numCores=3)], 0.0)
+    assert [str(la.allocation) for la in launches(out)] == ["n0[1:2:3]"]
+
+
+def test_node_crs_on_resources_without_them_rejected() -> None:
+    """Regression (original bug): a nodeCrs job on resources without them killed the scheduler loop."""
+    eng = engine("2")
+    with pytest.raises(JobDescriptionError, match="resources.nodeCrs: no node has gpu"):
+        eng.submit([spec("g", nodeCrs={"gpu": 1})], 0.0)
+    # and the engine goes on scheduling
+    d = Driver(eng)
+    d.submit(spec("a"))
+    assert d.launched() == [("a", None)]
+
+
+def test_node_crs_with_iteration_scheduler_on_resources_without_them_rejected() -> None:
+    eng = engine("2")
+    s = spec("g", nodeCrs={"gpu": 1}, iteration=2,
+             numCores={"scheduler": {"name": "split-into"}, "min": 1})
+    with pytest.raises(JobDescriptionError, match="resources.nodeCrs: no node has gpu"):
+        eng.submit([s], 0.0)
+
+
+def test_node_crs_more_than_any_node_has() -> None:
+    eng = engine("n1:2,n2:2", crs={"n1": {"gpu": 2}})
+    with pytest.raises(JobDescriptionError, match="Not enough resources for job g"):
+        eng.submit([spec("g", nodeCrs={"gpu": 3})], 0.0)
+
+
+def test_every_problem_listed_and_nothing_accepted() -> None:
+    eng = engine("2")
+    with pytest.raises(JobDescriptionError) as ei:
+        eng.submit(specs({"name": "ok"}, {"name": "big", "numCores": 3},
+                         {"name": "dep", "after": "nope"}), 0.0)
+    assert len(ei.value.problems) == 2
+    assert eng.jobs == {} and eng.unfinished == 0 and eng.pool.free_cores == 2
+
+
+def test_name_taken() -> None:
+    eng = engine("2")
+    eng.submit([spec("a")], 0.0)
+    with pytest.raises(JobDescriptionError, match="Job a already exist"):
+        eng.submit([spec("a")], 0.0)
+    with pytest.raises(JobDescriptionError, match="Job b already exist"):
+        eng.submit([spec("b"), spec("b")], 0.0)
+
+
+def test_max_with_scheduler_is_a_model_error() -> None:
+    """Regression (original bug): max with a scheduler crashed; the model rejects it."""
+    with pytest.raises(JobDescriptionError, match="max: not allowed together with an iteration scheduler"):
+        spec("a", iteration=4, numCores={"max": 2, "scheduler": {"name": "maximum-iters"}})
+
+
+def test_scheduler_that_gives_zero_rejected() -> None:
+    with pytest.raises(JobDescriptionError, match="split-into"):
+        engine("2").submit([spec("a", iteration=4, numCores={"scheduler": {
+            "name": "split-into", "params": {"parts": 4}}})], 0.0)
+    with pytest.raises(JobDescriptionError, match="maximum-iters"):
+        engine("2").submit([spec("a", iteration=4, numCores={"min": 3, "scheduler": {
+            "name": "maximum-iters"}})], 0.0)
+
+
+# -- the queue --------------------------------------------------------------------------
+
+
+def test_arrival_order() -> None:
+    d = Driver(engine("1"))
+    d.submit(specs(*({"name": f"j{i}"} for i in range(5))))
+    d.drain()
+    assert d.launched() == [(f"j{i}", None) for i in range(5)]
+
+
+def test_first_fit_with_backfill() -> None:
+    d = Driver(engine("4"))
+    d.submit(specs({"name": "a", "numCores": 3}, {"name": "b", "numCores": 2},
+                   {"name": "c", "numCores": 1}, {"name": "d", "numCores": 2}))
+    # a fits; b does not (1 free) and is skipped; c backfills; d waits behind b
+    assert d.launched() == [("a", None), ("c", None)]
+    assert d.state("b") is Q and d.state("d") is Q
+    d.finish("c")
+    assert d.launched() == [("a", None), ("c", None)]  # 1 free core: still nothing fits
+    d.finish("a")
+    assert d.launched()[2:] == [("b", None), ("d", None)]  # b first (arrival order), then d
+    check_pool(d.eng.pool, d.allocations())
+
+
+def test_earlier_job_wins_over_later_smaller_one() -> None:
+    d = Driver(engine("4"))
+    d.submit(specs({"name": "hog", "numCores": 4}, {"name": "big", "numCores": 3},
+                   {"name": "small", "numCores": 1}))
+    d.finish("hog")
+    # with 4 free, the pass takes big (earlier) then small: both fit
+    assert d.launched() == [("hog", None), ("big", None), ("small", None)]
+
+
+def test_min_max_takes_what_is_free() -> None:
+    d = Driver(engine("4"))
+    d.submit(spec("a", numCores=3), spec("r", numCores={"min": 1, "max": 4}))
+    (la,) = [la for la in d.launches if la.job == "r"]
+    assert la.allocation.cores == 1
+    d.finish("a")
+    d.submit(spec("r2", numCores={"min": 2, "max": 8}))
+    (la,) = [la for la in d.launches if la.job == "r2"]
+    assert la.allocation.cores == 3
+
+
+def test_min_only_means_exactly_min() -> None:
+    d = Driver(engine("8"))
+    d.submit(spec("m", numCores={"min": 3}))
+    assert d.launches[0].allocation.cores == 3
+
+
+def test_allocation_rules_through_the_engine() -> None:
+    d = Driver(engine("n1:2,n2:2", crs={"n1": {"gpu": 2}}))
+    d.submit(specs({"name": "c", "numCores": 1}, {"name": "node", "numNodes": 1},
+                   {"name": "g", "nodeCrs": {"gpu": 1}}, {"name": "each", "numNodes": 2, "numCores": 1}))
+    got = {la.job: str(la.allocation) for la in d.launches}
+    assert got == {"c": "n1[0]", "node": "n2[0:1]", "g": "n1[1]"}
+    assert d.launches[2].allocation.parts[0].crs == {"gpu": 1}
+    check_pool(d.eng.pool, d.allocations())
+    d.finish("node")
+    d.finish("c")
+    assert str(d.launches[-1].allocation) == "n1[0],n2[0]"  # "each" on both nodes
+    check_pool(d.eng.pool, d.allocations())
+
+
+def test_launch_carries_spec_and_ids() -> None:
+    d = Driver(engine("2"))
+    s = spec("a", args=["x"])
+    (q, sched, la) = d.submit(s)
+    assert q == StateChanged("a", None, Q, 0.0)
+    assert sched == StateChanged("a", None, S, 0.0)
+    assert isinstance(la, Launch) and la.spec is s and la.job == "a" and la.iteration is None
+    assert d.eng.runs[la.run_id].job is d.eng.jobs["a"]
+
+
+def test_nothing_scheduled_without_free_cores() -> None:
+    d = Driver(engine("1"))
+    d.submit(spec("a"), spec("b"))
+    assert d.launched() == [("a", None)]
+    assert d.eng.pool.free_cores == 0
+    d.finish("a")
+    assert d.launched() == [("a", None), ("b", None)]
+
+
+def test_iteration_scheduler_split_into_and_maximum_iters() -> None:
+    d = Driver(engine("4"))
+    d.submit(spec("m", iteration=5, numCores={"scheduler": {"name": "maximum-iters"}}))
+    assert [la.allocation.cores for la in d.launches] == [1, 1, 2]  # round 1 of [1,1,2 | 2,2]
+    d.drain()
+    assert [la.allocation.cores for la in d.launches] == [1, 1, 2, 2, 2]
+    assert d.eng.jobs["m"].state is OK
+    d.submit(spec("s", iteration=4, numCores={"scheduler": {"name": "split-into", "params": {"parts": 2}}}))
+    assert [la.allocation.cores for la in d.launches[5:]] == [2, 2]
+    d.drain()
+    assert [la.allocation.cores for la in d.launches[5:]] == [2, 2, 2, 2]
+
+
+def test_iteration_scheduler_on_nodes() -> None:
+    d = Driver(engine("2,2,2,2"))
+    d.submit(spec("n", iteration=2, numNodes={"scheduler": {"name": "split-into"}}))
+    assert [la.allocation.nodes for la in d.launches] == [["n0", "n1"], ["n2", "n3"]]
+
+
+def test_unknown_run_and_job() -> None:
+    eng = engine("1")
+    with pytest.raises(KeyError):
+        eng.started(99, 0.0)
+    with pytest.raises(KeyError):
+        eng.exited(99, 0, 0.0)
+    with pytest.raises(JobNotFoundError):
+        eng.cancel("nope", 0.0)
+    with pytest.raises(JobNotFoundError):
+        eng.lookup("nope")
+
+
+def test_lookup() -> None:
+    eng = engine("1")
+    eng.submit([spec("a", iteration={"start": 2, "stop": 5}), spec("p")], 0.0)
+    assert eng.lookup("a") == (eng.jobs["a"], None)
+    assert eng.lookup("a:4") == (eng.jobs["a"], 4)
+    for bad in ("a:5", "a:1", "a:x", "a:", "p:0"):
+        with pytest.raises(JobNotFoundError):
+            eng.lookup(bad)
+
+
+def test_counts() -> None:
+    d = Driver(engine("1"))
+    d.submit(spec("a"), spec("b"), spec("c"))
+    assert d.eng.unfinished == 3
+    assert d.eng.job_counts[S] == 1 and d.eng.job_counts[Q] == 2
+    d.finish("a")
+    d.cancel("c")
+    assert d.eng.job_counts[OK] == 1 and d.eng.job_counts[CANCEL] == 1
+    d.start(d.run_of("b"))
+    assert d.eng.job_counts[E] == 1
+    d.exit(d.run_of("b"), 3)
+    assert d.eng.job_counts[FAIL] == 1 and d.eng.unfinished == 0
+    assert sum(d.eng.job_counts.values()) == 3
+
+
+def test_empty_submit() -> None:
+    eng = Engine(pool("1"))
+    assert eng.submit([], 0.0) == []
+
+
+def test_job_state_is_a_str() -> None:
+    assert JobState.QUEUED == "QUEUED"
