@@ -98,6 +98,8 @@ def _open(path: str | None, mode: str, what: str, label: str) -> IO[bytes] | Non
     if path is None:
         return None
     try:
+        if mode[0] == "w":
+            os.makedirs(os.path.dirname(path), exist_ok=True)
         return open(path, mode)
     except OSError as e:
         raise LaunchError(f"job {label}: cannot open {what} {path!r}: {e.strerror}") from None

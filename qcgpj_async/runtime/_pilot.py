@@ -218,10 +218,12 @@ class Pilot:
             assert self._tg is not None
             self._tg.cancel_scope.cancel()
             try:
-                suppress = await self._tg.__aexit__(et, ev, tb)
+                # The block's own exception propagates as it is; the task group
+                # only reports crashes of its own tasks.
+                await self._tg.__aexit__(None, None, None)
             finally:
                 self._finish()
-        return suppress
+        return None
 
     async def _stop_jobs(self, kill: bool) -> None:
         self._closing = True

@@ -1,0 +1,341 @@
+"""The Pilot with real processes, on asyncio and trio. No sleeps: waits have timeouts."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import anyio
+import pytest
+
+from qcgpj_async import (
+    JobDescriptionError,
+    JobNotFoundError,
+    Jobs,
+    JobState,
+    NullExecutor,
+    Pilot,
+    PilotTimeoutError,
+)
+
+pytestmark = pytest.mark.anyio
+T = 30  # seconds: a generous bound for anything that should take milliseconds
+
+
+async def until(pilot: Pilot, label: str, state: JobState) -> None:
+    """Wait, event-driven, until ``label`` (job or job:it) is in ``state``."""
+    events = pilot.events()
+    try:
+        with anyio.fail_after(T):
+            # no await between the status check and the subscription: nothing is missed
+            while (await pilot.status(label))[label] is not state:
+                await events.__anext__()
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie (killed, waiting for init to reap it) does not."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def service_dir(wd: Path) -> Path:
+    (d,) = wd.glob(".qcgpjm-service-*")
+    return d
+
+
+def report(wd: Path) -> dict[str, dict]:
+    lines = (service_dir(wd) / "jobs.report").read_text().splitlines()
+    return {e["name"]: e for e in map(json.loads, lines)}
+
+
+async def test_iterations_write_their_outputs(tmp_path: Path) -> None:
+    async with Pilot(nodes="n1:2,n2:2", wd=tmp_path) as pilot:
+        names = await pilot.submit(Jobs().add(
+            name="a", exec="/bin/echo", args=["${it}", "${itval}", "${jname}"],
+            stdout="out/a.${it}", wd="w", iteration={"values": ["x", "y", "z"]}))
+        assert names == ["a"]
+        assert await pilot.wait4(names, timeout=T) == {"a": JobState.SUCCEED}
+        info = (await pilot.info("a", with_childs=True))["a"]
+    for i, v in enumerate("xyz"):
+        assert (tmp_path / "w" / "out" / f"a.{i}").read_text() == f"{i} {v} a\n"
+    assert info.iterations is not None
+    assert (info.iterations.total, info.iterations.finished, info.iterations.failed) == (3, 3, 0)
+    assert info.childs is not None and [c.state for c in info.childs] == [JobState.SUCCEED] * 3
+    rep = report(tmp_path)
+    assert {"a", "a:0", "a:1", "a:2"} <= set(rep)
+    assert rep["a:1"]["runtime"]["exit_code"] == "0"
+    assert [h["state"] for h in rep["a:1"]["history"]] == ["QUEUED", "SCHEDULED", "EXECUTING", "SUCCEED"]
+    final = json.loads((service_dir(tmp_path) / "final_status.json").read_text())
+    assert final["JobStats"]["FinishedJobs"] == 1
+    assert final["IterationStats"]["FinishedIterations"] == 3
+
+
+async def test_dependencies_and_omitted(tmp_path: Path) -> None:
+    jobs = (Jobs().add(name="first", script="echo 1 > order")
+            .add(name="second", script="echo 2 >> order", after="first")
+            .add(name="bad", exec="/bin/false")
+            .add(name="skipped", exec="/bin/true", after=["first", "bad"])
+            .add(name="skipped2", exec="/bin/true", after="skipped"))
+    async with Pilot(nodes="4", wd=tmp_path) as pilot:
+        await pilot.submit(jobs)
+        states = await pilot.wait4(jobs.job_names(), timeout=T)
+        info = (await pilot.info("skipped2"))["skipped2"]
+    assert states == {"first": JobState.SUCCEED, "second": JobState.SUCCEED, "bad": JobState.FAILED,
+                      "skipped": JobState.OMITTED, "skipped2": JobState.OMITTED}
+    assert (tmp_path / "order").read_text() == "1\n2\n"
+    assert "dependency skipped ended OMITTED" in info.messages[0]
+    assert report(tmp_path)["bad"]["messages"] == "exit code 1"
+
+
+async def test_min_max_allocation_seen_by_job(tmp_path: Path) -> None:
+    async with Pilot(nodes="n1:2,n2:2", wd=tmp_path) as pilot:
+        await pilot.submit(Jobs()
+                           .add(name="wide", script="echo $QCG_PM_NPROCS $QCG_PM_NNODES $QCG_PM_NODELIST "
+                                "$QCG_PM_TASKS_PER_NODE ${ncores} ${nnodes} ${nlist} > wide.out",
+                                numCores={"min": 2, "max": 8})
+                           .add(name="node", script="echo $QCG_PM_NPROCS $QCG_PM_NODELIST > node.out",
+                                numNodes=1, after="wide")
+                           .add(name="omp", script="echo $OMP_NUM_THREADS > omp.out", model="threads",
+                                numCores=3, after="node"))
+        await pilot.wait4all(timeout=T)
+    assert (tmp_path / "wide.out").read_text().split() == ["4", "2", "n1,n2", "2,2", "4", "2", "n1,n2"]
+    assert (tmp_path / "node.out").read_text().split() == ["2", "n1"]
+    assert (tmp_path / "omp.out").read_text() == "3\n"
+
+
+async def test_cancel_queued_running_and_iterations(tmp_path: Path) -> None:
+    async with Pilot(nodes="2", wd=tmp_path) as pilot:
+        await pilot.submit(Jobs()
+                           .add(name="run", exec="sleep", args=["60"])
+                           .add(name="its", exec="sleep", args=["60"], iteration=3)
+                           .add(name="after", exec="/bin/true", after="run"))
+        # iteration 0 of "its" runs beside "run"; 1 and 2 are queued
+        await until(pilot, "its:0", JobState.EXECUTING)
+        assert await pilot.status(["run", "its:0", "its:1"]) == {
+            "run": JobState.EXECUTING, "its:0": JobState.EXECUTING, "its:1": JobState.QUEUED}
+        assert await pilot.cancel(["its:1"]) == 1
+        assert await pilot.status("its:1") == {"its:1": JobState.CANCELED}
+        assert await pilot.cancel("its:0") == 1
+        assert await pilot.cancel("run") == 1
+        states = await pilot.wait4(["run", "after"], timeout=T)
+        assert states == {"run": JobState.CANCELED, "after": JobState.OMITTED}
+        await until(pilot, "its:2", JobState.EXECUTING)
+        assert await pilot.status(["its:0", "its:1", "its"]) == {
+            "its:0": JobState.CANCELED, "its:1": JobState.CANCELED, "its": JobState.EXECUTING}
+        assert await pilot.cancel("its:0") == 0  # already finished: nothing to do
+        assert await pilot.cancel("its") == 1
+        assert await pilot.wait4("its", timeout=T) == {"its": JobState.CANCELED}
+
+
+async def test_cancel_whole_iteration_job(tmp_path: Path) -> None:
+    async with Pilot(nodes="2", wd=tmp_path) as pilot:
+        await pilot.submit(Jobs().add(name="its", exec="sleep", args=["60"], iteration=10))
+        await until(pilot, "its:1", JobState.EXECUTING)
+        assert await pilot.cancel("its") == 1
+        assert await pilot.wait4("its", timeout=T) == {"its": JobState.CANCELED}
+        info = (await pilot.info("its", with_childs=True))["its"]
+    assert info.childs is not None
+    assert {c.state for c in info.childs} == {JobState.CANCELED}
+    assert {c.runtime.exit_code for c in info.childs if c.runtime} == {-15}
+
+
+async def test_job_ignoring_sigterm_is_killed(tmp_path: Path) -> None:
+    async with Pilot(nodes="1", wd=tmp_path, kill_grace=0.5) as pilot:
+        await pilot.submit(Jobs().add(name="stubborn", script="trap '' TERM; echo ready > ready; "
+                                      "while true; do sleep 0.05; done"))
+        await until(pilot, "stubborn", JobState.EXECUTING)
+        with anyio.fail_after(T):
+            while not (tmp_path / "ready").exists():  # the trap is set
+                await anyio.sleep(0.01)
+        await pilot.cancel("stubborn")
+        assert await pilot.wait4("stubborn", timeout=T) == {"stubborn": JobState.CANCELED}
+        info = (await pilot.info("stubborn"))["stubborn"]
+    assert info.runtime is not None and info.runtime.exit_code == -9
+
+
+async def test_wall_time_kills_and_fails(tmp_path: Path) -> None:
+    async with Pilot(nodes="2", wd=tmp_path) as pilot:
+        await pilot.submit(Jobs().add(name="long", exec="sleep", args=["60"], wt="1s")
+                           .add(name="short", exec="/bin/true", wt="1m"))
+        states = await pilot.wait4(["long", "short"], timeout=T)
+        info = (await pilot.info("long"))["long"]
+    assert states == {"long": JobState.FAILED, "short": JobState.SUCCEED}
+    assert info.messages == ("wall time exceeded (wt 1s)",)
+    assert info.runtime is not None and info.runtime.exit_code == -15
+    assert info.runtime.rtime is not None and 0.9 < info.runtime.rtime < 20
+
+
+async def test_failures_carry_messages_and_others_go_on(tmp_path: Path) -> None:
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o500)
+    (tmp_path / "afile").write_text("")
+    jobs = (Jobs().add(name="missing", exec="/no/such/program")
+            .add(name="unwritable", exec="/bin/true", stdout="ro/out")
+            .add(name="badwd", exec="/bin/true", wd="afile/sub")
+            .add(name="nostdin", exec="/bin/cat", stdin="nothere")
+            .add(name="signal", script="kill -SEGV $$")
+            .add(name="good", exec="/bin/true"))
+    async with Pilot(nodes="2", wd=tmp_path) as pilot:
+        await pilot.submit(jobs)
+        states = await pilot.wait4(jobs.job_names(), timeout=T)
+        infos = await pilot.info(jobs.job_names())
+    if os.geteuid() == 0:  # root writes anywhere
+        states.pop("unwritable")
+    assert states == {n: JobState.FAILED for n in states if n != "good"} | {"good": JobState.SUCCEED}
+    assert "executable '/no/such/program' not found" in infos["missing"].messages[0]
+    assert "cannot create working directory" in infos["badwd"].messages[0]
+    assert "cannot open stdin" in infos["nostdin"].messages[0]
+    assert infos["signal"].runtime is not None and infos["signal"].runtime.exit_code == -11
+    assert infos["missing"].runtime is not None and infos["missing"].runtime.exit_code == -1
+
+
+async def test_stdout_and_stderr_same_file_and_dollar_dollar(tmp_path: Path) -> None:
+    async with Pilot(nodes="1", wd=tmp_path) as pilot:
+        await pilot.submit(Jobs().add(name="both", script="echo out; echo err >&2; echo $$ > pid",
+                                      stdout="log", stderr="log"))
+        await pilot.wait4all(timeout=T)
+    assert sorted((tmp_path / "log").read_text().split()) == ["err", "out"]
+    assert (tmp_path / "pid").read_text().strip().isdigit()
+
+
+async def test_text_report_and_no_report(tmp_path: Path) -> None:
+    async with Pilot(nodes="1", wd=tmp_path / "t", report_format="text") as pilot:
+        await pilot.submit(Jobs().add(name="j", exec="/bin/true"))
+    text = (service_dir(tmp_path / "t") / "jobs.report").read_text()
+    assert text.startswith("j (SUCCEED)\n\t")
+    assert "\tallocation: " in text and "\texit_code: 0" in text
+    async with Pilot(nodes="1", wd=tmp_path / "n", report_format="none") as pilot:
+        await pilot.submit(Jobs().add(name="j", exec="/bin/true"))
+    assert not (service_dir(tmp_path / "n") / "jobs.report").exists()
+
+
+async def test_submit_rejects_whole_batch(tmp_path: Path) -> None:
+    async with Pilot(nodes="2", wd=tmp_path) as pilot:
+        with pytest.raises(JobDescriptionError) as ei:
+            await pilot.submit([{"name": "ok", "execution": {"exec": "/bin/true"}},
+                                {"name": "big", "execution": {"exec": "x"}, "resources": {"numCores": 3}},
+                                {"name": "dep", "execution": {"exec": "x"}, "dependencies": {"after": ["nope"]}}])
+        assert ei.value.problems == ("Not enough resources for job big",
+                                     "job 'dep': dependencies.after: unknown job 'nope'")
+        assert await pilot.list() == {}
+        await pilot.submit({"name": "ok", "execution": {"exec": "/bin/true"}})
+        with pytest.raises(JobDescriptionError, match="Job ok already exist"):
+            await pilot.submit(Jobs().add(name="ok", exec="/bin/true"))
+
+
+async def test_unknown_names_and_timeouts(tmp_path: Path) -> None:
+    async with Pilot(nodes="1", wd=tmp_path) as pilot:
+        for call in (pilot.wait4, pilot.status, pilot.info, pilot.cancel, pilot.remove):
+            with pytest.raises(JobNotFoundError):
+                await call(["nope"])
+        await pilot.submit(Jobs().add(name="s", exec="sleep", args=["60"], iteration=2))
+        with pytest.raises(JobNotFoundError, match="Unknown iteration 5 for job s"):
+            await pilot.status("s:5")
+        with pytest.raises(PilotTimeoutError):
+            await pilot.wait4("s", timeout=0.05)
+        with pytest.raises(PilotTimeoutError):
+            await pilot.wait4all(timeout=0.05)
+        with pytest.raises(PilotTimeoutError):
+            await pilot.wait4_any(timeout=0.05)
+        with pytest.raises(TimeoutError):  # the builtin too
+            await pilot.wait4("s", timeout=0.01)
+        await pilot.cancel("s")
+
+
+async def test_wait4_any_and_remove(tmp_path: Path) -> None:
+    async with Pilot(nodes="2", wd=tmp_path) as pilot:
+        await pilot.submit(Jobs().add(name="slow", exec="sleep", args=["60"]).add(name="fast", exec="/bin/true"))
+        assert await pilot.wait4_any(["slow", "fast"], timeout=T) == ("fast", JobState.SUCCEED)
+        with pytest.raises(Exception, match="not finished - can not be removed"):
+            await pilot.remove("slow")
+        assert await pilot.remove("fast") == 1
+        assert "fast" not in await pilot.list()
+        await pilot.submit(Jobs().add(name="fast", exec="/bin/true"))  # the name is free again
+        await pilot.wait4("fast", timeout=T)
+        await pilot.cancel("slow")
+        res = await pilot.resources()
+        assert (res.total_nodes, res.total_cores) == (1, 2)
+
+
+async def test_leaving_by_exception_kills_everything(tmp_path: Path) -> None:
+    pids: list[int] = []
+    with pytest.raises(RuntimeError, match="boom"):
+        async with Pilot(nodes="2", wd=tmp_path, kill_grace=0.5) as pilot:
+            await pilot.submit(Jobs().add(name="a", script="sleep 60 & echo $! > child; wait",
+                                          ).add(name="b", exec="sleep", args=["60"]))
+            await until(pilot, "b", JobState.EXECUTING)
+            with anyio.fail_after(T):
+                while not (tmp_path / "child").exists() or not (tmp_path / "child").read_text():
+                    await anyio.sleep(0.01)
+            info = await pilot.info(["a", "b"])
+            pids = [i.runtime.pid for i in info.values() if i.runtime and i.runtime.pid]
+            pids.append(int((tmp_path / "child").read_text()))
+            raise RuntimeError("boom")
+    assert len(pids) == 3
+    assert [p for p in pids if alive(p)] == []  # the job processes and the job's child
+    final = json.loads((service_dir(tmp_path) / "final_status.json").read_text())
+    assert final["JobStats"]["FinishedJobs"] == 2  # CANCELED counts as finished
+
+
+async def test_leaving_by_cancellation_kills_everything(tmp_path: Path) -> None:
+    pid = None
+    with anyio.move_on_after(T) as scope:
+        async with Pilot(nodes="1", wd=tmp_path, kill_grace=0.5) as pilot:
+            await pilot.submit(Jobs().add(name="b", exec="sleep", args=["60"]))
+            await until(pilot, "b", JobState.EXECUTING)
+            pid = (await pilot.info("b"))["b"].runtime.pid  # type: ignore[union-attr]
+            scope.cancel()
+            await anyio.sleep(60)
+    assert pid is not None
+    assert not alive(pid)
+
+
+async def test_children_left_behind_are_killed_with_the_job(tmp_path: Path) -> None:
+    async with Pilot(nodes="1", wd=tmp_path) as pilot:
+        await pilot.submit(Jobs().add(name="forker", script="sleep 60 & echo $! > child"))
+        assert await pilot.wait4("forker", timeout=T) == {"forker": JobState.SUCCEED}
+    assert not alive(int((tmp_path / "child").read_text()))
+
+
+async def test_null_executor_runs_the_api_without_processes(tmp_path: Path) -> None:
+    async with Pilot(nodes="1000", wd=tmp_path, executor=NullExecutor()) as pilot:
+        names = await pilot.submit(Jobs().add(name="many", exec="/does/not/matter", iteration=5000)
+                                   .add(name="next", exec="x", after="many", numNodes=1))
+        assert await pilot.wait4(names, timeout=T) == {"many": JobState.SUCCEED, "next": JobState.SUCCEED}
+        st = pilot.service_status()
+    assert st["IterationStats"]["FinishedIterations"] == 5001
+    assert not (tmp_path / "x").exists()
+
+
+async def test_events_stream_every_change(tmp_path: Path) -> None:
+    seen = []
+    async with Pilot(nodes="1", wd=tmp_path, executor=NullExecutor()) as pilot:
+        async with anyio.create_task_group() as tg:
+            async def collect() -> None:
+                async for ev in pilot.events():
+                    seen.append((ev.job, ev.iteration, ev.state.value))
+                    if ev.iteration is None and ev.state.is_final:
+                        return
+            tg.start_soon(collect)
+            await anyio.sleep(0)
+            await pilot.submit(Jobs().add(name="j", exec="x"))
+    assert seen == [("j", None, "QUEUED"), ("j", None, "SCHEDULED"),
+                    ("j", None, "EXECUTING"), ("j", None, "SUCCEED")]
+
+
+async def test_closed_pilot_refuses_work(tmp_path: Path) -> None:
+    from qcgpj_async import PilotClosedError
+
+    pilot = Pilot(nodes="1", wd=tmp_path)
+    with pytest.raises(PilotClosedError):
+        await pilot.submit(Jobs().add(name="j", exec="x"))
+    async with pilot:
+        pass
+    with pytest.raises(PilotClosedError):
+        await pilot.submit(Jobs().add(name="j", exec="x"))
