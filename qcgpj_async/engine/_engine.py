@@ -28,8 +28,9 @@ from . import _lifecycle
 from ._itersched import plan
 from ._records import Job, Kill, Launch, Run, StateChanged
 from ._resources import Allocation, Requirement, ResourcePool
+from ._submit import find_cycles, parse_dep, requirement, sched_min_req
 
-__all__ = ("Engine", "Instruction", "requirement")
+__all__ = ("Engine", "Instruction")
 
 Instruction = Launch | Kill | StateChanged
 
@@ -42,31 +43,6 @@ _TO_CANCELED = bytes(CODE[CANCEL] if i == QCODE else i for i in range(256))
 _TO_OMITTED = bytes(CODE[OMIT] if i == QCODE else i for i in range(256))
 #: Up to this many iterations, a bulk cancel or omit publishes one event per iteration.
 _EMIT_LIMIT = 100_000
-
-
-def requirement(spec: JobSpec) -> Requirement:
-    """The allocation requirement of a job without an iteration scheduler."""
-    r = spec.resources
-    crs = tuple(sorted(r.node_crs.items())) if r.node_crs else ()
-    nc, nn = r.num_cores, r.num_nodes
-    if nn is None:
-        if nc is None:
-            return Requirement(1, 1, None, None, crs)
-        return Requirement(nc.lower, nc.upper or nc.lower, None, None, crs)
-    nodes_hi = nn.upper or nn.lower
-    if nc is None:
-        return Requirement(0, 0, nn.lower, nodes_hi, crs)
-    return Requirement(nc.lower, nc.upper or nc.lower, nn.lower, nodes_hi, crs)
-
-
-def _parse_dep(dep: str) -> tuple[str, int | None, bool]:
-    """``a`` -> (a, None, False); ``a:3`` -> (a, 3, False); ``a:${it}`` -> (a, None, True)."""
-    name, _, suffix = dep.partition(":")
-    if not suffix:
-        return name, None, False
-    if suffix == "${it}":
-        return name, None, True
-    return name, int(suffix), False
 
 
 class Engine:
@@ -86,6 +62,7 @@ class Engine:
         self._paired_waiters: dict[str, list[Job]] = {}
         self._deadlines: list[tuple[float, int]] = []
         self._reqs: dict[Requirement, Requirement] = {}
+        self._fit: dict[Requirement, bool] = {}
         self._dead_in_buckets = 0  # removed jobs still in a bucket
         # Jobs (index None) and iterations that became final and whose dependants
         # are still to be told, first in first out: a job's iterations are told
@@ -239,7 +216,7 @@ class Engine:
         """Drop a removed job from the waiting lists it may still be in (when it was
         cancelled or omitted while waiting for other dependencies)."""
         for dep in job.spec.dependencies.after if job.spec.dependencies else ():
-            name, index, _ = _parse_dep(dep)
+            name, index, _ = parse_dep(dep)
             lists = (self._waiters.get(name), self._paired_waiters.get(name),
                      (self._it_waiters.get(name) or {}).get(index) if index is not None else None)
             for lst in lists:
@@ -335,16 +312,17 @@ class Engine:
                 problems.append(f"{prefix}: resources: {e}")
             else:
                 # from the spec, not req: a job with an iteration scheduler has no req
-                missing = set(spec.resources.node_crs or ()) - self.pool.consumables
+                crs = spec.resources.node_crs
+                missing = set(crs) - self.pool.consumables if crs else None
                 if missing:
                     problems.append(f"{prefix}: resources.nodeCrs: no node has "
                                     f"{', '.join(sorted(missing))}")
-                elif not self.pool.can_ever_fit(req if req is not None
-                                                else self._sched_min_req(spec)):
+                elif not self._can_ever_fit(req if req is not None
+                                            else sched_min_req(spec)):
                     problems.append(f"Not enough resources for job {spec.name}")
             deps = []
             for dep in spec.dependencies.after if spec.dependencies else ():
-                name, index, paired = _parse_dep(dep)
+                name, index, paired = parse_dep(dep)
                 target = batch.get(name) or (self.jobs[name].spec if name in self.jobs else None)
                 if target is None:
                     problems.append(f"{prefix}: dependencies.after: unknown job {name!r}")
@@ -366,7 +344,7 @@ class Engine:
                         continue
                 deps.append((name, index, paired))
             out.append((spec, req, sched, deps))
-        problems.extend(self._cycles(batch))
+        problems.extend(find_cycles(batch))
         if problems:
             raise JobDescriptionError(problems)
         return out
@@ -387,54 +365,17 @@ class Engine:
                 return None, (plan(s.name, s.params, total, n, count.lower), nodes)
         return self._intern(requirement(spec)), None
 
+    def _can_ever_fit(self, req: Requirement) -> bool:
+        # The nodes never change: one answer per distinct requirement.
+        fit = self._fit.get(req)
+        if fit is None:
+            fit = self._fit[req] = self.pool.can_ever_fit(req)
+        return fit
+
     def _intern(self, req: Requirement) -> Requirement:
         # One object per distinct requirement: less memory, and the bucket
         # lookup finds an identical key at once.
         return self._reqs.setdefault(req, req)
-
-    @staticmethod
-    def _sched_min_req(spec: JobSpec) -> Requirement:
-        """The least one iteration of a job with an iteration scheduler can get."""
-        base = requirement(spec)
-        r = spec.resources
-        if r.num_nodes is not None and r.num_nodes.scheduler is not None:
-            lo = r.num_nodes.lower
-            return Requirement(base.cores_lo, base.cores_hi, lo, lo, base.crs)
-        lo = r.num_cores.lower if r.num_cores is not None else 1
-        return Requirement(lo, lo, base.nodes_lo, base.nodes_hi, base.crs)
-
-    @staticmethod
-    def _cycles(batch: dict[str, JobSpec]) -> list[str]:
-        graph = {
-            name: [d.partition(":")[0] for d in (s.dependencies.after if s.dependencies else ())
-                   if d.partition(":")[0] in batch]
-            for name, s in batch.items()
-        }
-        color = dict.fromkeys(graph, 0)
-        found: list[str] = []
-        for root in graph:
-            if color[root]:
-                continue
-            stack: list[tuple[str, int]] = [(root, 0)]
-            path: list[str] = []
-            while stack:
-                node, i = stack.pop()
-                if i == 0:
-                    color[node] = 1
-                    path.append(node)
-                if i < len(graph[node]):
-                    stack.append((node, i + 1))
-                    nxt = graph[node][i]
-                    if color[nxt] == 1:
-                        cyc = [*path[path.index(nxt):], nxt]
-                        found.append(f"job {nxt!r}: dependencies.after: cycle "
-                                     f"{' -> '.join(cyc)}")
-                    elif color[nxt] == 0:
-                        stack.append((nxt, 0))
-                else:
-                    color[node] = 2
-                    path.pop()
-        return found
 
     def _register(self, spec: JobSpec, req: Requirement | None, sched: Any,
                   now: float) -> Job:
@@ -511,14 +452,14 @@ class Engine:
         if state not in _lifecycle.ALLOWED[old]:
             _lifecycle.check(f"job {run.job.name!r} iteration {run.index}", old, state)
         run.state = state
-        run.history.append((state, now))
         job = run.job
         if job.iterative:
+            run.history.append((state, now))
             assert job.it_states is not None
             job.it_states[run.index - job.start] = CODE[state]  # type: ignore[operator]
             self._emit(job.name, run.index, state, now)
         else:
-            self._job_state(job, state, now)
+            self._job_state(job, state, now)  # appends to job.history, which is run.history
 
     def _its(self, job: Job) -> bytearray:
         if job.it_states is None:
@@ -565,7 +506,7 @@ class Engine:
                 for target in job.paired:
                     lst = self._paired_waiters.get(target)
                     if lst is not None and job in lst:
-                        lst.remove(job)
+                        lst[:] = [w for w in lst if w is not job]
             for w in self._waiters.pop(name, ()):
                 self._dep_resolved(w, name, job.state, now)
             if job.iterative:
@@ -790,7 +731,10 @@ class Engine:
             self._its(job)
         else:
             index = None
-        run = Run(run_id, job, index, alloc, Q, [(Q, job.history[0][1])])
+        # A plain job has one run and both go through the same states at the same
+        # times: they share one history list (half the objects per job).
+        history = [(Q, job.history[0][1])] if job.iterative else job.history
+        run = Run(run_id, job, index, alloc, Q, history)
         self.runs[run_id] = run
         job.runs[index] = run
         job.active += 1

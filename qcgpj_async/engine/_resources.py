@@ -37,6 +37,9 @@ class Node:
     crs_total: dict[str, int] = attrs.Factory(dict)
     crs_free: dict[str, int] = attrs.Factory(dict)
     in_heap: bool = False
+    # The one-core allocation of each core, made once: allocations are
+    # immutable, and the most common job takes one core.
+    singles: list[Allocation | None] = attrs.Factory(list)
 
     @property
     def free_count(self) -> int:
@@ -212,6 +215,8 @@ class ResourcePool:
         if self.free_cores < lo:
             return None
         want = min(hi, self.free_cores)
+        if want == 1:
+            return self._allocate_one()
         self.free_cores -= want
         parts = []
         heap, nodes = self._heap, self.nodes
@@ -234,6 +239,27 @@ class ResourcePool:
             want -= len(cores)
             parts.append(NodePart(node.name, cores, None, node.index))
         return Allocation(tuple(parts))
+
+    def _allocate_one(self) -> Allocation:
+        self.free_cores -= 1
+        heap, nodes = self._heap, self.nodes
+        node = nodes[heap[0]]
+        while not node.free:
+            heapq.heappop(heap)
+            node.in_heap = False
+            node = nodes[heap[0]]
+        free = node.free
+        core = heapq.heappop(free)
+        if not free:
+            heapq.heappop(heap)
+            node.in_heap = False
+        singles = node.singles
+        if not singles:
+            singles.extend([None] * node.total)
+        alloc = singles[core]
+        if alloc is None:
+            alloc = singles[core] = Allocation((NodePart(node.name, (core,), None, node.index),))
+        return alloc
 
     def _plan(self, req: Requirement) -> list[tuple[Node, int]] | None:
         """Which nodes and how many cores on each, for a non-trivial requirement."""

@@ -277,3 +277,51 @@ def test_empty_submit() -> None:
 
 def test_job_state_is_a_str() -> None:
     assert JobState.QUEUED == "QUEUED"
+
+
+def test_ready_paired_iteration_cancelled_before_it_starts() -> None:
+    d = Driver(engine("1"))
+    d.submit(spec("a", iteration=2), spec("b", iteration=2, after="a:${it}"))
+    d.finish("a", 0)  # b:0 is ready, but a:1 came first
+    assert d.launched() == [("a", 0), ("a", 1)]
+    d.cancel("b:0")
+    d.finish("a", 1)
+    assert d.launched()[-1] == ("b", 1)
+    d.drain()
+    assert d.state("b") is FAIL and d.state("b:0") is CANCEL
+
+
+def test_cores_only_after_a_consumable_job_emptied_a_node() -> None:
+    d = Driver(engine("n1:1,n2:2", crs={"n1": {"gpu": 1}}))
+    d.submit(spec("g", nodeCrs={"gpu": 1}), spec("c", numCores=2), spec("one"))
+    got = {la.job: str(la.allocation) for la in d.launches}
+    assert got == {"g": "n1[0]", "c": "n2[0:1]"}
+    d.finish("c")
+    assert str(d.launches[-1].allocation) == "n2[0]"
+    check_pool(d.eng.pool, d.allocations())
+
+
+def test_iteration_scheduler_on_nodes_with_cores_on_each() -> None:
+    d = Driver(engine("2,2,2,2"))
+    d.submit(spec("n", iteration=2, numCores=1, numNodes={"scheduler": {"name": "split-into"}}))
+    assert [str(la.allocation) for la in d.launches] == ["n0[0],n1[0]", "n0[1],n1[1]"]  # first nodes with a free core
+
+
+def test_iteration_scheduler_whole_nodes_skip_system_core_node() -> None:
+    eng = engine("2,2,2", system_core=True)
+    with pytest.raises(JobDescriptionError, match="split-into"):
+        # two usable whole nodes: 3 parts of them is less than one node each
+        eng.submit([spec("n", iteration=3, numNodes={"scheduler": {"name": "split-into"}})], 0.0)
+    d = Driver(engine("2,2,2", system_core=True))
+    d.submit(spec("n", iteration=2, numNodes={"scheduler": {"name": "split-into"}}))
+    assert [la.allocation.nodes for la in d.launches] == [["n1"], ["n2"]]
+
+
+def test_many_distinct_requirements_and_schedulers() -> None:
+    d = Driver(engine("2,2"))
+    d.submit(*(spec(f"c{i}", numCores={"min": 1, "max": 1 + i % 4}) for i in range(20)),
+             *(spec(f"s{i}", iteration=3, numCores={"scheduler": {"name": "maximum-iters"}})
+               for i in range(5)))
+    d.drain()
+    assert d.eng.unfinished == 0 and d.eng.pool.free_cores == 4
+    assert [j for j, _ in d.launched()][:1] == ["c0"]
