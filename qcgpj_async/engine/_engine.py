@@ -195,6 +195,8 @@ class Engine:
     def remove(self, name: str) -> None:
         """Forget a finished job (frees its memory; the name can be reused).
 
+        The removed :class:`Job` record is detached: its ``runs`` is emptied.
+
         Raises:
             JobNotFoundError: no such job.
             InvalidTransition: the job has not finished.
@@ -206,6 +208,10 @@ class Engine:
             raise _Invalid(f"Job '{name}' not finished - can not be removed")
         del self.jobs[name]
         self.job_counts[job.state] -= 1
+        # Runs point at their job and the job at its runs: emptying ``runs``
+        # breaks that cycle, so the memory is freed now, not at the next
+        # full collection of the cyclic GC.
+        job.runs.clear()
         self._unwire(job)
         if job.in_bucket:
             self._dead_in_buckets += 1

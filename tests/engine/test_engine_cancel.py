@@ -122,12 +122,13 @@ def test_remove_finished_frees_memory_and_name() -> None:
     d = Driver(engine("1"))
     d.submit(spec("a", iteration=3))
     d.drain()
-    ref = weakref.ref(d.eng.jobs["a"])
+    job = d.eng.jobs["a"]
+    ref = weakref.ref(job)
     d.eng.remove("a")
+    assert job.runs == {}  # detached: no job <-> run cycle
+    del job
     assert "a" not in d.eng.jobs and d.eng.job_counts[OK] == 0
-    d.launches.clear()
-    gc.collect()
-    assert ref() is None
+    assert ref() is None  # at once: no reference cycle left for the GC
     d.submit(spec("a"))
     assert d.state("a") is S
 
