@@ -1,26 +1,163 @@
-"""The command line: argparse with the original service's flags, wiring only."""
+"""The command line: argparse with the original service's flags, wiring only.
+
+``python -m qcgpj_async --file-path reqs.json`` (or ``qcgpj-async``) runs a
+request file (batch mode). It says what happened: rejected requests on
+stderr as they happen, one summary line at the end, and the exit code:
+0 every job succeeded, 1 some job failed, was omitted or cancelled, 2 the
+request file or a request was invalid (130/143 when interrupted).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+import time
 from collections.abc import Sequence
+from typing import TextIO
+
+import anyio
 
 from ._version import __version__
+from .model import JobState, QcgpjError
 
-__all__ = ("main",)
+__all__ = ("build_parser", "main")
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "notset")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m qcgpj_async``."""
-    parser = argparse.ArgumentParser(
+    p = argparse.ArgumentParser(
         prog="qcgpj-async",
         description="Run many small jobs inside one allocation (QCG-PilotJob compatible).",
     )
-    parser.add_argument("--version", action="version", version=f"qcgpj_async {__version__}")
-    return parser
+    p.add_argument("--version", action="version", version=f"qcgpj_async {__version__}")
+    p.add_argument("--file", action="store_true",
+                   help="enable the file interface (implied by --file-path)")
+    p.add_argument("--file-path", help="the request file: a JSON list of requests, run in order")
+    p.add_argument("--wd", default=".", help="working directory of the service (default: .)")
+    p.add_argument("--nodes", help='resources: "[name:]cores,..." e.g. "4" or "n1:4,n2:4" '
+                   "(default: discovered, see --resources)")
+    p.add_argument("--resources", default="auto", choices=("auto", "local", "slurm"),
+                   help="where resources come from: auto (Slurm inside an allocation, else "
+                   "this host), local, slurm")
+    p.add_argument("--envschema", default="auto", help="job environment schema (auto, slurm, "
+                   "common); accepted for compatibility: jobs always get the QCG_PM_* set, and "
+                   "the SLURM_* set under the srun executor")
+    p.add_argument("--report-format", default="json", choices=("json", "text", "none"),
+                   help="format of jobs.report (default: json)")
+    p.add_argument("--report-file", default="jobs.report", help="name of the job report file")
+    p.add_argument("--log", default="info", choices=LOG_LEVELS, help="level of service.log")
+    p.add_argument("--system-core", action="store_true",
+                   help="reserve one core (core 0 of the first node) for the service")
+    p.add_argument("--show-progress", action="store_true",
+                   help="a live progress line on stderr")
+    p.add_argument("--id", help="instance id (the service directory is .qcgpjm-service-<id>)")
+    return p
+
+
+def _err(msg: str) -> None:
+    print(f"qcgpj-async: {msg}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the service; returns the process exit code."""
-    build_parser().parse_args(argv)
-    return 0
+    args = build_parser().parse_args(argv)
+    if not args.file_path:
+        _err("error: nothing to do: give a request file with --file-path")
+        return 2
+    from .adapters.file import RequestFileError, load_requests
+
+    try:
+        requests = load_requests(args.file_path)
+    except RequestFileError as e:
+        _err(f"error: {e}")
+        return 2
+    try:
+        return anyio.run(_batch, args, requests)
+    except QcgpjError as e:
+        _err(f"error: {e}")
+        return 2
+    except KeyboardInterrupt:
+        _err("interrupted: every job was stopped")
+        return 130
+
+
+async def _batch(args: argparse.Namespace, requests: list[object]) -> int:
+    from .adapters.file import run_requests
+    from .adapters.protocol import Protocol
+    from .runtime import Pilot
+
+    pilot = Pilot(
+        nodes=args.nodes, wd=args.wd, system_core=args.system_core,
+        report_format=args.report_format, report_file=args.report_file,
+        instance_id=args.id, resources=args.resources, log_level=args.log,
+    )
+    async with pilot:
+        assert pilot.service is not None
+        protocol = Protocol(pilot, log=pilot.service.log)
+        async with anyio.create_task_group() as tg:
+            if args.show_progress:
+                tg.start_soon(_progress, pilot, sys.stderr)
+            run = await run_requests(protocol, requests, _err)
+            if run.finish:
+                await pilot.cancel([n for n, j in pilot.engine.jobs.items()
+                                    if not j.state.is_final and not j.canceled])
+            await pilot.wait4all()
+            tg.cancel_scope.cancel()
+        if args.show_progress:
+            _progress_line(pilot, sys.stderr, time.monotonic(), final=True)
+    _err(_summary(pilot))
+    if run.rejected:
+        return 2
+    c = pilot.engine.job_counts
+    return 0 if c[JobState.SUCCEED] == sum(c.values()) else 1
+
+
+def _summary(pilot: object) -> str:
+    from .runtime import Pilot
+
+    assert isinstance(pilot, Pilot)
+    c = pilot.engine.job_counts
+    total = sum(c.values())
+    parts = [f"{c[JobState.SUCCEED]} succeeded"]
+    for state, word in ((JobState.FAILED, "failed"), (JobState.OMITTED, "omitted"),
+                        (JobState.CANCELED, "cancelled")):
+        if c[state]:
+            parts.append(f"{c[state]} {word}")
+    where = "none"
+    if pilot.service is not None:
+        path = pilot.service.report_path or pilot.service.path
+        rel = os.path.relpath(path)
+        where = rel if not rel.startswith("..") else path
+    return f"{total} job{'s' if total != 1 else ''}: {', '.join(parts)}; report: {where}"
+
+
+def _progress_line(pilot: object, out: TextIO, t0: float, final: bool = False) -> None:
+    from .runtime import Pilot
+
+    assert isinstance(pilot, Pilot)
+    c = pilot.engine.iteration_counts()
+    done = c[JobState.SUCCEED] + c[JobState.FAILED] + c[JobState.CANCELED] + c[JobState.OMITTED]
+    failed = done - c[JobState.SUCCEED]
+    total = sum(c.values())
+    elapsed = max(time.monotonic() - t0, 1e-9)
+    rate = done / elapsed
+    left = total - done
+    eta = f"{int(left / rate // 60)}:{int(left / rate % 60):02d}" if rate > 0 and left else "-"
+    line = (f"done {done}/{total} ({failed} failed), running {c[JobState.EXECUTING]}, "
+            f"queued {c[JobState.QUEUED] + c[JobState.SCHEDULED]}, {rate:.0f} jobs/s, ETA {eta}")
+    if out.isatty():
+        out.write("\r\x1b[2K" + line + ("\n" if final else ""))
+    else:
+        out.write(line + "\n")
+    out.flush()
+
+
+async def _progress(pilot: object, out: TextIO) -> None:
+    t0 = time.monotonic()
+    period = 0.5 if out.isatty() else 5.0
+    while True:
+        await anyio.sleep(period)
+        _progress_line(pilot, out, t0)

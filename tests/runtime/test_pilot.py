@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from qcgpj_async import (
@@ -42,6 +43,22 @@ def alive(pid: int) -> bool:
             return f.read().rpartition(")")[2].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+async def gone(pids: list[int]) -> list[int]:
+    """The pids still alive after a bounded wait (SIGKILL is delivered asynchronously)."""
+    with anyio.move_on_after(T):
+        while any(alive(p) for p in pids):
+            await anyio.sleep(0.01)  # no event tells when the kernel is done
+    return [p for p in pids if alive(p)]
+
+
+async def file_text(path: Path) -> str:
+    """The content of a file a job writes, once it is there (bounded wait)."""
+    with anyio.fail_after(T):
+        while not path.exists() or not path.read_text():
+            await anyio.sleep(0.01)  # a file another process writes
+    return path.read_text()
 
 
 def service_dir(wd: Path) -> Path:
@@ -126,6 +143,7 @@ async def test_cancel_queued_running_and_iterations(tmp_path: Path) -> None:
         states = await pilot.wait4(["run", "after"], timeout=T)
         assert states == {"run": JobState.CANCELED, "after": JobState.OMITTED}
         await until(pilot, "its:2", JobState.EXECUTING)
+        await until(pilot, "its:0", JobState.CANCELED)  # once its killed process has exited
         assert await pilot.status(["its:0", "its:1", "its"]) == {
             "its:0": JobState.CANCELED, "its:1": JobState.CANCELED, "its": JobState.EXECUTING}
         assert await pilot.cancel("its:0") == 0  # already finished: nothing to do
@@ -150,9 +168,7 @@ async def test_job_ignoring_sigterm_is_killed(tmp_path: Path) -> None:
         await pilot.submit(Jobs().add(name="stubborn", script="trap '' TERM; echo ready > ready; "
                                       "while true; do sleep 0.05; done"))
         await until(pilot, "stubborn", JobState.EXECUTING)
-        with anyio.fail_after(T):
-            while not (tmp_path / "ready").exists():  # the trap is set
-                await anyio.sleep(0.01)
+        await file_text(tmp_path / "ready")  # the trap is set
         await pilot.cancel("stubborn")
         assert await pilot.wait4("stubborn", timeout=T) == {"stubborn": JobState.CANCELED}
         info = (await pilot.info("stubborn"))["stubborn"]
@@ -270,15 +286,13 @@ async def test_leaving_by_exception_kills_everything(tmp_path: Path) -> None:
             await pilot.submit(Jobs().add(name="a", script="sleep 60 & echo $! > child; wait",
                                           ).add(name="b", exec="sleep", args=["60"]))
             await until(pilot, "b", JobState.EXECUTING)
-            with anyio.fail_after(T):
-                while not (tmp_path / "child").exists() or not (tmp_path / "child").read_text():
-                    await anyio.sleep(0.01)
+            await file_text(tmp_path / "child")
             info = await pilot.info(["a", "b"])
             pids = [i.runtime.pid for i in info.values() if i.runtime and i.runtime.pid]
             pids.append(int((tmp_path / "child").read_text()))
             raise RuntimeError("boom")
     assert len(pids) == 3
-    assert [p for p in pids if alive(p)] == []  # the job processes and the job's child
+    assert await gone(pids) == []  # the job processes and the job's child
     final = json.loads((service_dir(tmp_path) / "final_status.json").read_text())
     assert final["JobStats"]["FinishedJobs"] == 2  # CANCELED counts as finished
 
@@ -293,14 +307,14 @@ async def test_leaving_by_cancellation_kills_everything(tmp_path: Path) -> None:
             scope.cancel()
             await anyio.sleep(60)
     assert pid is not None
-    assert not alive(pid)
+    assert await gone([pid]) == []
 
 
 async def test_children_left_behind_are_killed_with_the_job(tmp_path: Path) -> None:
     async with Pilot(nodes="1", wd=tmp_path) as pilot:
         await pilot.submit(Jobs().add(name="forker", script="sleep 60 & echo $! > child"))
         assert await pilot.wait4("forker", timeout=T) == {"forker": JobState.SUCCEED}
-    assert not alive(int((tmp_path / "child").read_text()))
+    assert await gone([int((tmp_path / "child").read_text())]) == []
 
 
 async def test_null_executor_runs_the_api_without_processes(tmp_path: Path) -> None:
@@ -323,7 +337,7 @@ async def test_events_stream_every_change(tmp_path: Path) -> None:
                     if ev.iteration is None and ev.state.is_final:
                         return
             tg.start_soon(collect)
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             await pilot.submit(Jobs().add(name="j", exec="x"))
     assert seen == [("j", None, "QUEUED"), ("j", None, "SCHEDULED"),
                     ("j", None, "EXECUTING"), ("j", None, "SUCCEED")]

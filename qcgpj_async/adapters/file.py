@@ -1,0 +1,89 @@
+"""The file transport: a JSON list of requests, processed in order (batch mode).
+
+Each reply is logged to the pilot's service.log; a rejected request is also
+reported on stderr, one line each, so a batch user sees it (the original
+writes it only to its log).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from ..model import QcgpjError
+from .protocol import Protocol
+
+__all__ = ("RequestFileError", "FileRun", "load_requests", "run_requests")
+
+
+class RequestFileError(QcgpjError, ValueError):
+    """The request file is missing, not JSON, or not a list of requests."""
+
+
+def load_requests(path: str | os.PathLike[str]) -> list[Any]:
+    """Read a request file.
+
+    Raises:
+        RequestFileError: naming the file and, for bad JSON, the line and column.
+    """
+    name = os.fspath(path)
+    try:
+        with open(name, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise RequestFileError(f"request file {name!r} not found") from None
+    except OSError as e:
+        raise RequestFileError(f"request file {name!r}: {e.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise RequestFileError(
+            f"request file {name!r}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"
+        ) from None
+    if isinstance(data, dict) and "request" in data:
+        data = [data]  # one request alone: be lenient
+    if not isinstance(data, list):
+        raise RequestFileError(
+            f"request file {name!r}: must hold a JSON list of requests, not {type(data).__name__}"
+        )
+    return data
+
+
+@attrs.define
+class FileRun:
+    """What happened to the requests of one file."""
+
+    requests: int = 0
+    rejected: int = 0
+    finish: bool = False  # a ``finish`` request stopped the run
+
+
+async def run_requests(protocol: Protocol, requests: list[Any],
+                       report: Callable[[str], None]) -> FileRun:
+    """Process requests in order until the list ends or a ``finish`` request.
+
+    Args:
+        protocol: serves the requests.
+        requests: as loaded by :func:`load_requests`.
+        report: called with one line for each rejected request.
+    """
+    run = FileRun()
+    log = protocol.log
+    for i, request in enumerate(requests, 1):
+        run.requests += 1
+        reply = await protocol.handle(request)
+        name = request.get("request") if isinstance(request, dict) else None
+        if reply["code"] != 0:
+            run.rejected += 1
+            report(f"request #{i} ({name or 'invalid'}) rejected: {reply.get('message')}")
+            log.warning("request #%d (%s) rejected: %s", i, name, reply.get("message"))
+        else:
+            log.info("request #%d (%s): %s", i, name, json.dumps(reply)[:2000])
+        if protocol.finish.is_set():
+            run.finish = True
+            break
+    return run

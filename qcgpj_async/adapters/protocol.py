@@ -1,0 +1,224 @@
+"""The original's request protocol, once, for every transport.
+
+:meth:`Protocol.handle` maps one request dict (``{"request": "submit", ...}``)
+to a Pilot call and its result to the original's reply dict (``{"code": 0|1,
+"message"?: ..., "data"?: ...}``, with the original's messages). It never
+raises: a malformed request, a rejected job or a bug in a handler is an error
+reply, and the service goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from ..model import (
+    FINAL_STATES,
+    InvalidTransition,
+    JobDescriptionError,
+    JobNotFoundError,
+    QcgpjError,
+)
+from ..runtime import Pilot
+
+__all__ = ("Protocol", "error_reply", "ok_reply")
+
+Reply = dict[str, Any]
+
+
+def ok_reply(data: Any = None, message: str | None = None) -> Reply:
+    """A success reply; keys whose value is None are left out."""
+    out: Reply = {"code": 0}
+    if message is not None:
+        out["message"] = message
+    if data is not None:
+        out["data"] = data
+    return out
+
+
+def error_reply(message: str) -> Reply:
+    """An error reply."""
+    return {"code": 1, "message": message}
+
+
+def _names(request: dict[str, Any], what: str) -> list[str] | Reply:
+    names = request.get("jobNames")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        return error_reply(f"Wrong {what} request - missing job names")
+    return names
+
+
+class Protocol:
+    """Serves requests against one Pilot.
+
+    Args:
+        pilot: the running pilot.
+        zmq_address: the REP address to advertise in ``status`` (ZMQ transport).
+        publisher: the PUB address to advertise as ``StatusPublisher``.
+        log: where replies to rejected requests are logged.
+    """
+
+    def __init__(self, pilot: Pilot, *, zmq_address: str | None = None,
+                 publisher: str | None = None, log: logging.Logger | None = None) -> None:
+        self.pilot = pilot
+        self.zmq_address = zmq_address
+        self.publisher = publisher
+        self.log = log or logging.getLogger("qcgpj_async.protocol")
+        #: Set by a ``finish`` request: stop now, killing running jobs.
+        self.finish = anyio.Event()
+        #: Set by ``control finishAfterAllTasksDone``: stop once every job ended.
+        self.finish_after_all = anyio.Event()
+        self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Reply]]] = {
+            "submit": self._submit,
+            "jobStatus": self._job_status,
+            "jobInfo": self._job_info,
+            "cancelJob": self._cancel,
+            "removeJob": self._remove,
+            "listJobs": self._list,
+            "resourcesInfo": self._resources,
+            "status": self._status,
+            "control": self._control,
+            "finish": self._finish,
+            "register": self._governor_only,
+            "notify": self._governor_only,
+        }
+
+    @property
+    def finishing(self) -> bool:
+        """Whether a finish of either kind was requested."""
+        return self.finish.is_set() or self.finish_after_all.is_set()
+
+    async def handle(self, request: object) -> Reply:
+        """Answer one request; never raises (but for cancellation)."""
+        if not isinstance(request, dict):
+            return error_reply("Invalid request: Invalid request")
+        name = request.get("request")
+        if not isinstance(name, str) or not name:
+            return error_reply("Invalid request: Invalid request")
+        handler = self._handlers.get(name)
+        if handler is None:
+            return error_reply(f"Invalid request: Unknown request name: {name}")
+        try:
+            return await handler(request)
+        except QcgpjError as e:
+            return error_reply(str(e))
+        except Exception as e:  # a bug must not take the service down
+            self.log.exception("request %s failed", name)
+            return error_reply(f"Internal error while handling {name}: {e!r}")
+
+    async def _submit(self, request: dict[str, Any]) -> Reply:
+        jobs = request.get("jobs")
+        if not isinstance(jobs, list) or not jobs:
+            return error_reply("Wrong submit request - missing jobs data")
+        if self.finishing:
+            return error_reply("Finish request already requested - no more jobs accepted")
+        try:
+            names = await self.pilot.submit(jobs)
+        except JobDescriptionError as e:
+            return error_reply("; ".join(e.problems))
+        return ok_reply({"submitted": len(names), "jobs": names}, f"{len(names)} jobs submitted")
+
+    async def _job_status(self, request: dict[str, Any]) -> Reply:
+        names = _names(request, "job status")
+        if isinstance(names, dict):
+            return names
+        out: dict[str, Any] = {}
+        for n in names:
+            try:
+                state = (await self.pilot.status(n))[n]
+                out[n] = {"status": 0, "data": {"jobName": n, "status": state.value}}
+            except JobNotFoundError as e:
+                out[n] = {"status": 1, "message": str(e)}
+        return ok_reply({"jobs": out})
+
+    async def _job_info(self, request: dict[str, Any]) -> Reply:
+        names = _names(request, "job info")
+        if isinstance(names, dict):
+            return names
+        params = request.get("params")
+        childs = bool(params.get("withChilds")) if isinstance(params, dict) else False
+        out: dict[str, Any] = {}
+        for n in names:
+            try:
+                info = (await self.pilot.info(n, with_childs=childs))[n]
+                out[n] = {"status": 0, "data": info.to_dict()}
+            except JobNotFoundError as e:
+                out[n] = {"status": 1, "message": str(e)}
+        return ok_reply({"jobs": out})
+
+    async def _cancel(self, request: dict[str, Any]) -> Reply:
+        names = _names(request, "cancel job")
+        if isinstance(names, dict):
+            return names
+        canceled, errors = 0, {}
+        for n in names:
+            try:
+                self.pilot.engine.lookup(n)
+            except JobNotFoundError:
+                errors[n] = f"Job/iteration {n} doesn't exist"
+                continue
+            if await self.pilot.cancel(n):
+                canceled += 1
+            else:
+                errors[n] = f"Job/iteration {n} already finished"
+        if not canceled and errors:
+            return error_reply("; ".join(errors.values()))
+        return ok_reply({"canceled": canceled, "errors": errors or None})
+
+    async def _remove(self, request: dict[str, Any]) -> Reply:
+        names = _names(request, "remove job")
+        if isinstance(names, dict):
+            return names
+        removed, errors = 0, {}
+        for n in names:
+            try:
+                removed += await self.pilot.remove(n)
+            except (JobNotFoundError, InvalidTransition) as e:
+                errors[n] = str(e)
+        if not removed and errors:
+            return error_reply("; ".join(errors.values()))
+        return ok_reply({"removed": removed, "errors": errors or None})
+
+    async def _list(self, request: dict[str, Any]) -> Reply:
+        jobs: dict[str, Any] = {}
+        for name, job in self.pilot.engine.jobs.items():
+            entry: dict[str, Any] = {"status": job.state.value}
+            if job.messages:
+                entry["messages"] = "\n".join(job.messages)
+            jobs[name] = entry
+        return ok_reply({"length": len(jobs), "jobs": jobs})
+
+    async def _resources(self, request: dict[str, Any]) -> Reply:
+        return ok_reply((await self.pilot.resources()).to_dict())
+
+    async def _status(self, request: dict[str, Any]) -> Reply:
+        options = request.get("options")
+        if isinstance(options, dict) and options.get("allJobsFinished"):
+            done = all(j.state in FINAL_STATES for j in self.pilot.engine.jobs.values())
+            return ok_reply({"AllJobsFinished": done})
+        return ok_reply(self.pilot.service_status(zmq_address=self.zmq_address,
+                                                  publisher=self.publisher))
+
+    async def _control(self, request: dict[str, Any]) -> Reply:
+        command = request.get("command")
+        if not command:
+            return error_reply("Wrong control request - missing command")
+        if command != "finishAfterAllTasksDone":
+            return error_reply(f'Wrong control request - unknown command "{command}"')
+        if self.finishing:
+            return error_reply("Finish request already requested")
+        self.finish_after_all.set()
+        return ok_reply(message="finishAfterAllTasksDone command accepted")
+
+    async def _finish(self, request: dict[str, Any]) -> Reply:
+        if self.finish.is_set():
+            return error_reply("Finish request already requested")
+        self.finish.set()
+        return ok_reply({"when": "0s"})
+
+    async def _governor_only(self, request: dict[str, Any]) -> Reply:
+        return error_reply(f"Invalid request: {request['request']} is for a governor manager; "
+                           "this is a plain manager")
