@@ -134,6 +134,7 @@ async def test_cancel_queued_running_and_iterations(tmp_path: Path) -> None:
                            .add(name="after", exec="/bin/true", after="run"))
         # iteration 0 of "its" runs beside "run"; 1 and 2 are queued
         await until(pilot, "its:0", JobState.EXECUTING)
+        await until(pilot, "run", JobState.EXECUTING)  # trio starts tasks in any order
         assert await pilot.status(["run", "its:0", "its:1"]) == {
             "run": JobState.EXECUTING, "its:0": JobState.EXECUTING, "its:1": JobState.QUEUED}
         assert await pilot.cancel(["its:1"]) == 1
