@@ -20,6 +20,7 @@ from ..model import (
     InvalidTransition,
     JobDescriptionError,
     JobNotFoundError,
+    JobState,
     QcgpjError,
 )
 from ..runtime import Pilot
@@ -166,7 +167,7 @@ class Protocol:
                 errors[n] = f"Job/iteration {n} already finished"
         if not canceled and errors:
             return error_reply("; ".join(errors.values()))
-        return ok_reply({"canceled": canceled, "errors": errors or None})
+        return ok_reply({"canceled": canceled, **({"errors": errors} if errors else {})})
 
     async def _remove(self, request: dict[str, Any]) -> Reply:
         names = _names(request, "remove job")
@@ -180,14 +181,18 @@ class Protocol:
                 errors[n] = str(e)
         if not removed and errors:
             return error_reply("; ".join(errors.values()))
-        return ok_reply({"removed": removed, "errors": errors or None})
+        return ok_reply({"removed": removed, **({"errors": errors} if errors else {})})
 
     async def _list(self, request: dict[str, Any]) -> Reply:
         jobs: dict[str, Any] = {}
+        in_queue = 0  # the original's position in its (arrival-ordered) queue
         for name, job in self.pilot.engine.jobs.items():
             entry: dict[str, Any] = {"status": job.state.value}
             if job.messages:
                 entry["messages"] = "\n".join(job.messages)
+            if job.state is JobState.QUEUED:
+                entry["inQueue"] = in_queue
+                in_queue += 1
             jobs[name] = entry
         return ok_reply({"length": len(jobs), "jobs": jobs})
 
