@@ -95,11 +95,12 @@ async def _batch(args: argparse.Namespace, requests: list[object]) -> int:
         instance_id=args.id, resources=args.resources, log_level=args.log,
     )
     async with pilot:
+        t0 = time.monotonic()  # the progress line's rate counts from here
         assert pilot.service is not None
         protocol = Protocol(pilot, log=pilot.service.log)
         async with anyio.create_task_group() as tg:
             if args.show_progress:
-                tg.start_soon(_progress, pilot, sys.stderr)
+                tg.start_soon(_progress, pilot, sys.stderr, t0)
             run = await run_requests(protocol, requests, _err)
             if run.finish:
                 await pilot.cancel([n for n, j in pilot.engine.jobs.items()
@@ -107,7 +108,7 @@ async def _batch(args: argparse.Namespace, requests: list[object]) -> int:
             await pilot.wait4all()
             tg.cancel_scope.cancel()
         if args.show_progress:
-            _progress_line(pilot, sys.stderr, time.monotonic(), final=True)
+            _progress_line(pilot, sys.stderr, t0, final=True)
     _err(_summary(pilot))
     if run.rejected:
         return 2
@@ -155,8 +156,7 @@ def _progress_line(pilot: object, out: TextIO, t0: float, final: bool = False) -
     out.flush()
 
 
-async def _progress(pilot: object, out: TextIO) -> None:
-    t0 = time.monotonic()
+async def _progress(pilot: object, out: TextIO, t0: float) -> None:
     period = 0.5 if out.isatty() else 5.0
     while True:
         await anyio.sleep(period)
