@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-progress", action="store_true",
                    help="a live progress line on stderr")
     p.add_argument("--id", help="instance id (the service directory is .qcgpjm-service-<id>)")
+    _add_net_args(p)
     return p
 
 
@@ -64,8 +65,10 @@ def _err(msg: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the service; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    if _net_enabled(args):
+        return _net_main(args)
     if not args.file_path:
-        _err("error: nothing to do: give a request file with --file-path")
+        _err("error: nothing to do: give a request file with --file-path, or --net")
         return 2
     from .adapters.file import RequestFileError, load_requests
 
@@ -161,3 +164,128 @@ async def _progress(pilot: object, out: TextIO, t0: float) -> None:
     while True:
         await anyio.sleep(period)
         _progress_line(pilot, out, t0)
+
+
+# == network mode (--net): the ZMQ interface ===================================
+#
+# ``--net`` serves the original's ZMQ interface (REP requests, PUB events) until
+# a ``finish`` request or a signal. With ``--file-path`` too, the file's requests
+# are processed first, then the service keeps serving; if the file (or a client)
+# sent ``control finishAfterAllTasksDone``, it ends once every job has ended (as
+# the original). ``finish`` stops unfinished jobs, as in batch mode. Exit codes
+# are batch mode's.
+
+
+def _add_net_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("network interface (ZMQ; needs the [zmq] extra)")
+    g.add_argument("--net", action="store_true",
+                   help="serve the ZMQ interface until a finish request or a signal")
+    g.add_argument("--net-port", type=int, help="port of the request socket (implies --net; "
+                   "default: random in --net-port-min..--net-port-max)")
+    g.add_argument("--net-pub-port", type=int,
+                   help="port of the event publisher (implies --net; default: random)")
+    g.add_argument("--net-port-min", type=int, help="lowest random port (implies --net; "
+                   "default 2222)")
+    g.add_argument("--net-port-max", type=int, help="end of the random port range "
+                   "(implies --net; default 9999)")
+    g.add_argument("--net-bind", metavar="ADDR", help="interface to bind (implies --net; "
+                   "default 127.0.0.1; '*' for all, then this host's address is advertised)")
+
+
+def _net_enabled(args: argparse.Namespace) -> bool:
+    return bool(args.net or args.net_port or args.net_pub_port or args.net_port_min
+                or args.net_port_max or args.net_bind)
+
+
+def _net_main(args: argparse.Namespace) -> int:
+    try:
+        from .adapters import zmq as _  # noqa: F401 - fail early and clearly without pyzmq
+    except ImportError as e:
+        _err(f"error: --net: {e}")
+        return 2
+    from .adapters.file import RequestFileError, load_requests
+
+    requests = None
+    if args.file_path:
+        try:
+            requests = load_requests(args.file_path)
+        except RequestFileError as e:
+            _err(f"error: {e}")
+            return 2
+    try:
+        return anyio.run(_net, args, requests)
+    except QcgpjError as e:
+        _err(f"error: {e}")
+        return 2
+    except KeyboardInterrupt:
+        _err("interrupted: every job was stopped")
+        return 130
+
+
+async def _net(args: argparse.Namespace, requests: list[object] | None) -> int:
+    from .adapters.file import FileRun, run_requests
+    from .adapters.protocol import Protocol
+    from .adapters.zmq import serve_zmq
+    from .runtime import Pilot
+
+    pilot = Pilot(
+        nodes=args.nodes, wd=args.wd, system_core=args.system_core,
+        report_format=args.report_format, report_file=args.report_file,
+        instance_id=args.id, resources=args.resources, log_level=args.log,
+    )
+    run = FileRun()
+    async with pilot:
+        t0 = time.monotonic()
+        assert pilot.service is not None
+        protocol = Protocol(pilot, log=pilot.service.log)
+        server = serve_zmq(pilot, host=args.net_bind or "127.0.0.1", port=args.net_port,
+                           pub_port=args.net_pub_port, port_min=args.net_port_min or 2222,
+                           port_max=args.net_port_max or 9999, protocol=protocol)
+        async with server, anyio.create_task_group() as tg:
+            _err(f"serving at {server.address} (events at {server.publisher}); "
+                 f"address in {os.path.join(pilot.service.path, 'address')}")
+            if args.show_progress:
+                tg.start_soon(_net_progress, pilot, t0)
+            if requests is not None:
+                run = await run_requests(protocol, requests, _err)
+            await _until_finish(pilot, protocol)
+            tg.cancel_scope.cancel()
+        if protocol.finish.is_set():
+            await pilot.cancel([n for n, j in pilot.engine.jobs.items()
+                                if not j.state.is_final and not j.canceled])
+        await pilot.wait4all()
+        if args.show_progress:
+            _progress_line(pilot, sys.stderr, t0, final=True)
+    _err(_summary(pilot))
+    if run.rejected:
+        return 2
+    c = pilot.engine.job_counts
+    return 0 if c[JobState.SUCCEED] == sum(c.values()) else 1
+
+
+async def _until_finish(pilot: object, protocol: object) -> None:
+    """Return on ``finish``, or on ``finishAfterAllTasksDone`` once every job ended."""
+    from .adapters.protocol import Protocol
+    from .runtime import Pilot
+
+    assert isinstance(pilot, Pilot) and isinstance(protocol, Protocol)
+    async with anyio.create_task_group() as tg:
+
+        async def on_finish() -> None:
+            await protocol.finish.wait()
+            tg.cancel_scope.cancel()
+
+        async def after_all() -> None:
+            await protocol.finish_after_all.wait()
+            await pilot.wait4all()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(on_finish)
+        tg.start_soon(after_all)
+
+
+async def _net_progress(pilot: object, t0: float) -> None:
+    period = 0.5 if sys.stderr.isatty() else 5.0
+    while True:
+        await anyio.sleep(period)
+        _progress_line(pilot, sys.stderr, t0)
