@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
-from collections.abc import Sequence
-from typing import TextIO
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TextIO
 
 import anyio
 
@@ -78,13 +79,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err(f"error: {e}")
         return 2
     try:
-        return anyio.run(_batch, args, requests)
+        return anyio.run(_stoppable, _batch, args, requests)
     except QcgpjError as e:
         _err(f"error: {e}")
         return 2
     except KeyboardInterrupt:
         _err("interrupted: every job was stopped")
         return 130
+
+
+async def _stoppable(run: Callable[[argparse.Namespace, Any], Awaitable[int]],
+                     args: argparse.Namespace, requests: Any) -> int:
+    """``run``, stopped with every job by SIGTERM (Slurm's time limit, scancel): exit 143."""
+    code: int | None = None
+    failure: QcgpjError | None = None
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_cancel_on_sigterm, tg.cancel_scope)
+        try:
+            code = await run(args, requests)
+        except QcgpjError as e:  # raised as is for main(), not in an exception group
+            failure = e
+        tg.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    if code is None:
+        _err("terminated: every job was stopped")
+        return 143
+    return code
+
+
+async def _cancel_on_sigterm(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+        async for _ in signals:
+            scope.cancel()
+            return
 
 
 async def _batch(args: argparse.Namespace, requests: list[object]) -> int:
@@ -213,7 +241,7 @@ def _net_main(args: argparse.Namespace) -> int:
             _err(f"error: {e}")
             return 2
     try:
-        return anyio.run(_net, args, requests)
+        return anyio.run(_stoppable, _net, args, requests)
     except QcgpjError as e:
         _err(f"error: {e}")
         return 2

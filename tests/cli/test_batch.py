@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -531,6 +532,58 @@ def test_request_errors_in_a_file(tmp_path: Path) -> None:
         'qcgpj-async: request #5 (control) rejected: Wrong control request - unknown command "X"',
         "qcgpj-async: request #8 (control) rejected: Finish request already requested",
     ]
+
+
+# -- signals ------------------------------------------------------------------------------------
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize(("sig", "code", "word"), [
+    ("SIGINT", 130, "interrupted"),
+    # what Slurm sends at the time limit or on scancel: the jobs must not outlive the run
+    ("SIGTERM", 143, "terminated"),
+])
+def test_signal_stops_every_job(tmp_path: Path, sig: str, code: int, word: str) -> None:
+    f = requests_file(tmp_path / "r.json", [{"request": "submit", "jobs": [
+        job("s", "echo $$ > pid.${it}; exec sleep 30", iteration={"stop": 2})]}])
+    proc = subprocess.Popen([sys.executable, "-m", "qcgpj_async", "--file-path", f,
+                             "--wd", str(tmp_path), "--nodes", "2"],
+                            stderr=subprocess.PIPE, text=True)
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        for i in range(2):
+            pid_file = tmp_path / f"pid.{i}"
+            while not pid_file.exists() or not pid_file.read_text().strip():
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.01)  # a file the job writes
+            pids.append(int(pid_file.read_text()))
+        t = time.monotonic()
+        proc.send_signal(getattr(signal, sig))
+        _, err = proc.communicate(timeout=TIMEOUT)
+        assert time.monotonic() - t < 5
+        assert proc.returncode == code
+        assert err == f"qcgpj-async: {word}: every job was stopped\n"
+        deadline = time.monotonic() + TIMEOUT
+        while any(alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.01)  # SIGKILL is delivered asynchronously
+        assert not [p for p in pids if alive(p)]
+        assert (service_dir(tmp_path) / "final_status.json").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for p in pids:
+            if alive(p):
+                os.kill(p, signal.SIGKILL)
 
 
 # -- the console script ---------------------------------------------------------------------------------
