@@ -14,11 +14,10 @@ import contextlib
 import os
 import signal
 import subprocess
-from typing import IO
 
 import anyio
 
-from ._base import LaunchError
+from ._spawn import make_wd, spawn
 from ._task import Task
 
 __all__ = ("LocalExecutor", "LocalProcess", "local_argv")
@@ -94,17 +93,6 @@ class LocalProcess:
         self._signal_group(signal.SIGKILL)
 
 
-def _open(path: str | None, mode: str, what: str, label: str) -> IO[bytes] | None:
-    if path is None:
-        return None
-    try:
-        if mode[0] == "w":
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-        return open(path, mode)
-    except OSError as e:
-        raise LaunchError(f"job {label}: cannot open {what} {path!r}: {e.strerror}") from None
-
-
 class LocalExecutor:
     """Starts tasks as subprocesses of this host.
 
@@ -127,52 +115,19 @@ class LocalExecutor:
         return self._spawn(task)
 
     def _spawn(self, task: Task) -> LocalProcess:
-        label = task.label
-        try:
-            os.makedirs(task.cwd, exist_ok=True)
-        except OSError as e:
-            msg = f"job {label}: cannot create working directory {task.cwd!r}: {e.strerror}"
-            raise LaunchError(msg) from None
+        make_wd(task)
         hostfile = None
         if task.model in ("openmpi", "intelmpi"):
             hostfile = os.path.join(self.scratch_dir or task.cwd, f".hostfile.{task.run_id}")
             with open(hostfile, "w") as hf:
                 hf.write(_hostfile_text(task))
-        argv = local_argv(task, hostfile)
-        files: list[IO[bytes]] = []
         try:
-            fin = _open(task.stdin, "rb", "stdin", label)
-            if fin:
-                files.append(fin)
-            fout = _open(task.stdout, "wb", "stdout", label)
-            if fout:
-                files.append(fout)
-            if task.stderr is not None and task.stderr == task.stdout:
-                ferr = fout
-            else:
-                ferr = _open(task.stderr, "wb", "stderr", label)
-                if ferr:
-                    files.append(ferr)
-            try:
-                popen = subprocess.Popen(
-                    argv,
-                    cwd=task.cwd,
-                    env=task.env,
-                    stdin=fin or subprocess.DEVNULL,
-                    stdout=fout or subprocess.DEVNULL,
-                    stderr=ferr or subprocess.DEVNULL,
-                    start_new_session=True,
-                    close_fds=True,
-                )
-            except FileNotFoundError:
-                raise LaunchError(f"job {label}: executable {argv[0]!r} not found") from None
-            except PermissionError:
-                raise LaunchError(f"job {label}: {argv[0]!r} is not executable") from None
-            except OSError as e:
-                raise LaunchError(f"job {label}: cannot start {argv[0]!r}: {e}") from None
-        finally:
-            for f in files:
-                f.close()
+            popen = spawn(task, local_argv(task, hostfile))
+        except BaseException:
+            if hostfile is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(hostfile)
+            raise
         return LocalProcess(popen, hostfile)
 
     async def aclose(self) -> None:

@@ -1,0 +1,99 @@
+"""Start one subprocess of a task: working directory, streams, process group, errors.
+
+Shared by the executors that run a program on this host: the local executor
+runs the task itself, the srun executor runs ``srun`` (which forwards the
+task's streams to and from the files opened here) or ``mpirun``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from typing import IO
+
+from ._base import LaunchError
+from ._task import Task
+
+__all__ = ("make_wd", "spawn")
+
+
+def _open(path: str | None, mode: str, what: str, label: str) -> IO[bytes] | None:
+    if path is None:
+        return None
+    try:
+        if mode[0] == "w":
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        return open(path, mode)
+    except OSError as e:
+        raise LaunchError(f"job {label}: cannot open {what} {path!r}: {e.strerror}") from None
+
+
+def make_wd(task: Task) -> None:
+    """Create the task's working directory.
+
+    Raises:
+        LaunchError: it cannot be created.
+    """
+    try:
+        os.makedirs(task.cwd, exist_ok=True)
+    except OSError as e:
+        msg = f"job {task.label}: cannot create working directory {task.cwd!r}: {e.strerror}"
+        raise LaunchError(msg) from None
+
+
+def spawn(
+    task: Task, argv: Sequence[str], env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` for ``task`` in the task's wd, with its streams, in a new session.
+
+    The working directory must exist (:func:`make_wd`). Unset streams are
+    ``/dev/null``; stdout and stderr naming the same file share one open file.
+
+    Args:
+        task: the task (wd, streams, label for messages).
+        argv: what to run (the task's own argv, or a launcher's).
+        env: the environment (default: the task's).
+
+    Returns:
+        The started process, leader of its own process group.
+
+    Raises:
+        LaunchError: a stream cannot be opened, the program is missing or
+            not executable.
+    """
+    label = task.label
+    files: list[IO[bytes]] = []
+    try:
+        fin = _open(task.stdin, "rb", "stdin", label)
+        if fin:
+            files.append(fin)
+        fout = _open(task.stdout, "wb", "stdout", label)
+        if fout:
+            files.append(fout)
+        if task.stderr is not None and task.stderr == task.stdout:
+            ferr = fout
+        else:
+            ferr = _open(task.stderr, "wb", "stderr", label)
+            if ferr:
+                files.append(ferr)
+        try:
+            return subprocess.Popen(
+                argv,
+                cwd=task.cwd,
+                env=task.env if env is None else env,
+                stdin=fin or subprocess.DEVNULL,
+                stdout=fout or subprocess.DEVNULL,
+                stderr=ferr or subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except FileNotFoundError:
+            raise LaunchError(f"job {label}: executable {argv[0]!r} not found") from None
+        except PermissionError:
+            raise LaunchError(f"job {label}: {argv[0]!r} is not executable") from None
+        except OSError as e:
+            raise LaunchError(f"job {label}: cannot start {argv[0]!r}: {e}") from None
+    finally:
+        for f in files:
+            f.close()
