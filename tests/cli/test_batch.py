@@ -22,8 +22,8 @@ from typing import Any
 import anyio
 import pytest
 
-from qcgpj_async import JobState, Pilot, __version__
-from qcgpj_async.cli import _progress_line
+from qcgpj_async import JobState, NullExecutor, Pilot, __version__
+from qcgpj_async.cli import _progress, _progress_line
 
 TIMEOUT = 60
 SUMMARY = re.compile(r"qcgpj-async: (\d+) jobs?: (\d+) succeeded(, \d+ failed)?"
@@ -418,6 +418,14 @@ async def test_progress_line(tmp_path: Path) -> None:
         _progress_line(pilot, tty, t0, final=True)
         assert tty.getvalue().endswith(line + "\n")
         await pilot.cancel(["s1", "s2", "q"])
+    # the live line on a terminal: redrawn every 0.5 s
+    async with Pilot(nodes="1", wd=tmp_path, executor=NullExecutor()) as pilot:
+        await pilot.submit(job("n"))
+        tty = FakeStream(tty=True)
+        with anyio.move_on_after(0.7):
+            await _progress(pilot, tty, time.monotonic())
+        assert tty.getvalue().startswith("\r\x1b[2Kdone 1/1 (0 failed), running 0, queued 0, ")
+        assert tty.getvalue().count("\r") == 1
     # iterations count one by one
     async with Pilot(nodes="4", wd=tmp_path) as pilot:
         await pilot.submit(job("it", "true", iteration={"stop": 6}))
