@@ -6,7 +6,7 @@ No I/O, no anyio, no clock: time is an argument of every call.
 from ._engine import Engine, Instruction
 from ._itersched import maximum_iters, split_into
 from ._lifecycle import ALLOWED
-from ._records import Job, Kill, Launch, Run, StateChanged
+from ._records import Job, Kill, Launch, Outcome, Run, StateChanged
 from ._resources import Allocation, NodePart, Requirement, ResourcePool, parse_nodes
 from ._submit import requirement
 
@@ -19,6 +19,7 @@ __all__ = (
     "Kill",
     "Launch",
     "NodePart",
+    "Outcome",
     "Requirement",
     "ResourcePool",
     "Run",

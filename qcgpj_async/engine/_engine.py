@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from ..model import FINAL_STATES, JobDescriptionError, JobNotFoundError, JobSpec, JobState
 from ..model import InvalidTransition as _Invalid
-from . import _lifecycle
+from . import _lifecycle, _restore
 from ._itersched import plan
-from ._records import Job, Kill, Launch, Run, StateChanged
+from ._records import Job, Kill, Launch, Outcome, Run, StateChanged
 from ._resources import Allocation, Requirement, ResourcePool
 from ._submit import find_cycles, parse_dep, requirement, sched_min_req
 
@@ -94,6 +94,24 @@ class Engine:
         self._propagate(now)
         self._schedule(now)
         return self._drain()
+
+    def restore(self, specs: Sequence[JobSpec],
+                outcomes: Mapping[str, Mapping[int | None, Outcome]],
+                now: float) -> list[Instruction]:
+        """Accept a batch of jobs that a previous run had partly done (resume).
+
+        Like :meth:`submit`, but ``outcomes[name]`` says how the job (key None)
+        and any of its iterations (key: index, in any order) already ended. A
+        job that ended is registered in its final state and never launched;
+        an iteration job goes on with exactly its iterations that have no
+        outcome. Dependencies are judged on the restored states. Restored
+        finals are published as :class:`StateChanged` at their recorded times.
+
+        Raises:
+            JobDescriptionError: as :meth:`submit`.
+            ValueError: an outcome for an unknown job or iteration, or not final.
+        """
+        return _restore.restore(self, specs, outcomes, now)
 
     def started(self, run_id: int, now: float, pid: int | None = None) -> list[Instruction]:
         """A launched iteration's process is running.
@@ -355,7 +373,8 @@ class Engine:
             raise JobDescriptionError(problems)
         return out
 
-    def _requirement(self, spec: JobSpec) -> tuple[Requirement | None, Any]:
+    def _requirement(self, spec: JobSpec,
+                     iterations: int | None = None) -> tuple[Requirement | None, Any]:
         r = spec.resources
         for count, nodes in ((r.num_cores, False), (r.num_nodes, True)):
             if count is not None and count.scheduler is not None:
@@ -366,7 +385,7 @@ class Engine:
                     total = sum(1 for n in pool.nodes if pool.usable(n) == n.total)
                 else:
                     total = pool.total_nodes
-                n = len(spec.iteration) if spec.iteration else 1
+                n = iterations or (len(spec.iteration) if spec.iteration else 1)
                 s = count.scheduler
                 return None, (plan(s.name, s.params, total, n, count.lower), nodes)
         return self._intern(requirement(spec)), None
@@ -384,7 +403,7 @@ class Engine:
         return self._reqs.setdefault(req, req)
 
     def _register(self, spec: JobSpec, req: Requirement | None, sched: Any,
-                  now: float) -> Job:
+                  now: float, emit: bool = True) -> Job:
         it = spec.iteration
         job = Job(spec.name, spec, self._seq, Q, [(Q, now)], req)
         self._seq += 1
@@ -395,7 +414,8 @@ class Engine:
             job.sched, job.sched_nodes = sched
         self.jobs[spec.name] = job
         self.job_counts[Q] += 1
-        self._emit(job.name, None, Q, now)
+        if emit:
+            self._emit(job.name, None, Q, now)
         return job
 
     def _wire(self, job: Job, deps: list[tuple[str, int | None, bool]], now: float) -> None:

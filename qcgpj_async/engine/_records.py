@@ -14,7 +14,7 @@ import attrs
 from ..model import JobSpec, JobState
 from ._resources import Allocation, Requirement
 
-__all__ = ("Job", "Kill", "Launch", "Run", "StateChanged")
+__all__ = ("Job", "Kill", "Launch", "Outcome", "Run", "StateChanged")
 
 
 @attrs.frozen
@@ -46,6 +46,19 @@ class Kill:
     job: str
     iteration: int | None
     reason: str
+
+
+@attrs.frozen
+class Outcome:
+    """How a job or an iteration ended, as a previous run recorded it (see ``Engine.restore``).
+
+    ``exit_code`` is None when it never ran (cancelled or omitted while queued).
+    """
+
+    state: JobState
+    time: float
+    exit_code: int | None = None
+    message: str | None = None
 
 
 @attrs.define(eq=False)
