@@ -19,7 +19,7 @@ Stopping a step (measured on Slurm 22.05):
   when it worked (a spurious "Invalid job id"), so its status is ignored.
 
 :meth:`SrunProcess.terminate` therefore finds the step by its unique name
-(``squeue -s --name``) and scancels it with TERM; a step not created yet is
+(listed by ``squeue -s``) and scancels it with TERM; a step not created yet is
 stopped by SIGTERM to srun. :meth:`SrunProcess.kill` SIGTERMs srun, and
 scancels the step if srun is still there after :data:`KILL_BACKSTOP` s.
 Those commands run in :meth:`SrunProcess.wait`, which the pilot awaits for
@@ -100,13 +100,16 @@ class _SlurmCommands:
         return ""
 
     async def steps(self, job_id: str, name: str | None = None) -> list[tuple[str, str]]:
-        """``(step id, step name)`` of the job's running steps (named ``name``)."""
+        """``(step id, step name)`` of the job's running steps (only those named ``name``).
+
+        ``squeue --steps`` ignores ``--name`` (Slurm 22.05 lists every step
+        whatever it says), so the names are matched here.
+        """
         argv = [self.squeue, "--noheader", "--steps", f"--jobs={job_id}", "--format=%i %j"]
-        if name is not None:
-            argv.append(f"--name={name}")
         out = await self._run(argv)
         pairs = (line.split(None, 1) for line in out.splitlines())
-        return [(p[0], p[1].strip()) for p in pairs if len(p) == 2]
+        found = [(p[0], p[1].strip()) for p in pairs if len(p) == 2]
+        return found if name is None else [p for p in found if p[1] == name]
 
     async def cancel(self, step_ids: Sequence[str], sig: str | None = None) -> None:
         """``scancel`` the steps (SIGKILL, or ``sig`` such as ``TERM``)."""

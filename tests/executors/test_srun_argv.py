@@ -200,26 +200,28 @@ def test_mpirun_environment_shows_the_share_and_lets_daemon_steps_overlap() -> N
 
 # == the executor with fake Slurm commands =====================================
 
-# A fake srun: records its argv and pid, then runs in the way FAKE_SRUN says.
+# A fake srun: records its argv and pid, lists its step beside another one
+# (unless FAKE_DIR/no-step exists), then runs in the way FAKE_SRUN says.
 FAKE_SRUN = """#!/bin/bash
 printf '%s\\n' "$@" > "$FAKE_DIR/srun.argv"
 env > "$FAKE_DIR/srun.env"
 echo $$ > "$FAKE_DIR/srun.pid"
+for a in "$@"; do case "$a" in --job-name=*) name="${a#--job-name=}" ;; esac; done
+[ -e "$FAKE_DIR/no-step" ] || printf '77.2 %s\\n77.3 %s\\n' "${name}9" "$name" > "$FAKE_DIR/steps"
 case "$FAKE_SRUN" in
-  exit3) exit 3 ;;
+  exit3) rm -f "$FAKE_DIR/steps"; exit 3 ;;
   # like srun: SIGTERM kills the tasks and srun exits 137; a TERM delivered
   # by scancel ends the tasks gracefully and srun exits 143 (see fake scancel).
   sleep) trap 'exit 137' TERM; trap 'exit 143' USR1; touch "$FAKE_DIR/ready"; sleep 60 & wait; wait ;;
   selfkill) kill -KILL $$ ;;
 esac
 """
-# A fake squeue: one step of job 77 named as asked, unless FAKE_NO_STEP exists.
+# A fake squeue: every step listed in FAKE_DIR/steps, whatever the options say
+# (the real one ignores --name with --steps).
 FAKE_SQUEUE = """#!/bin/bash
 echo "$@" >> "$FAKE_DIR/squeue.log"
-[ -e "$FAKE_DIR/no-step" ] && exit 0
-name=""
-for a in "$@"; do case "$a" in --name=*) name="${a#--name=}" ;; esac; done
-if [ -n "$name" ]; then echo "77.3 $name"; else cat "$FAKE_DIR/steps"; fi
+[ -e "$FAKE_DIR/steps" ] && cat "$FAKE_DIR/steps"
+exit 0
 """
 # A fake scancel: records its arguments; TERM reaches the fake srun's tasks.
 FAKE_SCANCEL = """#!/bin/bash
@@ -317,8 +319,9 @@ async def test_terminate_scancels_the_step_with_term(fake: Path, executors: list
     proc.terminate()
     with anyio.fail_after(T):
         assert await proc.wait() == 143
+    # Only our step, not 77.2 (whose name merely starts like ours).
     assert lines(fake / "scancel.log") == ["--quiet --signal=TERM 77.3"]
-    assert f"--name={proc.step_name}" in lines(fake / "squeue.log")[0]
+    assert lines(fake / "squeue.log") == ["--noheader --steps --jobs=77 --format=%i %j"]
 
 
 async def test_terminate_before_the_step_exists_stops_srun(fake: Path, executors: list[SrunExecutor]) -> None:

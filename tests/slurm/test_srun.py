@@ -1,0 +1,291 @@
+"""The srun executor inside real allocations of 2 nodes x 4 CPUs (needs ``.ci/slurm-cluster.sh up``).
+
+Each test runs one driver script under ``salloc``: it opens a Pilot with
+``resources="slurm"`` and a :class:`SrunExecutor`, runs jobs that record what
+they see, and prints one JSON line for the test to check. Every virtual node
+is this host, so the jobs' clocks and files are shared and comparable; only
+``$SLURMD_NODENAME`` tells the nodes apart.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import SlurmCluster
+
+pytestmark = pytest.mark.slurm
+
+# Helpers every driver script starts with. The scripts run in the allocation
+# with sys.argv[1] as the pilot's working directory.
+PRELUDE = r'''
+import json, os, signal, subprocess, sys, time
+import anyio
+from qcgpj_async import Jobs, JobState, Pilot
+from qcgpj_async.executors import SrunExecutor
+
+WD = sys.argv[1]
+JOB = os.environ["SLURM_JOB_ID"]
+
+
+def steps(prefix):
+    """Steps of this allocation whose names start with prefix: [(id, name)]."""
+    out = subprocess.run(["squeue", "-h", "-s", "-j", JOB, "-o", "%i %j"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = [line.split() for line in out.splitlines()]
+    return [r for r in rows if len(r) == 2 and r[1].startswith(prefix)]
+
+
+async def steps_gone(prefix, timeout=20.0):
+    """Seconds until no step of ours is listed, or None if some still are after timeout."""
+    t0 = time.monotonic()
+    with anyio.move_on_after(timeout):
+        while steps(prefix):
+            await anyio.sleep(0.05)  # squeue has nothing to wait on
+        return round(time.monotonic() - t0, 3)
+    return None
+
+
+async def appears(path, timeout=30.0):
+    with anyio.fail_after(timeout):
+        while not os.path.exists(path):
+            await anyio.sleep(0.02)  # a file a job writes
+
+
+def executor():
+    scratch = os.path.join(WD, "scratch")
+    os.makedirs(scratch, exist_ok=True)
+    return SrunExecutor(scratch)
+
+
+def emit(**kw):
+    print(json.dumps(kw), flush=True)
+'''
+
+
+def drive(cluster: SlurmCluster, tmp_path: Path, body: str, timeout: float = 90) -> dict[str, Any]:
+    """Run PRELUDE + body in a 2x4 allocation; the last JSON line it printed."""
+    code = PRELUDE + body + "\nanyio.run(main)\n"
+    done = cluster.run_in_allocation([sys.executable, "-c", code, str(tmp_path)],
+                                     nodes=2, tasks=8, timeout=timeout)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no result; stdout: {done.stdout}\nstderr: {done.stderr}"
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+SPREAD = r'''
+JOB_SCRIPT = ('s=$(date +%s.%N); sleep 1; e=$(date +%s.%N); '
+              'echo $SLURMD_NODENAME $QCG_PM_NODELIST $SLURM_NTASKS $SLURM_JOB_NODELIST '
+              '$SLURM_STEP_NODELIST $(tr "\\n" , < $SLURM_HOSTFILE) $s $e')
+
+async def main():
+    ex = executor()
+    async with Pilot(resources="slurm", wd=WD, executor=ex) as pilot:
+        await pilot.submit(Jobs().add(name="one", iteration=16, script=JOB_SCRIPT,
+                                      stdout="one.${it}", stderr="one.err.${it}"))
+        state = (await pilot.wait4("one", timeout=60))["one"]
+    await ex.aclose()
+    rows = [open(os.path.join(WD, f"one.{i}")).read().split() for i in range(16)]
+    emit(state=state.value, rows=rows, left=steps(ex.prefix),
+         scratch=os.listdir(os.path.join(WD, "scratch")))
+'''
+
+
+def test_sixteen_one_core_jobs_spread_over_both_nodes(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+    out = drive(slurm_cluster, tmp_path, SPREAD)
+    assert out["state"] == "SUCCEED"
+    rows = out["rows"]
+    assert len(rows) == 16
+    for node, qcg_nodes, ntasks, job_nodes, step_nodes, hostfile, _, _ in rows:
+        # The step ran where the pilot allocated it, and sees a one-core job there.
+        assert node == qcg_nodes == job_nodes == step_nodes
+        assert (ntasks, hostfile) == ("1", f"{node},")
+    nodes = {r[0] for r in rows}
+    assert len(nodes) == 2 and nodes <= set(slurm_cluster.nodes)
+    # Sweep the [start, end] intervals: never more than 4 at once on a node,
+    # and the steps of both nodes did run side by side (--exact).
+    events = sorted((float(t), +1 if i == 0 else -1, r[0])
+                    for r in rows for i, t in enumerate(r[-2:]))
+    running = dict.fromkeys(nodes, 0)
+    peak = dict.fromkeys(nodes, 0)
+    peak_total = 0
+    for _, delta, node in events:
+        running[node] += delta
+        peak[node] = max(peak[node], running[node])
+        peak_total = max(peak_total, sum(running.values()))
+    assert max(peak.values()) <= 4, peak
+    assert peak_total >= 5, f"steps did not overlap: peak {peak}"
+    assert out["left"] == []
+    assert out["scratch"] == []  # every hostfile removed with its job
+
+
+MPI = r'''
+RANK = ('echo $SLURM_PROCID $SLURMD_NODENAME $(sed -n "$((SLURM_PROCID + 1))p" $SLURM_HOSTFILE) '
+        '$SLURM_NTASKS $SLURM_TASKS_PER_NODE $SLURM_JOB_NODELIST')
+
+async def main():
+    ex = executor()
+    async with Pilot(resources="slurm", wd=WD, executor=ex) as pilot:
+        # The blocker takes 2 cores of the first node: the 6-rank job gets 2 + 4.
+        await pilot.submit(Jobs()
+            .add(name="blocker", numCores=2, script="sleep 2")
+            .add(name="mpi6", numCores=6, model="srunmpi", script=RANK, stdout="mpi6.out",
+                 stderr="mpi6.err")
+            .add(name="mpi2x2", numNodes=2, numCores=2, model="srunmpi", script=RANK,
+                 stdout="mpi2x2.out", stderr="mpi2x2.err", after=["mpi6"]))
+        states = await pilot.wait4(["blocker", "mpi6", "mpi2x2"], timeout=60)
+        info = await pilot.info(["mpi6", "mpi2x2"])
+    await ex.aclose()
+    emit(states={k: v.value for k, v in states.items()},
+         alloc={k: v.runtime.allocation for k, v in info.items()},
+         ranks={k: sorted(open(os.path.join(WD, f"{k}.out")).read().splitlines(),
+                          key=lambda line: int(line.split()[0]))
+                for k in ("mpi6", "mpi2x2")},
+         err=open(os.path.join(WD, "mpi6.err")).read(), left=steps(ex.prefix))
+'''
+
+
+def test_srunmpi_ranks_follow_the_allocation_over_both_nodes(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+    out = drive(slurm_cluster, tmp_path, MPI)
+    assert set(out["states"].values()) == {"SUCCEED"}, out
+    for name, nranks, per_node in (("mpi6", 6, "2,4"), ("mpi2x2", 4, "2(x2)")):
+        ranks = [line.split() for line in out["ranks"][name]]
+        assert [int(r[0]) for r in ranks] == list(range(nranks)), out["ranks"][name]
+        # Rank i runs on the node of line i of the hostfile, which lists the
+        # pilot's allocation core by core.
+        assert all(r[1] == r[2] for r in ranks), ranks
+        assert len({r[1] for r in ranks}) == 2
+        assert {(r[3], r[4]) for r in ranks} == {(str(nranks), per_node)}
+        nodes = [r[1] for r in ranks]
+        first = nodes[0]
+        assert nodes == sorted(nodes, key=lambda n: n != first)  # one node, then the other
+    assert out["left"] == []
+
+
+THREADS = r'''
+async def main():
+    ex = executor()
+    async with Pilot(resources="slurm", wd=WD, executor=ex) as pilot:
+        await pilot.submit(Jobs().add(
+            name="omp", numCores=4, model="threads", stdout="omp.out",
+            script="echo $SLURM_CPUS_PER_TASK $OMP_NUM_THREADS $SLURM_STEP_NUM_TASKS "
+                   "$SLURMD_NODENAME; touch omp.ready; sleep 60"))
+        await appears(os.path.join(WD, "omp.ready"))
+        (step, _), = steps(ex.prefix)
+        shown = subprocess.run(["scontrol", "show", "step", step], capture_output=True,
+                               text=True).stdout
+        node = open(os.path.join(WD, "omp.out")).read().split()[3]
+        other = [n for n in os.popen("scontrol show hostnames $SLURM_JOB_NODELIST").read().split()
+                 if n != node][0]
+        # Slurm holds the 4 CPUs of that node for the step: a 1-CPU step cannot start there.
+        probe = {n: subprocess.run(["srun", "--exact", "-N1", "-n1", "-c1", "-w", n,
+                                    "--immediate=1", "true"], capture_output=True).returncode
+                 for n in (node, other)}
+        await pilot.cancel("omp")
+        state = (await pilot.wait4("omp", timeout=30))["omp"]
+    await ex.aclose()
+    emit(seen=open(os.path.join(WD, "omp.out")).read().split(), step=shown.split(),
+         probe_busy=probe[node], probe_other=probe[other], state=state.value,
+         gone=await steps_gone(ex.prefix))
+'''
+
+
+def test_threads_job_gets_four_cpus_of_one_node(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+    out = drive(slurm_cluster, tmp_path, THREADS)
+    cpus_per_task, omp, ntasks, node = out["seen"]
+    # One task of 4 CPUs for Slurm; to the job, as in the original, 4 "tasks" (cores).
+    assert (cpus_per_task, omp, ntasks) == ("4", "4", "4")
+    assert {"CPUs=4", "Tasks=1", "Nodes=1", f"NodeList={node}"} <= set(out["step"])
+    assert out["probe_busy"] != 0 and out["probe_other"] == 0
+    assert out["state"] == "CANCELED"
+    assert out["gone"] is not None
+
+
+STOP = r'''
+async def main():
+    ex = executor()
+    result = {}
+    async with Pilot(resources="slurm", wd=WD, executor=ex, kill_grace=1.0) as pilot:
+        await pilot.submit(Jobs()
+            .add(name="graceful", script="trap 'echo TERM > graceful.term; exit 0' TERM; "
+                                         "touch graceful.ready; sleep 60 & wait")
+            .add(name="stubborn", script="trap '' TERM; touch stubborn.ready; "
+                                         "while true; do sleep 0.1; done")
+            .add(name="walltime", script="touch walltime.ready; sleep 60", wt="3s")
+            .add(name="orphaned", script="touch orphaned.ready; sleep 60"))
+        for name in ("graceful", "stubborn", "walltime", "orphaned"):
+            await appears(os.path.join(WD, name + ".ready"))
+        assert len(steps(ex.prefix)) == 4
+        t0 = time.monotonic()
+        await pilot.cancel(["graceful", "stubborn"])
+        # srun SIGKILLed behind the pilot's back: its step would run on.
+        os.kill((await pilot.info("orphaned"))["orphaned"].runtime.pid, signal.SIGKILL)
+        states = await pilot.wait4(["graceful", "stubborn", "walltime", "orphaned"], timeout=30)
+        result["elapsed"] = round(time.monotonic() - t0, 2)
+        info = await pilot.info(list(states))
+        result["gone_in_pilot"] = await steps_gone(ex.prefix)
+    await ex.aclose()
+    result.update(
+        states={k: v.value for k, v in states.items()},
+        codes={k: v.runtime.exit_code for k, v in info.items()},
+        messages={k: list(v.messages or ()) for k, v in info.items()},
+        graceful_term=os.path.exists(os.path.join(WD, "graceful.term")),
+        left=steps(ex.prefix))
+    emit(**result)
+'''
+
+
+def test_cancel_wall_time_and_a_killed_srun_end_their_steps(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+    out = drive(slurm_cluster, tmp_path, STOP)
+    assert out["states"] == {"graceful": "CANCELED", "stubborn": "CANCELED",
+                             "walltime": "FAILED", "orphaned": "FAILED"}, out
+    assert out["graceful_term"] is True, out  # SIGTERM reached the job: its trap ran
+    assert out["codes"]["graceful"] == 0
+    assert out["codes"]["stubborn"] == 137  # srun's status: a task SIGKILLed
+    assert out["codes"]["orphaned"] == -9  # srun itself SIGKILLed
+    assert any("wall time" in m for m in out["messages"]["walltime"]), out
+    assert out["gone_in_pilot"] is not None, "a step outlived its job"
+    assert out["left"] == []
+
+
+EXIT_BY_ERROR = r'''
+async def main():
+    ex = executor()
+    try:
+        async with Pilot(resources="slurm", wd=WD, executor=ex) as pilot:
+            await pilot.submit(Jobs().add(name="long", iteration=8, script="touch long.${it}; sleep 60")
+                               .add(name="queued", iteration=4, script="sleep 60"))
+            for i in range(8):
+                await appears(os.path.join(WD, f"long.{i}"))
+            running = len(steps(ex.prefix))
+            raise RuntimeError("controller failed")
+    except RuntimeError:
+        pass
+    left_at_exit = steps(ex.prefix)
+    await ex.aclose()
+    emit(running=running, left_at_exit=left_at_exit, gone=await steps_gone(ex.prefix),
+         srun_left=ex.running)
+'''
+
+
+def test_no_step_remains_after_the_pilot_exits(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+    out = drive(slurm_cluster, tmp_path, EXIT_BY_ERROR)
+    assert out["running"] == 8
+    # Every srun was reaped before the pilot returned, and each took its step along.
+    assert out["srun_left"] == 0
+    assert out["gone"] is not None
+    assert out["left_at_exit"] == [], "steps still listed when the pilot returned"
+
+
+def test_steps_are_invisible_outside_the_allocation(slurm_cluster: SlurmCluster) -> None:
+    # Nothing of the tests above is left anywhere on the cluster.
+    out = subprocess.run(["squeue", "-h", "-s", "-o", "%i %j"], capture_output=True, text=True,
+                         timeout=30, check=True).stdout
+    assert [line for line in out.splitlines() if " qcgpj-" in line] == []
