@@ -123,7 +123,8 @@ class Pilot:
         system_core: reserve core 0 of the first node for the manager.
         report_format: ``json``, ``text`` or ``none`` for ``jobs.report``.
         report_file: the report's name inside the service directory.
-        executor: what starts tasks (default: local subprocesses).
+        executor: what starts tasks (default: Slurm steps when the resources come
+            from a Slurm allocation, else local subprocesses).
         instance_id: the ``<id>`` of ``.qcgpjm-service-<id>`` (default ``<host>.<pid>``).
         resources: ``auto`` (Slurm inside an allocation, else this host),
             ``local`` or ``slurm``; used when ``nodes`` is None.
@@ -159,6 +160,8 @@ class Pilot:
         self.root_wd = os.path.abspath(os.fspath(wd))
         self.engine = Engine(ResourcePool(node_list, system_core=system_core, crs=crs))
         self._executor = executor
+        self._under_slurm = nodes is None and (
+            resources == "slurm" or (resources == "auto" and bool(os.environ.get("SLURM_JOB_ID"))))
         self._report_format = report_format
         self._report_file = report_file
         self._log_level = log_level
@@ -189,7 +192,12 @@ class Pilot:
         self.service = ServiceDir(self.root_wd, self.id, report_format=self._report_format,
                                   report_file=self._report_file, log_level=self._log_level)
         if self._executor is None:
-            self._executor = LocalExecutor(scratch_dir=self.service.path)
+            if self._under_slurm:  # inside an allocation: every job a Slurm step
+                from ..executors.srun import SrunExecutor
+
+                self._executor = SrunExecutor(scratch_dir=self.service.path)
+            else:
+                self._executor = LocalExecutor(scratch_dir=self.service.path)
         self._instant = self._executor.instant
         self._base_env = {**os.environ, **self.env}
         self._started_at = time.time()
