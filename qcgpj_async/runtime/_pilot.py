@@ -50,10 +50,21 @@ from ..model import (
     JobState,
     PilotClosedError,
     PilotTimeoutError,
+    QcgpjError,
     job_from_std,
     jobs_from_std,
 )
 from ._info import JobInfo, ResourcesInfo, job_info
+from ._journal import (
+    JOURNAL,
+    Journal,
+    JournalError,
+    Recovered,
+    kill_orphans,
+    load_journal,
+    proc_start,
+    wait_gone,
+)
 from ._service import ServiceDir, default_id
 
 __all__ = ("JobsLike", "Pilot", "local_nodes")
@@ -132,6 +143,14 @@ class Pilot:
         kill_grace: seconds between SIGTERM and SIGKILL when stopping a job.
         env: extra environment of every job (e.g. ``QCG_PM_ZMQ_ADDRESS``).
         crs: consumables per node, e.g. ``{"n1": {"gpu": 2}}``.
+        resume: a service directory (or a working directory: its newest one)
+            whose journal this pilot goes on from: jobs that ended keep their
+            state, the others run (again). See docs/reliability.md.
+        journal_sync: at most this many seconds between fsyncs of the journal.
+
+    Raises:
+        JournalError: ``resume`` has no usable journal.
+        JobDescriptionError: a journaled job does not fit these resources.
     """
 
     def __init__(
@@ -149,6 +168,8 @@ class Pilot:
         kill_grace: float = 10.0,
         env: Mapping[str, str] | None = None,
         crs: Mapping[str, Mapping[str, int]] | None = None,
+        resume: str | os.PathLike[str] | None = None,
+        journal_sync: float = 1.0,
     ) -> None:
         if isinstance(nodes, str):
             node_list = parse_nodes(nodes)
@@ -184,6 +205,33 @@ class Pilot:
         self._timer_wake: anyio.Event | None = None
         self._submit_vars: dict[str, dict[str, str]] = {}
         self._base_env: dict[str, str] = {}
+        self.journal: Journal | None = None
+        self.journal_sync = journal_sync
+        self._journaled_runs: set[int] = set()  # runs with a "run" record
+        self._interrupted: set[str] = set()  # jobs stopped because the pilot is leaving
+        self._killing = False
+        self._recovered: Recovered | None = None
+        self._restored: list[Instruction] = []
+        if resume is not None:
+            self._restore(load_journal(resume))
+
+    def _restore(self, rec: Recovered) -> None:
+        # Pure engine work, done here so that a bad journal fails the constructor.
+        now = time.time()
+        try:
+            out = self.engine.restore(rec.specs, rec.outcomes, now)
+        except ValueError as e:
+            if isinstance(e, QcgpjError):
+                raise
+            raise JournalError(f"resume: {rec.path}: {e}") from None
+        for name in rec.cancels:
+            with contextlib.suppress(InvalidTransition, JobNotFoundError):
+                out.extend(self.engine.cancel(name, now))
+        for spec, variables in zip(rec.specs, rec.variables, strict=True):
+            self._submit_vars[spec.name] = variables
+        self._rcnt = rec.rcnt
+        self._recovered = rec
+        self._restored = out
 
     # == lifetime ===============================================================
 
@@ -202,14 +250,43 @@ class Pilot:
         self._base_env = {**os.environ, **self.env}
         self._started_at = time.time()
         pool = self.engine.pool
-        self.service.log.info("pilot %s started: %d nodes, %d cores, wd %s", self.id,
-                              pool.total_nodes, pool.total_cores, self.root_wd)
+        log = self.service.log
+        log.info("pilot %s started: %d nodes, %d cores, wd %s", self.id,
+                 pool.total_nodes, pool.total_cores, self.root_wd)
+        rec = self._recovered
+        self.journal = Journal(os.path.join(self.service.path, JOURNAL), self.id,
+                               self._started_at, rec.path if rec else None)
+        if rec is not None:
+            await self._resume_from(rec)
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
         self._open = True
         tg.start_soon(self._timer)
+        tg.start_soon(self._journal_syncer)
+        restored, self._restored = self._restored, []
+        self._dispatch(restored)  # also writes the journal's first lines, atomically
         return self
+
+    async def _resume_from(self, rec: Recovered) -> None:
+        """Journal the restored jobs; kill what the dead service left running."""
+        assert self.journal is not None and self.service is not None
+        log = self.service.log
+        log.info("resuming from %s: %d jobs, %d ended", rec.path, len(rec.specs),
+                 sum(1 for j in self.engine.jobs.values() if j.state in FINAL_STATES))
+        batch: list[JobSpec] = []
+        for spec in rec.specs:  # one submit record per original batch
+            if batch and self._submit_vars[spec.name] is not self._submit_vars[batch[0].name]:
+                self.journal.submit(batch, self._submit_vars[batch[0].name], self._started_at)
+                batch = []
+            batch.append(spec)
+        if batch:
+            self.journal.submit(batch, self._submit_vars[batch[0].name], self._started_at)
+        killed = kill_orphans(rec.orphans)
+        for label, pid in killed:
+            log.warning("killed process group %d of %s, left running by the resumed service",
+                        pid, label)
+        await wait_gone([pid for _, pid in killed], max(self.kill_grace, 1.0))
 
     async def __aexit__(self, et: type[BaseException] | None, ev: BaseException | None,
                         tb: TracebackType | None) -> bool | None:
@@ -237,19 +314,42 @@ class Pilot:
         self._closing = True
         if kill:
             now = time.time()
-            for name, job in list(self.engine.jobs.items()):
-                if job.state not in FINAL_STATES and not job.canceled:
-                    with contextlib.suppress(InvalidTransition):
-                        self._dispatch(self.engine.cancel(name, now))
+            # Interrupted, not cancelled by the user (nor omitted because of one
+            # another): not journaled as ended, so a resume runs them again.
+            left = [n for n, j in self.engine.jobs.items()
+                    if j.state not in FINAL_STATES and not j.canceled]
+            self._interrupted.update(left)
+            for name in left:
+                with contextlib.suppress(InvalidTransition):
+                    self._dispatch(self.engine.cancel(name, now))
+            # The escalation tasks may be cancelled with the block: escalate here.
+            with anyio.move_on_after(self.kill_grace):
+                await self._wait_idle()
+            self.kill_all()
+        await self._wait_idle()
+
+    async def _wait_idle(self) -> None:
         while self._tasks:
             self._idle = anyio.Event()
             await self._idle.wait()
+
+    def kill_all(self) -> None:
+        """SIGKILL every running job's process group now (the CLI's second Ctrl-C).
+
+        The jobs end (FAILED, or CANCELED when they were being cancelled) as
+        their processes are reaped; what starts from now on is killed at once.
+        """
+        self._killing = True
+        for proc in list(self._procs.values()):
+            proc.kill()
 
     def _finish(self) -> None:
         self._open = False
         for s in self._subscribers:
             s.close()
         self._subscribers.clear()
+        if self.journal is not None:
+            self.journal.close(time.time(), len(self._interrupted))
         if self.service is not None:
             self.service.write_final_status(self.service_status())
             self.service.log.info("pilot %s finished", self.id)
@@ -281,6 +381,8 @@ class Pilot:
                 self._kill(ins)
         if self.service is not None:
             self.service.flush()
+        if self.journal is not None:
+            self.journal.flush()
 
     def _on_state(self, ev: StateChanged) -> None:
         state = ev.state
@@ -297,6 +399,15 @@ class Pilot:
         job = self.engine.jobs[ev.job]
         svc = self.service
         assert svc is not None
+        if self.journal is not None and (ev.job not in self._interrupted or state not in (
+                JobState.CANCELED, JobState.OMITTED)):
+            run = job.runs.get(ev.iteration)
+            if ev.iteration is not None:
+                msg = run.message if run is not None else None
+            else:
+                msg = "\n".join(job.messages) if job.messages else None
+            self.journal.ended(ev.job, ev.iteration, state,
+                               run.exit_code if run is not None else None, ev.time, msg)
         if ev.iteration is not None:
             svc.report_run(job, job.runs[ev.iteration]) if ev.iteration in job.runs else None
             return
@@ -329,6 +440,10 @@ class Pilot:
             if run is not None:
                 run.wd = task.cwd
                 run.pname = os.path.basename(task.argv[0])
+            if run_id in self._kill_pending:  # cancelled before it started: never start it
+                self._kill_pending.discard(run_id)
+                self._dispatch(engine.exited(run_id, -1, time.time(), "stopped before it started"))
+                return
             assert self._executor is not None
             try:
                 proc = await self._executor.start(task)
@@ -346,14 +461,12 @@ class Pilot:
             if run_id in self._kill_pending:
                 self._kill_pending.discard(run_id)
                 self._terminate(run_id, proc)
-            try:
+            # Shielded: leaving the pilot's block by a cancellation stops the
+            # jobs in _stop_jobs (SIGTERM, SIGKILL after kill_grace), not here.
+            with anyio.CancelScope(shield=True):
                 code = await proc.wait()
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    proc.kill()
-                    await proc.wait()
-                raise
             del self._procs[run_id]
+            self._journaled_runs.discard(run_id)
             self._dispatch(engine.exited(run_id, code, time.time()))
         finally:
             self._tasks -= 1
@@ -368,6 +481,9 @@ class Pilot:
             self._terminate(kill.run_id, proc)
 
     def _terminate(self, run_id: int, proc: Process) -> None:
+        if self._killing:
+            proc.kill()
+            return
         proc.terminate()
         assert self._tg is not None
         self._tg.start_soon(self._escalate, run_id, proc)
@@ -376,6 +492,25 @@ class Pilot:
         await anyio.sleep(self.kill_grace)
         if self._procs.get(run_id) is proc:
             proc.kill()
+
+    async def _journal_syncer(self) -> None:
+        """fsync the journal at most every ``journal_sync`` s; record long-running processes."""
+        journal = self.journal
+        assert journal is not None
+        while True:
+            await anyio.sleep(self.journal_sync)
+            # A job that ends within a sync period never costs a "run" record.
+            for run_id, proc in list(self._procs.items()):
+                if run_id in self._journaled_runs or proc.pid is None:
+                    continue
+                self._journaled_runs.add(run_id)
+                run = self.engine.runs.get(run_id)
+                start = proc_start(proc.pid)
+                if run is not None and start is not None:
+                    journal.running(run.job.name, run.index, proc.pid, start)
+            journal.flush()
+            if journal.unsynced:
+                await anyio.to_thread.run_sync(journal.sync)
 
     async def _timer(self) -> None:
         while True:
@@ -420,6 +555,8 @@ class Pilot:
         }
         for spec in specs:
             self._submit_vars[spec.name] = request_vars
+        if self.journal is not None:
+            self.journal.submit(specs, request_vars, now)
         self._dispatch(instructions)
         return [s.name for s in specs]
 
@@ -559,6 +696,8 @@ class Pilot:
         names = _names(names)
         for n in names:
             self.engine.lookup(n)
+        if self.journal is not None:
+            self.journal.cancel(names)
         count = 0
         for n in names:
             try:
@@ -585,6 +724,9 @@ class Pilot:
         for n in names:
             self.engine.remove(n)
             self._submit_vars.pop(n, None)
+        if self.journal is not None:
+            self.journal.remove(names)
+            self.journal.flush()
         return len(names)
 
     async def resources(self) -> ResourcesInfo:
