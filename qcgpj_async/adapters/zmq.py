@@ -330,6 +330,13 @@ class ZmqServer:
             state = ev.state.value
             final = ev.state in FINAL_STATES
             if ev.iteration is None:
+                if not final:
+                    active.add(ev.job)
+                    # As the original: no event for QUEUED, and an iteration
+                    # job's own state is published when it ends.
+                    job = pilot.engine.jobs.get(ev.job)
+                    if ev.state is JobState.QUEUED or (job is not None and job.iterative):
+                        continue
                 data: dict[str, Any] = {"manager": manager, "job": ev.job, "state": state}
                 pub.send(_event("JST", data), zmq.NOBLOCK)
                 if final:
@@ -338,8 +345,6 @@ class ZmqServer:
                         active.discard(ev.job)
                         if not active:
                             pub.send(_event("NOJ", {"manager": manager}), zmq.NOBLOCK)
-                else:
-                    active.add(ev.job)
             else:
                 data = {"manager": manager, "job": ev.job, "state": state, "it": ev.iteration}
                 pub.send(_event("IST", data), zmq.NOBLOCK)
