@@ -12,10 +12,12 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from typing import IO
 
+import attrs
+
 from ._base import LaunchError
 from ._task import Task
 
-__all__ = ("make_wd", "spawn")
+__all__ = ("make_wd", "prepare_streams", "spawn")
 
 
 def _open(path: str | None, mode: str, what: str, label: str) -> IO[bytes] | None:
@@ -42,8 +44,25 @@ def make_wd(task: Task) -> None:
         raise LaunchError(msg) from None
 
 
+def prepare_streams(task: Task) -> None:
+    """Check what a job's streams need, for a launcher that opens them itself.
+
+    stdin must be readable; stdout and stderr are created (empty) with their
+    directories, as :func:`spawn` would, so the same errors come at launch.
+
+    Raises:
+        LaunchError: a stream cannot be opened.
+    """
+    for path, mode, what in ((task.stdin, "rb", "stdin"), (task.stdout, "wb", "stdout"),
+                             (task.stderr, "wb", "stderr")):
+        f = _open(path, mode, what, task.label)
+        if f is not None:
+            f.close()
+
+
 def spawn(
-    task: Task, argv: Sequence[str], env: Mapping[str, str] | None = None
+    task: Task, argv: Sequence[str], env: Mapping[str, str] | None = None, *,
+    log: str | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` for ``task`` in the task's wd, with its streams, in a new session.
 
@@ -54,6 +73,8 @@ def spawn(
         task: the task (wd, streams, label for messages).
         argv: what to run (the task's own argv, or a launcher's).
         env: the environment (default: the task's).
+        log: instead of the task's streams (a launcher that opens them
+            itself), stdin from ``/dev/null`` and stdout and stderr to this file.
 
     Returns:
         The started process, leader of its own process group.
@@ -63,6 +84,8 @@ def spawn(
             not executable.
     """
     label = task.label
+    if log is not None:
+        task = attrs.evolve(task, stdin=None, stdout=log, stderr=log)
     files: list[IO[bytes]] = []
     try:
         fin = _open(task.stdin, "rb", "stdin", label)

@@ -20,9 +20,15 @@ command line. Facts these functions rely on were measured on Slurm 22.05
   slurmstepd have set theirs (srun would otherwise overwrite SLURM_NNODES,
   SLURM_TASKS_PER_NODE... with its own spelling, and keep the job-wide
   SLURM_JOB_NODELIST).
-- ``-J NAME`` names the step (``squeue -s --name=NAME`` finds it for
+- ``-J NAME`` names the step (``squeue -s`` lists it by that name, for
   ``scancel``) but also renames SLURM_JOB_NAME inside it; the wrapper puts
   the allocation's name back.
+- The job's streams are opened by slurmstepd (``--input``, ``--output``,
+  ``--error``; ``none`` is ``/dev/null``; one file for both works), not
+  forwarded by srun: srun writes its own messages ("srun: error: n2: task 0:
+  Exited with exit code 3") to its stderr, which must not be the job's.
+  Those options take file name patterns (``%j``...); a backslash anywhere
+  makes the name literal, and is removed from it.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ __all__ = (
     "srun_argv",
     "srun_environment",
     "step_environment",
+    "stream_options",
 )
 
 ENV = "/usr/bin/env"
@@ -189,6 +196,27 @@ def _str_list(value: object) -> list[str]:
     return [str(v) for v in value]  # type: ignore[attr-defined]
 
 
+def _literal(path: str, what: str) -> str:
+    """A file name srun will not expand: ``%`` patterns escaped, backslashes refused."""
+    if "\\" in path:
+        raise ValueError(f"{what} {path!r}: srun cannot name a file with a backslash")
+    i = path.find("%")
+    return path if i < 0 else f"{path[:i]}\\{path[i:]}"
+
+
+def stream_options(task: Task) -> list[str]:
+    """srun's ``--input``/``--output``/``--error`` for the job's streams (``none``: /dev/null).
+
+    Raises:
+        ValueError: a file name srun cannot take literally (a backslash in it).
+    """
+    return [
+        f"--input={_literal(task.stdin, 'stdin')}" if task.stdin else "--input=none",
+        f"--output={_literal(task.stdout, 'stdout')}" if task.stdout else "--output=none",
+        f"--error={_literal(task.stderr, 'stderr')}" if task.stderr else "--error=none",
+    ]
+
+
 def srun_argv(
     task: Task,
     *,
@@ -205,7 +233,9 @@ def srun_argv(
       --distribution=arbitrary``, the hosts of the ranks coming from
       ``SLURM_HOSTFILE`` in srun's environment (:func:`srun_environment`).
 
-    ``model_opts.srun_args`` come last, so they can override ours.
+    The job's streams are given by :func:`stream_options` (absolute paths,
+    as :func:`~._task.prepare_task` makes them). ``model_opts.srun_args``
+    come last, so they can override ours.
 
     Args:
         task: the task; its model must not be ``openmpi``/``intelmpi``.
@@ -219,7 +249,8 @@ def srun_argv(
         The argv.
 
     Raises:
-        ValueError: an MPI model started by ``mpirun``, or an unknown model.
+        ValueError: an MPI model started by ``mpirun``, an unknown model, or
+            a stream srun cannot name.
     """
     parts = task.allocation.parts
     if task.model in ("default", "threads"):
@@ -232,7 +263,7 @@ def srun_argv(
         raise ValueError(f"model {task.model!r} is started by mpirun, not as one srun step")
     else:
         raise ValueError(f"unknown model {task.model!r}")
-    argv = [srun, "--exact", "--quiet", f"--job-name={step_name}", *shape]
+    argv = [srun, "--exact", "--quiet", f"--job-name={step_name}", *shape, *stream_options(task)]
     argv += extra_args
     argv += _str_list(task.model_opts.get("srun_args"))
     if step_env:

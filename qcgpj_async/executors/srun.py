@@ -4,10 +4,14 @@ Each task runs as ``srun --exact`` on exactly the nodes and cores the engine
 gave it (see :mod:`._srun_argv` for the command lines and the measured facts
 behind them); ``openmpi``/``intelmpi`` tasks run ``mpirun`` on this host,
 which starts its own daemons through Slurm. The srun (or mpirun) process is
-a child of the pilot in a session of its own, like a local task: the job's
-streams are files it forwards, its wd is srun's wd, its environment is the
-task's, with the job's share of the allocation in the ``SLURM_*`` variables
-and ``SLURM_HOSTFILE`` (one line per core, written to ``scratch_dir``).
+a child of the pilot in a session of its own, like a local task. The job's
+streams are opened on its node by Slurm (checked and created here first, so
+that a bad path fails at launch as it does locally); srun's own messages go
+to ``.<step>.srun.log`` in ``scratch_dir``, kept only when srun ended
+non-zero without being asked to stop (and wrote something).
+The job's wd is srun's wd, its environment the task's, with its share of the
+allocation in the ``SLURM_*`` variables and ``SLURM_HOSTFILE`` (one line per
+core, written to ``scratch_dir``).
 
 Stopping a step (measured on Slurm 22.05):
 
@@ -44,7 +48,7 @@ from collections.abc import Sequence
 import anyio
 
 from ._base import LaunchError
-from ._spawn import make_wd, spawn
+from ._spawn import make_wd, prepare_streams, spawn
 from ._srun_argv import (
     MPIRUN_MODELS,
     hostfile_text,
@@ -126,13 +130,14 @@ class SrunProcess:
 
     def __init__(self, popen: subprocess.Popen[bytes], *, job_id: str, step_name: str,
                  files: Sequence[str], slurm: _SlurmCommands, executor: SrunExecutor,
-                 mpirun: bool = False) -> None:
+                 mpirun: bool = False, log: str | None = None) -> None:
         self._proc = LocalProcess(popen)
         self.pid: int | None = popen.pid
         self.step_name = step_name
         self.mpirun = mpirun
         self._job_id = job_id
         self._files = tuple(files)
+        self._log = log
         self._slurm = slurm
         self._executor = executor
         self._wake = anyio.Event()
@@ -186,9 +191,16 @@ class SrunProcess:
             with anyio.CancelScope(shield=True):
                 await self._cancel_steps(None)
         self._code = code
-        _unlink(self._files)
+        keep = code != 0 and not (self._want_term or self._want_kill) and self._log_written()
+        _unlink([f for f in self._files if not (keep and f == self._log)])
         self._executor._forget(self)
         return code
+
+    def _log_written(self) -> bool:
+        try:
+            return self._log is not None and os.path.getsize(self._log) > 0
+        except OSError:
+            return False
 
     async def _cancel_steps(self, sig: str | None) -> bool:
         found = await self._slurm.steps(self._job_id, self.step_name)
@@ -275,9 +287,12 @@ class SrunExecutor:
                                      srun=self.srun, extra_args=self.extra_args)
                 except ValueError as e:
                     raise LaunchError(f"job {task.label}: {e}") from None
-                popen = spawn(task, argv, srun_environment(task.env, hostfile))
+                prepare_streams(task)
+                log = os.path.join(scratch, f".{step}.srun.log")
+                files.append(log)
+                popen = spawn(task, argv, srun_environment(task.env, hostfile), log=log)
                 proc = SrunProcess(popen, job_id=job_id, step_name=step, files=files,
-                                   slurm=self._slurm, executor=self)
+                                   slurm=self._slurm, executor=self, log=log)
         except BaseException:
             _unlink(files)
             raise

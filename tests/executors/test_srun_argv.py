@@ -30,6 +30,7 @@ from qcgpj_async.executors._srun_argv import (
     rankfile_text,
     srun_environment,
     step_environment,
+    stream_options,
 )
 from qcgpj_async.executors._task import Task
 
@@ -121,6 +122,7 @@ def test_default_model_is_one_process_on_the_first_node_with_its_cores() -> None
     assert srun_argv(t, step_name="s1", step_env={"A": "1", "B": "x=y"}) == (
         "srun", "--exact", "--quiet", "--job-name=s1",
         "-N1", "-n1", "--cpus-per-task=3", "--nodelist=n1",
+        "--input=none", "--output=none", "--error=none",
         ENV, "A=1", "B=x=y", "app", "-x", "a b",
     )
 
@@ -129,7 +131,8 @@ def test_threads_model_is_one_task_with_cpus_per_task() -> None:
     t = task(ONE, exec="omp", model="threads")
     argv = srun_argv(t, step_name="s", srun="/opt/slurm/bin/srun")
     assert argv == ("/opt/slurm/bin/srun", "--exact", "--quiet", "--job-name=s",
-                    "-N1", "-n1", "--cpus-per-task=1", "--nodelist=n2", "omp")
+                    "-N1", "-n1", "--cpus-per-task=1", "--nodelist=n2",
+                    "--input=none", "--output=none", "--error=none", "omp")
     assert t.env["OMP_NUM_THREADS"] == "1"
 
 
@@ -138,14 +141,27 @@ def test_srunmpi_is_one_rank_per_core_placed_by_the_hostfile() -> None:
     assert srun_argv(t, step_name="s") == (
         "srun", "--exact", "--quiet", "--job-name=s",
         "-N2", "-n4", "--cpus-per-task=1", "--distribution=arbitrary",
+        "--input=none", "--output=none", "--error=none",
         "bash", "-c", "echo $SLURM_PROCID",
     )
+
+
+def test_streams_are_opened_by_slurm_with_literal_names() -> None:
+    # srun would expand %j and friends; a backslash anywhere keeps the name
+    # literal (and is dropped from it), so one goes before the first %.
+    t = task(exec="app", stdin="in", stdout="out.%j.%t", stderr="out.%j.%t", wd="w%")
+    assert stream_options(t) == ["--input=/wd/w\\%/in", "--output=/wd/w\\%/out.%j.%t",
+                                 "--error=/wd/w\\%/out.%j.%t"]
+    assert stream_options(task(exec="app", stderr="e")) == ["--input=none", "--output=none",
+                                                           "--error=/wd/e"]
+    with pytest.raises(ValueError, match="backslash"):
+        stream_options(task(exec="app", stdout="a\\b"))
 
 
 def test_executor_args_then_job_srun_args_come_after_ours() -> None:
     t = task(exec="app", model_opts={"srun_args": ["--mem-per-cpu=100", "--cpus-per-task=2"]})
     argv = srun_argv(t, step_name="s", extra_args=["--overlap"], step_env={"A": "1"})
-    assert argv[8:] == ("--overlap", "--mem-per-cpu=100", "--cpus-per-task=2", ENV, "A=1", "app")
+    assert argv[11:] == ("--overlap", "--mem-per-cpu=100", "--cpus-per-task=2", ENV, "A=1", "app")
 
 
 def test_a_program_named_like_an_assignment_is_not_taken_for_one() -> None:
@@ -210,6 +226,7 @@ for a in "$@"; do case "$a" in --job-name=*) name="${a#--job-name=}" ;; esac; do
 [ -e "$FAKE_DIR/no-step" ] || printf '77.2 %s\\n77.3 %s\\n' "${name}9" "$name" > "$FAKE_DIR/steps"
 case "$FAKE_SRUN" in
   exit3) rm -f "$FAKE_DIR/steps"; exit 3 ;;
+  fail) rm -f "$FAKE_DIR/steps"; echo "srun: error: Unable to create step" >&2; exit 1 ;;
   # like srun: SIGTERM kills the tasks and srun exits 137; a TERM delivered
   # by scancel ends the tasks gracefully and srun exits 143 (see fake scancel).
   sleep) trap 'exit 137' TERM; trap 'exit 143' USR1; touch "$FAKE_DIR/ready"; sleep 60 & wait; wait ;;
@@ -302,6 +319,19 @@ async def test_start_runs_srun_with_the_step_environment_and_cleans_up(fake: Pat
     assert lines(fake / "scancel.log") == []  # nothing of ours listed
 
 
+async def test_srun_messages_are_kept_only_when_srun_failed_unasked(
+    fake: Path, executors: list[SrunExecutor]
+) -> None:
+    ex = executor(fake, executors)
+    proc = await ex.start(fake_task(fake, "fail", exec="app", stderr="err"))
+    with anyio.fail_after(T):
+        assert await proc.wait() == 1
+    (log,) = fake.glob(".qcgpj-*.srun.log")
+    assert log.read_text() == "srun: error: Unable to create step\n"
+    assert (fake / "wd" / "err").read_text() == ""  # not in the job's stderr
+    assert [p.name for p in fake.glob(".qcgpj-*")] == [log.name]  # the hostfile is gone
+
+
 async def test_outside_an_allocation_start_fails_clearly(fake: Path, executors: list[SrunExecutor]) -> None:
     ex = executor(fake, executors)
     t = attrs.evolve(fake_task(fake, "exit3", exec="app"), env={"PATH": "/bin"})
@@ -309,6 +339,10 @@ async def test_outside_an_allocation_start_fails_clearly(fake: Path, executors: 
         await ex.start(t)
     with pytest.raises(LaunchError, match="not found"):
         await SrunExecutor(str(fake), srun=str(fake / "nosrun")).start(fake_task(fake, "x", exec="a"))
+    with pytest.raises(LaunchError, match="cannot open stdin"):
+        await ex.start(fake_task(fake, "exit3", exec="app", stdin="nothere"))
+    with pytest.raises(LaunchError, match="backslash"):
+        await ex.start(fake_task(fake, "exit3", exec="app", stdout="a\\b"))
     assert list(fake.glob(".qcgpj-*")) == []  # no hostfile left behind
 
 

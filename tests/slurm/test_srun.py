@@ -289,3 +289,62 @@ def test_steps_are_invisible_outside_the_allocation(slurm_cluster: SlurmCluster)
     out = subprocess.run(["squeue", "-h", "-s", "-o", "%i %j"], capture_output=True, text=True,
                          timeout=30, check=True).stdout
     assert [line for line in out.splitlines() if " qcgpj-" in line] == []
+
+
+SAME_AS_LOCAL = r'''
+from qcgpj_async.executors import LocalExecutor
+
+JOBS = (Jobs()
+    .add(name="io", iteration=2, wd="w/${it}", exec="/bin/cat", stdin="${root_wd}/in.txt",
+         stdout="out.${it}")
+    .add(name="vars", numCores=2, env={"MYVAR": "v${ncores}"}, stdout="vars.out", stderr="vars.out",
+         exec="/bin/sh", args=["-c", "echo ${ncores} ${nnodes} ${it} ${jname} $PWD $MYVAR "
+                                     "$QCG_PM_NPROCS $QCG_PM_TASKS_PER_NODE; echo to-err >&2"])
+    .add(name="err", script="echo oops >&2; exit 3", stderr="err.txt")
+    .add(name="missing", exec="/no/such/program"))
+
+
+async def run(kind):
+    wd = os.path.join(WD, kind)
+    os.makedirs(wd)
+    with open(os.path.join(wd, "in.txt"), "w") as f:
+        f.write("line 1\nline 2\n")
+    ex = LocalExecutor() if kind == "local" else executor()
+    async with Pilot(resources="slurm", wd=wd, executor=ex) as pilot:
+        await pilot.submit(JOBS)
+        states = await pilot.wait4(JOBS.job_names(), timeout=30)
+        info = await pilot.info(JOBS.job_names())
+    await ex.aclose()
+    files = {}
+    for d, _, names in os.walk(wd):
+        if ".qcgpjm-service" in d or "scratch" in d:
+            continue
+        for n in names:
+            p = os.path.join(d, n)
+            files[os.path.relpath(p, wd)] = open(p).read().replace(wd, "<wd>")
+    return {"states": {k: v.value for k, v in states.items()},
+            "codes": {k: v.runtime.exit_code for k, v in info.items() if v.runtime},
+            "files": files}
+
+
+async def main():
+    emit(local=await run("local"), srun=await run("srun"))
+'''
+
+
+def test_streams_wd_environment_and_variables_as_the_local_executor(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    out = drive(slurm_cluster, tmp_path, SAME_AS_LOCAL)
+    local, srun = out["local"], out["srun"]
+    assert local["files"]["w/1/out.1"] == "line 1\nline 2\n"
+    assert sorted(local["files"]["vars.out"].split()) == sorted(
+        ["2", "1", "vars", "<wd>", "v2", "2", "2", "to-err"])
+    assert srun["files"] == local["files"]
+    assert srun["states"] == local["states"] == {
+        "io": "SUCCEED", "vars": "SUCCEED", "err": "FAILED", "missing": "FAILED"}
+    assert srun["codes"]["err"] == local["codes"]["err"] == 3
+    # A difference by nature: locally a missing program is a launch error
+    # (-1); on a node it is found missing there, by the env that sets the
+    # job's SLURM_* variables: exit 127, as from a shell.
+    assert (local["codes"]["missing"], srun["codes"]["missing"]) == (-1, 127)
