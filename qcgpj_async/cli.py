@@ -14,13 +14,16 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TextIO
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 
 from ._version import __version__
 from .model import JobState, QcgpjError
+
+if TYPE_CHECKING:
+    from .runtime import Pilot
 
 __all__ = ("build_parser", "main")
 
@@ -55,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-progress", action="store_true",
                    help="a live progress line on stderr")
     p.add_argument("--id", help="instance id (the service directory is .qcgpjm-service-<id>)")
+    p.add_argument("--resume", metavar="DIR",
+                   help="go on from a previous run: DIR is its service directory, or a working "
+                   "directory holding several (the newest is taken); jobs that ended keep their "
+                   "state and are not run again, the others run (--file-path is optional)")
+    p.add_argument("--kill-grace", type=float, default=10.0, metavar="SECONDS",
+                   help="seconds between SIGTERM and SIGKILL when a job is stopped (default 10)")
     _add_net_args(p)
     return p
 
@@ -68,13 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if _net_enabled(args):
         return _net_main(args)
-    if not args.file_path:
-        _err("error: nothing to do: give a request file with --file-path, or --net")
+    if not args.file_path and not args.resume:
+        _err("error: nothing to do: give a request file with --file-path, or --net, or --resume")
         return 2
     from .adapters.file import RequestFileError, load_requests
 
     try:
-        requests = load_requests(args.file_path)
+        requests = load_requests(args.file_path) if args.file_path else []
     except RequestFileError as e:
         _err(f"error: {e}")
         return 2
@@ -88,43 +97,77 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+class _Stop:
+    """The run's pilot, for the signal watcher (set by :func:`_make_pilot`)."""
+
+    def __init__(self) -> None:
+        self.pilot: Pilot | None = None
+        self.signum: int | None = None
+
+
 async def _stoppable(run: Callable[[argparse.Namespace, Any], Awaitable[int]],
                      args: argparse.Namespace, requests: Any) -> int:
-    """``run``, stopped with every job by SIGTERM (Slurm's time limit, scancel): exit 143."""
+    """``run`` (batch or --net), stopped by SIGINT or SIGTERM (Ctrl-C, Slurm's time limit, scancel).
+
+    The first signal cancels the run: no more requests are taken, and leaving
+    the pilot's block stops every job (SIGTERM to its process group, SIGKILL
+    after --kill-grace), writes jobs.report, final_status.json and the journal
+    (stopped jobs are not journaled as ended: --resume runs them again); exit
+    130 (SIGINT) or 143 (SIGTERM). A second signal SIGKILLs every job at once.
+    """
+    stop = args.stop = _Stop()
     code: int | None = None
     failure: QcgpjError | None = None
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_cancel_on_sigterm, tg.cancel_scope)
-        try:
-            code = await run(args, requests)
-        except QcgpjError as e:  # raised as is for main(), not in an exception group
-            failure = e
-        tg.cancel_scope.cancel()
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            with anyio.CancelScope() as service:
+                tg.start_soon(_watch_signals, signals, service, stop)
+                try:
+                    code = await run(args, requests)
+                except QcgpjError as e:  # raised as is for main(), not in an exception group
+                    failure = e
+            tg.cancel_scope.cancel()
     if failure is not None:
         raise failure
-    if code is None:
-        _err("terminated: every job was stopped")
-        return 143
+    if code is None or service.cancelled_caught:
+        signum = stop.signum or signal.SIGTERM
+        _err(f"{'interrupted' if signum == signal.SIGINT else 'terminated'}: "
+             "every job was stopped")
+        return 128 + signum
     return code
 
 
-async def _cancel_on_sigterm(scope: anyio.CancelScope) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM) as signals:
-        async for _ in signals:
-            scope.cancel()
-            return
+async def _watch_signals(signals: AsyncIterator[int], service: anyio.CancelScope,
+                         stop: _Stop) -> None:
+    async for signum in signals:
+        if stop.signum is None:
+            stop.signum = signum
+            service.cancel()
+        elif stop.pilot is not None:
+            stop.pilot.kill_all()
 
 
-async def _batch(args: argparse.Namespace, requests: list[object]) -> int:
-    from .adapters.file import run_requests
-    from .adapters.protocol import Protocol
+def _make_pilot(args: argparse.Namespace) -> Pilot:
+    """The pilot of a run, with every option of the command line."""
     from .runtime import Pilot
 
     pilot = Pilot(
         nodes=args.nodes, wd=args.wd, system_core=args.system_core,
         report_format=args.report_format, report_file=args.report_file,
         instance_id=args.id, resources=args.resources, log_level=args.log,
+        kill_grace=args.kill_grace, resume=args.resume,
     )
+    stop = getattr(args, "stop", None)
+    if isinstance(stop, _Stop):
+        stop.pilot = pilot
+    return pilot
+
+
+async def _batch(args: argparse.Namespace, requests: list[object]) -> int:
+    from .adapters.file import run_requests
+    from .adapters.protocol import Protocol
+
+    pilot = _make_pilot(args)
     async with pilot:
         t0 = time.monotonic()  # the progress line's rate counts from here
         assert pilot.service is not None
@@ -254,13 +297,8 @@ async def _net(args: argparse.Namespace, requests: list[object] | None) -> int:
     from .adapters.file import FileRun, run_requests
     from .adapters.protocol import Protocol
     from .adapters.zmq import serve_zmq
-    from .runtime import Pilot
 
-    pilot = Pilot(
-        nodes=args.nodes, wd=args.wd, system_core=args.system_core,
-        report_format=args.report_format, report_file=args.report_file,
-        instance_id=args.id, resources=args.resources, log_level=args.log,
-    )
+    pilot = _make_pilot(args)
     run = FileRun()
     async with pilot:
         t0 = time.monotonic()

@@ -252,7 +252,8 @@ def test_report_format_none(tmp_path: Path) -> None:
                  cwd=tmp_path)
     assert proc.returncode == 0
     svc = service_dir(tmp_path)
-    assert sorted(p.name for p in svc.iterdir()) == ["final_status.json", "service.log"]
+    assert sorted(p.name for p in svc.iterdir()) == ["final_status.json", "journal.jsonl",
+                                                     "service.log"]
     assert (tmp_path / summary(proc).group(6)).resolve() == svc.resolve()
 
 
