@@ -316,7 +316,7 @@ def mpirun_argv(task: Task, rankfile: str | None = None) -> tuple[str, ...]:
     raise ValueError(f"model {task.model!r} is not started by mpirun")
 
 
-def mpirun_environment(task: Task, hostfile: str | None, step_name: str) -> dict[str, str]:
+def mpirun_environment(task: Task, step_name: str) -> dict[str, str]:
     """mpirun's environment: the task's, the job's share of Slurm, srun options.
 
     mpirun reads the allocation from the ``SLURM_*`` variables, so it sees
@@ -324,17 +324,19 @@ def mpirun_environment(task: Task, hostfile: str | None, step_name: str) -> dict
     job's environment sets that variable) ``--overlap``, since the cores it
     needs are held by the pilot for this job, not free in Slurm's eyes, and
     ``--job-name=<step_name>``, so that the executor can find those steps
-    and cancel them.
+    and cancel them. No ``SLURM_HOSTFILE``: with one set, Open MPI 4.1's
+    mpirun loses the topology of the other nodes ("no topology info is
+    available for the following node") and hangs; the rankfile or the host
+    sections place the ranks.
 
     Args:
         task: an ``openmpi`` or ``intelmpi`` task.
-        hostfile: the ``SLURM_HOSTFILE`` path, when one was written.
         step_name: the name the daemons' steps get.
 
     Returns:
         The environment.
     """
     env = srun_environment(task.env, None)
-    env.update(slurm_environment(task.allocation, hostfile))
+    env.update(slurm_environment(task.allocation))
     env.setdefault(_MPIRUN_SRUN_ARGS[task.model], f"--overlap --job-name={step_name}")
     return env

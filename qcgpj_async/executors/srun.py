@@ -10,8 +10,8 @@ that a bad path fails at launch as it does locally); srun's own messages go
 to ``.<step>.srun.log`` in ``scratch_dir``, kept only when srun ended
 non-zero without being asked to stop (and wrote something).
 The job's wd is srun's wd, its environment the task's, with its share of the
-allocation in the ``SLURM_*`` variables and ``SLURM_HOSTFILE`` (one line per
-core, written to ``scratch_dir``).
+allocation in the ``SLURM_*`` variables and (not for mpirun, which it
+confuses) ``SLURM_HOSTFILE`` (one line per core, written to ``scratch_dir``).
 
 Stopping a step (measured on Slurm 22.05):
 
@@ -267,20 +267,19 @@ class SrunExecutor:
         scratch = self.scratch_dir or task.cwd
         files: list[str] = []
         try:
-            hostfile = os.path.join(scratch, f".{step}.hostfile")
-            self._write(task, hostfile, hostfile_text(task.allocation))
-            files.append(hostfile)
             if task.model in MPIRUN_MODELS:
                 rankfile = None
                 if task.model == "openmpi":
                     rankfile = os.path.join(scratch, f".{step}.rankfile")
                     self._write(task, rankfile, rankfile_text(task.allocation))
                     files.append(rankfile)
-                popen = spawn(task, mpirun_argv(task, rankfile),
-                              mpirun_environment(task, hostfile, step))
+                popen = spawn(task, mpirun_argv(task, rankfile), mpirun_environment(task, step))
                 proc = SrunProcess(popen, job_id=job_id, step_name=step, files=files,
                                    slurm=self._slurm, executor=self, mpirun=True)
             else:
+                hostfile = os.path.join(scratch, f".{step}.hostfile")
+                self._write(task, hostfile, hostfile_text(task.allocation))
+                files.append(hostfile)
                 try:
                     argv = srun_argv(task, step_name=step,
                                      step_env=step_environment(task, hostfile),

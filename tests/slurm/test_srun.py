@@ -10,6 +10,7 @@ is this host, so the jobs' clocks and files are shared and comparable; only
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -348,3 +349,55 @@ def test_streams_wd_environment_and_variables_as_the_local_executor(
     # (-1); on a node it is found missing there, by the env that sets the
     # job's SLURM_* variables: exit 127, as from a shell.
     assert (local["codes"]["missing"], srun["codes"]["missing"]) == (-1, 127)
+
+
+OPENMPI = r'''
+MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+RANK = ["-c", "echo $OMPI_COMM_WORLD_RANK $SLURMD_NODENAME $(date +%s.%N); sleep 1"]
+
+async def main():
+    ex = executor()
+    async with Pilot(resources="slurm", wd=WD, executor=ex) as pilot:
+        # The MPI job first (cores 0-1 of each node), then one-core steps on all
+        # the other cores: mpirun's daemons must start beside them (--overlap).
+        jobs = Jobs().add(name="ompi", numNodes=2, numCores=2, model="openmpi", exec="/bin/sh",
+                          args=RANK, env=MPI_ENV, stdout="ompi.out", stderr="ompi.err")
+        jobs.add(name="busy", iteration=4, script="sleep 4; date +%s.%N > busy.${it}")
+        jobs.add(name="cancelled", numNodes=2, numCores=2, model="openmpi", exec="/bin/sh",
+                 args=["-c", "touch ready.$OMPI_COMM_WORLD_RANK; sleep 60"], env=MPI_ENV,
+                 after=["ompi", "busy"])
+        await pilot.submit(jobs)
+        await pilot.wait4(["ompi", "busy"], timeout=60)
+        for rank in range(4):
+            await appears(os.path.join(WD, f"ready.{rank}"))
+        daemons = steps(ex.prefix)
+        await pilot.cancel("cancelled")
+        states = await pilot.wait4(["ompi", "busy", "cancelled"], timeout=30)
+        gone = await steps_gone(ex.prefix)
+    await ex.aclose()
+    emit(states={k: v.value for k, v in states.items()},
+         ranks=sorted(open(os.path.join(WD, "ompi.out")).read().splitlines()),
+         err=open(os.path.join(WD, "ompi.err")).read(),
+         busy_ends=[float(open(os.path.join(WD, f"busy.{i}")).read()) for i in range(4)],
+         daemons=daemons, gone=gone, left=steps(ex.prefix))
+'''
+
+
+@pytest.mark.skipif(shutil.which("mpirun") is None, reason="no mpirun (apt-get install openmpi-bin)")
+def test_openmpi_ranks_follow_the_rankfile_and_daemons_overlap(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    # Only cores 0-1 of each virtual node are used: the nodes claim 4 CPUs on
+    # a 2-core host, and Open MPI cannot bind a rank to slot 2 or 3 there.
+    out = drive(slurm_cluster, tmp_path, OPENMPI)
+    assert out["states"] == {"ompi": "SUCCEED", "busy": "SUCCEED", "cancelled": "CANCELED"}, out
+    ranks = [line.split() for line in out["ranks"]]
+    assert [r[0] for r in ranks] == ["0", "1", "2", "3"], out
+    nodes = [r[1] for r in ranks]
+    assert nodes[0] == nodes[1] != nodes[2] == nodes[3]
+    # The ranks ran while the one-core steps held every other CPU.
+    assert max(float(r[2]) for r in ranks) < min(out["busy_ends"])
+    # The daemons of the running mpirun: one step (a task per node), named by us...
+    assert len(out["daemons"]) == 1
+    # ...and none is left once it was cancelled.
+    assert out["gone"] is not None and out["left"] == []
