@@ -23,7 +23,7 @@ import sys
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -67,7 +67,7 @@ from ._journal import (
 )
 from ._service import ServiceDir, default_id
 
-__all__ = ("JobsLike", "Pilot", "local_nodes")
+__all__ = ("EventStream", "JobsLike", "Pilot", "local_nodes")
 
 JobsLike = Jobs | JobSpec | Mapping[str, Any] | Iterable[JobSpec | Mapping[str, Any]]
 
@@ -116,6 +116,37 @@ def _as_specs(jobs: JobsLike) -> list[JobSpec]:
 
 def _names(names: str | Iterable[str]) -> list[str]:
     return [names] if isinstance(names, str) else list(names)
+
+
+class EventStream:
+    """The state changes of a pilot from the moment this stream was made."""
+
+    def __init__(self, subscribers: list[MemoryObjectSendStream[StateChanged]]) -> None:
+        self._send, self._recv = anyio.create_memory_object_stream[StateChanged](math.inf)
+        self._subscribers = subscribers
+        subscribers.append(self._send)
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> StateChanged:
+        try:
+            return await self._recv.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        """Stop collecting events."""
+        if self._send in self._subscribers:
+            self._subscribers.remove(self._send)
+        self._send.close()
+        self._recv.close()
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 class Pilot:
@@ -300,6 +331,8 @@ class Pilot:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._stop_jobs(kill)
+                if self._executor is not None:
+                    await self._executor.aclose()  # e.g. steps an srun executor left
             assert self._tg is not None
             self._tg.cancel_scope.cancel()
             try:
@@ -735,22 +768,20 @@ class Pilot:
         return ResourcesInfo(pool.total_nodes, pool.total_cores, pool.used_cores,
                              pool.free_cores)
 
-    async def events(self) -> AsyncIterator[StateChanged]:
-        """Every state change from now on, until the pilot closes.
+    def events(self) -> EventStream:
+        """Every state change from this call on, until the pilot closes.
 
-        Yields:
-            :class:`StateChanged` (job, iteration or None, state, time).
+        Subscribes at once, so nothing that happens after the call is missed::
+
+            async with pilot.events() as events:
+                async for ev in events:   # StateChanged(job, iteration, state, time)
+                    ...
+
+        Returns:
+            An async iterator of :class:`StateChanged`; close it (``aclose()`` or
+            ``async with``) when done, or it keeps collecting until the pilot closes.
         """
-        send, recv = anyio.create_memory_object_stream[StateChanged](math.inf)
-        self._subscribers.append(send)
-        try:
-            async with recv:
-                async for ev in recv:
-                    yield ev
-        finally:
-            if send in self._subscribers:
-                self._subscribers.remove(send)
-            send.close()
+        return EventStream(self._subscribers)
 
     # == service-level status ==================================================
 

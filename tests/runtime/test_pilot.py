@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import anyio
-import anyio.lowlevel
 import pytest
 
 from qcgpj_async import (
@@ -331,17 +330,24 @@ async def test_null_executor_runs_the_api_without_processes(tmp_path: Path) -> N
 async def test_events_stream_every_change(tmp_path: Path) -> None:
     seen = []
     async with Pilot(nodes="1", wd=tmp_path, executor=NullExecutor()) as pilot:
-        async with anyio.create_task_group() as tg:
-            async def collect() -> None:
-                async for ev in pilot.events():
+        async with pilot.events() as events:  # subscribed from here on: nothing is missed
+            await pilot.submit(Jobs().add(name="j", exec="x"))
+            with anyio.fail_after(T):
+                async for ev in events:
                     seen.append((ev.job, ev.iteration, ev.state.value))
                     if ev.iteration is None and ev.state.is_final:
-                        return
-            tg.start_soon(collect)
-            await anyio.lowlevel.checkpoint()
-            await pilot.submit(Jobs().add(name="j", exec="x"))
+                        break
     assert seen == [("j", None, "QUEUED"), ("j", None, "SCHEDULED"),
                     ("j", None, "EXECUTING"), ("j", None, "SUCCEED")]
+
+
+async def test_event_stream_ends_when_the_pilot_closes(tmp_path: Path) -> None:
+    async with Pilot(nodes="1", wd=tmp_path, executor=NullExecutor()) as pilot:
+        events = pilot.events()
+        await pilot.submit(Jobs().add(name="j", exec="x"))
+    with anyio.fail_after(T):
+        got = [ev.state.value async for ev in events]
+    assert got == ["QUEUED", "SCHEDULED", "EXECUTING", "SUCCEED"]
 
 
 async def test_closed_pilot_refuses_work(tmp_path: Path) -> None:
