@@ -43,6 +43,8 @@ _TO_CANCELED = bytes(CODE[CANCEL] if i == QCODE else i for i in range(256))
 _TO_OMITTED = bytes(CODE[OMIT] if i == QCODE else i for i in range(256))
 #: Up to this many iterations, a bulk cancel or omit publishes one event per iteration.
 _EMIT_LIMIT = 100_000
+#: At most this many iterations in one job (a byte of state each: 1 GB).
+MAX_ITERATIONS = 1_000_000_000
 
 
 class Engine:
@@ -325,10 +327,18 @@ class Engine:
         for spec in specs:
             if spec.name in self.jobs or spec.name in batch:
                 problems.append(f"job {spec.name!r}: name: Job {spec.name} already exist")
+            it = spec.iteration
+            if it is not None and it.stop - it.start > MAX_ITERATIONS:
+                # one byte of state per iteration, allocated at the first launch
+                problems.append(f"job {spec.name!r}: iteration: {it.stop - it.start} "
+                                f"iterations, more than {MAX_ITERATIONS} in one job")
             batch[spec.name] = spec
         out = []
         for spec in specs:
             prefix = f"job {spec.name!r}"
+            if problems and spec.iteration is not None and (
+                    spec.iteration.stop - spec.iteration.start > MAX_ITERATIONS):
+                continue
             req, sched = None, None
             try:
                 req, sched = self._requirement(spec)

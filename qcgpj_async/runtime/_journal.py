@@ -26,19 +26,23 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import logging
 import os
 import signal
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from json.encoder import encode_basestring_ascii as _q
 from typing import Any
 
 import anyio
 import attrs
 
-from ..engine import Outcome
+from ..engine import Engine, Instruction, Job, Outcome, Run
+from ..executors import Process
 from ..model import (
     FINAL_STATES,
+    InvalidTransition,
     JobDescriptionError,
+    JobNotFoundError,
     JobSpec,
     JobState,
     QcgpjError,
@@ -55,6 +59,8 @@ __all__ = (
     "kill_orphans",
     "load_journal",
     "proc_start",
+    "restore_engine",
+    "stop_orphans",
     "wait_gone",
 )
 
@@ -92,8 +98,22 @@ class Journal:
 
     def submit(self, specs: Sequence[JobSpec], variables: dict[str, str], now: float) -> None:
         """An accepted batch."""
-        self._buf.append(_dumps({"t": "submit", "time": now, "vars": variables,
-                                 "jobs": [job_to_std(s) for s in specs]}) + "\n")
+        self._buf.append(self.submit_record(specs, variables, now))
+
+    @staticmethod
+    def submit_record(specs: Sequence[JobSpec], variables: dict[str, str], now: float) -> str:
+        """The line of a batch, made before it is accepted (see :meth:`append`).
+
+        Raises:
+            RecursionError: a job description nested too deeply to be written.
+            ValueError: ... or holding what JSON cannot carry.
+        """
+        return _dumps({"t": "submit", "time": now, "vars": variables,
+                       "jobs": [job_to_std(s) for s in specs]}) + "\n"
+
+    def append(self, record: str) -> None:
+        """A line made by :meth:`submit_record`."""
+        self._buf.append(record)
 
     def ended(self, job: str, it: int | None, state: JobState, code: int | None, t: float,
               msg: str | None = None) -> None:
@@ -104,10 +124,45 @@ class Journal:
             f'"state":"{state.value}","code":{"null" if code is None else code},'
             f'"time":{t!r}{extra}}}\n')
 
-    def running(self, job: str, it: int | None, pid: int, start: int) -> None:
-        """A process that runs (for killing it on resume if this service dies)."""
-        self._buf.append(_dumps({"t": "run", "job": job, "it": it, "pid": pid,
-                                 "start": start}) + "\n")
+    def restored(self, rec: Recovered, now: float) -> None:
+        """The jobs of a resumed journal: one submit record per original batch."""
+        batch: list[JobSpec] = []
+        current: dict[str, str] = {}
+        for spec, variables in zip(rec.specs, rec.variables, strict=True):
+            if batch and variables is not current:
+                self.submit(batch, current, now)
+                batch = []
+            batch.append(spec)
+            current = variables
+        if batch:
+            self.submit(batch, current, now)
+
+    def job_ended(self, job: Job, it: int | None, state: JobState, t: float) -> None:
+        """A final state, with the exit code and message of its run (if it ran)."""
+        run = job.runs.get(it)
+        if it is not None:
+            msg = run.message if run is not None else None
+        else:
+            msg = "\n".join(job.messages) if job.messages else None
+        self.ended(job.name, it, state, run.exit_code if run is not None else None, t, msg)
+
+    def running(self, procs: Mapping[int, Process], runs: Mapping[int, Run],
+                seen: set[int]) -> None:
+        """Processes that run and are not journaled yet (``seen``: run ids journaled).
+
+        Called at each sync: a job that ends within a sync period never costs a
+        record. The pid and start time let a resume kill what a dead service
+        left running.
+        """
+        for run_id, proc in list(procs.items()):
+            if run_id in seen or proc.pid is None:
+                continue
+            seen.add(run_id)
+            run = runs.get(run_id)
+            start = proc_start(proc.pid)
+            if run is not None and start is not None:
+                self._buf.append(_dumps({"t": "run", "job": run.job.name, "it": run.index,
+                                         "pid": proc.pid, "start": start}) + "\n")
 
     def cancel(self, names: Iterable[str]) -> None:
         """Names (jobs or ``job:it``) the user cancelled."""
@@ -177,6 +232,25 @@ class Recovered:
     cancels: list[str]
     orphans: list[tuple[str, int, int]]  # (job or job:it, pid, start ticks)
     rcnt: int
+
+
+def restore_engine(engine: Engine, rec: Recovered, now: float) -> list[Instruction]:
+    """Put the recovered jobs into ``engine``, and the cancels not yet done (pure).
+
+    Raises:
+        JobDescriptionError: a job does not fit the engine's resources.
+        JournalError: the journal's outcomes do not match its jobs.
+    """
+    try:
+        out = engine.restore(rec.specs, rec.outcomes, now)
+    except ValueError as e:
+        if isinstance(e, QcgpjError):
+            raise
+        raise JournalError(f"resume: {rec.path}: {e}") from None
+    for name in rec.cancels:
+        with contextlib.suppress(InvalidTransition, JobNotFoundError):
+            out.extend(engine.cancel(name, now))
+    return out
 
 
 def find_journal(path: str | os.PathLike[str]) -> str:
@@ -365,6 +439,15 @@ def kill_orphans(orphans: Iterable[tuple[str, int, int]]) -> list[tuple[str, int
             os.killpg(pid, signal.SIGKILL)
             killed.append((label, pid))
     return killed
+
+
+async def stop_orphans(rec: Recovered, log: logging.Logger, timeout: float) -> None:
+    """Kill what the resumed (dead) service left running, and wait until it is gone."""
+    killed = kill_orphans(rec.orphans)
+    for label, pid in killed:
+        log.warning("killed process group %d of %s, left running by the resumed service",
+                    pid, label)
+    await wait_gone([pid for _, pid in killed], timeout)
 
 
 async def wait_gone(pids: Iterable[int], timeout: float) -> None:

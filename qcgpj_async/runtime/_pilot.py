@@ -44,13 +44,13 @@ from ..executors import Executor, LaunchError, LocalExecutor, Process, prepare_t
 from ..model import (
     FINAL_STATES,
     InvalidTransition,
+    JobDescriptionError,
     JobNotFoundError,
     Jobs,
     JobSpec,
     JobState,
     PilotClosedError,
     PilotTimeoutError,
-    QcgpjError,
     job_from_std,
     jobs_from_std,
 )
@@ -58,12 +58,10 @@ from ._info import JobInfo, ResourcesInfo, job_info
 from ._journal import (
     JOURNAL,
     Journal,
-    JournalError,
     Recovered,
-    kill_orphans,
     load_journal,
-    proc_start,
-    wait_gone,
+    restore_engine,
+    stop_orphans,
 )
 from ._service import ServiceDir, default_id
 
@@ -101,17 +99,9 @@ def _as_specs(jobs: JobsLike) -> list[JobSpec]:
     items = list(jobs)
     if all(isinstance(j, JobSpec) for j in items):
         return items  # type: ignore[return-value]
-    specs: list[JobSpec] = []
-    raws: list[Any] = []
-    for j in items:
-        if isinstance(j, JobSpec):
-            raws.append(None)
-            specs.append(j)
-        else:
-            raws.append(j)
-    checked = iter(jobs_from_std([r for r in raws if r is not None]))
-    given = iter(specs)
-    return [next(given) if r is None else next(checked) for r in raws]
+    # Raw items may be anything, None included (a JSON null): only specs pass as they are.
+    checked = iter(jobs_from_std([j for j in items if not isinstance(j, JobSpec)]))
+    return [j if isinstance(j, JobSpec) else next(checked) for j in items]
 
 
 def _names(names: str | Iterable[str]) -> list[str]:
@@ -243,26 +233,11 @@ class Pilot:
         self._killing = False
         self._recovered: Recovered | None = None
         self._restored: list[Instruction] = []
-        if resume is not None:
-            self._restore(load_journal(resume))
-
-    def _restore(self, rec: Recovered) -> None:
-        # Pure engine work, done here so that a bad journal fails the constructor.
-        now = time.time()
-        try:
-            out = self.engine.restore(rec.specs, rec.outcomes, now)
-        except ValueError as e:
-            if isinstance(e, QcgpjError):
-                raise
-            raise JournalError(f"resume: {rec.path}: {e}") from None
-        for name in rec.cancels:
-            with contextlib.suppress(InvalidTransition, JobNotFoundError):
-                out.extend(self.engine.cancel(name, now))
-        for spec, variables in zip(rec.specs, rec.variables, strict=True):
-            self._submit_vars[spec.name] = variables
-        self._rcnt = rec.rcnt
-        self._recovered = rec
-        self._restored = out
+        if resume is not None:  # pure engine work, here: a bad journal fails the constructor
+            rec = self._recovered = load_journal(resume)
+            self._restored = restore_engine(self.engine, rec, time.time())
+            self._submit_vars.update(zip((s.name for s in rec.specs), rec.variables, strict=True))
+            self._rcnt = rec.rcnt
 
     # == lifetime ===============================================================
 
@@ -288,7 +263,10 @@ class Pilot:
         self.journal = Journal(os.path.join(self.service.path, JOURNAL), self.id,
                                self._started_at, rec.path if rec else None)
         if rec is not None:
-            await self._resume_from(rec)
+            log.info("resuming from %s: %d jobs, %d ended", rec.path, len(rec.specs),
+                     sum(1 for j in self.engine.jobs.values() if j.state in FINAL_STATES))
+            self.journal.restored(rec, self._started_at)
+            await stop_orphans(rec, log, max(self.kill_grace, 1.0))
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
@@ -298,26 +276,6 @@ class Pilot:
         restored, self._restored = self._restored, []
         self._dispatch(restored)  # also writes the journal's first lines, atomically
         return self
-
-    async def _resume_from(self, rec: Recovered) -> None:
-        """Journal the restored jobs; kill what the dead service left running."""
-        assert self.journal is not None and self.service is not None
-        log = self.service.log
-        log.info("resuming from %s: %d jobs, %d ended", rec.path, len(rec.specs),
-                 sum(1 for j in self.engine.jobs.values() if j.state in FINAL_STATES))
-        batch: list[JobSpec] = []
-        for spec in rec.specs:  # one submit record per original batch
-            if batch and self._submit_vars[spec.name] is not self._submit_vars[batch[0].name]:
-                self.journal.submit(batch, self._submit_vars[batch[0].name], self._started_at)
-                batch = []
-            batch.append(spec)
-        if batch:
-            self.journal.submit(batch, self._submit_vars[batch[0].name], self._started_at)
-        killed = kill_orphans(rec.orphans)
-        for label, pid in killed:
-            log.warning("killed process group %d of %s, left running by the resumed service",
-                        pid, label)
-        await wait_gone([pid for _, pid in killed], max(self.kill_grace, 1.0))
 
     async def __aexit__(self, et: type[BaseException] | None, ev: BaseException | None,
                         tb: TracebackType | None) -> bool | None:
@@ -434,21 +392,21 @@ class Pilot:
         assert svc is not None
         if self.journal is not None and (ev.job not in self._interrupted or state not in (
                 JobState.CANCELED, JobState.OMITTED)):
-            run = job.runs.get(ev.iteration)
+            self.journal.job_ended(job, ev.iteration, state, ev.time)
+        try:
             if ev.iteration is not None:
-                msg = run.message if run is not None else None
+                svc.report_run(job, job.runs[ev.iteration]) if ev.iteration in job.runs else None
+                return
+            run = job.runs.get(None)
+            if run is not None:
+                svc.report_run(job, run)
             else:
-                msg = "\n".join(job.messages) if job.messages else None
-            self.journal.ended(ev.job, ev.iteration, state,
-                               run.exit_code if run is not None else None, ev.time, msg)
-        if ev.iteration is not None:
-            svc.report_run(job, job.runs[ev.iteration]) if ev.iteration in job.runs else None
-            return
-        run = job.runs.get(None)
-        if run is not None:
-            svc.report_run(job, run)
-        else:
-            svc.report_job(job)
+                svc.report_job(job)
+        except Exception:  # a report line that cannot be written must not stop the pilot
+            svc.log.exception("cannot report %s%s", ev.job,
+                              "" if ev.iteration is None else f":{ev.iteration}")
+            if ev.iteration is not None:
+                return
         event = self._final_events.pop(ev.job, None)
         if event is not None:
             event.set()
@@ -532,15 +490,7 @@ class Pilot:
         assert journal is not None
         while True:
             await anyio.sleep(self.journal_sync)
-            # A job that ends within a sync period never costs a "run" record.
-            for run_id, proc in list(self._procs.items()):
-                if run_id in self._journaled_runs or proc.pid is None:
-                    continue
-                self._journaled_runs.add(run_id)
-                run = self.engine.runs.get(run_id)
-                start = proc_start(proc.pid)
-                if run is not None and start is not None:
-                    journal.running(run.job.name, run.index, proc.pid, start)
+            journal.running(self._procs, self.engine.runs, self._journaled_runs)
             journal.flush()
             if journal.unsynced:
                 await anyio.to_thread.run_sync(journal.sync)
@@ -575,21 +525,28 @@ class Pilot:
         if not specs:
             return []
         now = time.time()
-        instructions = self.engine.submit(specs, now)
-        self._rcnt += 1
         stamp = _dt.datetime.fromtimestamp(now)
         request_vars = {
-            "rcnt": str(self._rcnt),
+            "rcnt": str(self._rcnt + 1),
             "uniq": uuid.uuid4().hex,
             "sname": "local",
             "date": stamp.strftime("%Y-%m-%d"),
             "time": stamp.strftime("%H:%M:%S"),
             "dateTime": stamp.isoformat(),
         }
+        record = None
+        if self.journal is not None:
+            # Before the engine accepts anything: what cannot be journaled is refused.
+            try:
+                record = self.journal.submit_record(specs, request_vars, now)
+            except (RecursionError, ValueError, TypeError) as e:
+                raise JobDescriptionError([f"the jobs cannot be recorded: {e}"]) from None
+        instructions = self.engine.submit(specs, now)
+        self._rcnt += 1
         for spec in specs:
             self._submit_vars[spec.name] = request_vars
-        if self.journal is not None:
-            self.journal.submit(specs, request_vars, now)
+        if record is not None and self.journal is not None:
+            self.journal.append(record)
         self._dispatch(instructions)
         return [s.name for s in specs]
 

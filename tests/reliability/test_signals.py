@@ -1,0 +1,129 @@
+"""SIGINT/SIGTERM to the service: jobs stopped (SIGTERM, SIGKILL after the grace), reports
+written, exit 130/143; a second signal kills at once; --net alike; the stopped jobs resume.
+
+(tests/cli/test_batch.py checks the plain case: a job that obeys SIGTERM.)
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from reliability_helpers import (
+    T,
+    all_gone,
+    ended,
+    job,
+    journal,
+    kill_leftovers,
+    report,
+    requests_file,
+    run_service,
+    service,
+    service_dirs,
+    submit,
+    until,
+)
+
+# Ignores SIGTERM (says so in ``term``) and leaves a child in its process group.
+STUBBORN = ("if [ -f second ]; then echo again >> runs; exit 0; fi; "
+            "trap 'echo got >> term' TERM; sleep 60 & echo $! > child; echo $$ > pid; "
+            "while true; do sleep 0.1; done")
+
+
+def stubborn_pids(wd: Path) -> list[int]:
+    until(lambda: (wd / "child").exists() and (wd / "pid").exists()
+          and (wd / "child").read_text() and (wd / "pid").read_text(), "the job's pids")
+    return [int((wd / "pid").read_text()), int((wd / "child").read_text())]
+
+
+def start(wd: Path, *extra: str, reqs: list[dict[str, object]] | None = None,
+          grace: str = "1") -> subprocess.Popen[str]:
+    f = requests_file(wd / "r.json", reqs or [submit(job("quick", "echo q >> runs"),
+                                                     job("stubborn", STUBBORN))])
+    return service("--file-path", f, "--wd", str(wd), "--nodes", "2", "--kill-grace", grace,
+                   *extra, cwd=wd)
+
+
+def test_sigterm_waits_the_grace_then_kills_and_the_job_resumes(tmp_path: Path) -> None:
+    wd = tmp_path
+    proc = start(wd)
+    pids: list[int] = []
+    try:
+        pids = stubborn_pids(wd)
+        until(lambda: "quick" in ended(journal(service_dirs(wd)[0])), "quick to end")
+        t = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=T)
+        took = time.monotonic() - t
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        kill_leftovers(pids)
+    assert proc.returncode == 143
+    assert err == "qcgpj-async: terminated: every job was stopped\n"
+    assert 0.9 < took < 10  # the grace (1 s), then SIGKILL
+    assert (wd / "term").read_text() == "got\n"  # it was asked first
+    assert all_gone(pids) == []  # the job and its child: the whole group
+    (d,) = service_dirs(wd)
+    assert (d / "final_status.json").exists()
+    rep = report(d)
+    assert rep["stubborn"]["state"] == "CANCELED" and rep["stubborn"]["runtime"]["exit_code"] == "-9"
+    assert ended(journal(d)) == {"quick": "SUCCEED"}  # stopped is not ended: it will resume
+    assert journal(d)[-1]["interrupted"] == 1
+    (wd / "second").touch()
+    done = run_service("--resume", str(wd), "--wd", str(wd), "--nodes", "2", cwd=wd)
+    assert done.returncode == 0, done.stderr
+    assert (wd / "runs").read_text() == "q\nagain\n"
+
+
+def test_second_sigint_kills_at_once(tmp_path: Path) -> None:
+    wd = tmp_path
+    proc = start(wd, grace="60")
+    pids: list[int] = []
+    try:
+        pids = stubborn_pids(wd)
+        proc.send_signal(signal.SIGINT)
+        until(lambda: (wd / "term").exists(), "the job to get SIGTERM")
+        t = time.monotonic()
+        proc.send_signal(signal.SIGINT)  # not the 60 s grace: now
+        _, err = proc.communicate(timeout=T)
+        took = time.monotonic() - t
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        kill_leftovers(pids)
+    assert proc.returncode == 130
+    assert err == "qcgpj-async: interrupted: every job was stopped\n"
+    assert took < 10
+    assert all_gone(pids) == []
+    (d,) = service_dirs(wd)
+    assert report(d)["stubborn"]["runtime"]["exit_code"] == "-9"
+    assert (d / "final_status.json").exists()
+
+
+def test_signal_in_net_mode(tmp_path: Path) -> None:
+    pytest.importorskip("zmq")
+    wd = tmp_path
+    proc = start(wd, "--net")
+    pids: list[int] = []
+    try:
+        pids = stubborn_pids(wd)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=T)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        kill_leftovers(pids)
+    assert proc.returncode == 130
+    assert err.endswith("qcgpj-async: interrupted: every job was stopped\n")
+    assert all_gone(pids) == []
+    (d,) = service_dirs(wd)
+    assert report(d)["stubborn"]["state"] == "CANCELED"
+    assert (d / "final_status.json").exists()
