@@ -44,6 +44,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ..engine import StateChanged
 from ..model import (
     FINAL_STATES,
     InvalidTransition,
@@ -322,34 +323,37 @@ class ZmqServer:
         # Jobs not yet final: NOJ goes out when the last of them (and of any
         # submitted later) ends, once per busy period.
         active = {n for n, j in pilot.engine.jobs.items() if j.state not in FINAL_STATES}
-        events = pilot.events()
-        task_status.started()
-        # No await between here and the generator's first step: it subscribes
-        # before the caller of start() can submit anything.
-        async for ev in events:
-            state = ev.state.value
-            final = ev.state in FINAL_STATES
-            if ev.iteration is None:
-                if not final:
-                    active.add(ev.job)
-                    # As the original: no event for QUEUED, and an iteration
-                    # job's own state is published when it ends.
-                    job = pilot.engine.jobs.get(ev.job)
-                    if ev.state is JobState.QUEUED or (job is not None and job.iterative):
-                        continue
-                data: dict[str, Any] = {"manager": manager, "job": ev.job, "state": state}
-                pub.send(_event("JST", data), zmq.NOBLOCK)
-                if final:
-                    pub.send(_event("JFI", data), zmq.NOBLOCK)
-                    if ev.job in active:
-                        active.discard(ev.job)
-                        if not active:
-                            pub.send(_event("NOJ", {"manager": manager}), zmq.NOBLOCK)
-            else:
-                data = {"manager": manager, "job": ev.job, "state": state, "it": ev.iteration}
-                pub.send(_event("IST", data), zmq.NOBLOCK)
-                if final:
-                    pub.send(_event("IFI", data), zmq.NOBLOCK)
+        # events() subscribes at once: nothing submitted after start() returns is missed.
+        async with pilot.events() as events:
+            task_status.started()
+            async for ev in events:
+                self._publish_one(pub, manager, active, ev)
+
+    def _publish_one(self, pub: zmq.Socket[bytes], manager: str, active: set[str],
+                     ev: StateChanged) -> None:
+        state = ev.state.value
+        final = ev.state in FINAL_STATES
+        if ev.iteration is None:
+            if not final:
+                active.add(ev.job)
+                # As the original: no event for QUEUED, and an iteration job's
+                # own state is published when it ends.
+                job = self.pilot.engine.jobs.get(ev.job)
+                if ev.state is JobState.QUEUED or (job is not None and job.iterative):
+                    return
+            data: dict[str, Any] = {"manager": manager, "job": ev.job, "state": state}
+            pub.send(_event("JST", data), zmq.NOBLOCK)
+            if final:
+                pub.send(_event("JFI", data), zmq.NOBLOCK)
+                if ev.job in active:
+                    active.discard(ev.job)
+                    if not active:
+                        pub.send(_event("NOJ", {"manager": manager}), zmq.NOBLOCK)
+        else:
+            data = {"manager": manager, "job": ev.job, "state": state, "it": ev.iteration}
+            pub.send(_event("IST", data), zmq.NOBLOCK)
+            if final:
+                pub.send(_event("IFI", data), zmq.NOBLOCK)
 
 
 def serve_zmq(pilot: Pilot, *, host: str = "127.0.0.1", port: int | None = None,

@@ -169,11 +169,14 @@ async def test_address_file_and_job_environment(served: tuple[Pilot, ZmqServer],
 
 
 @pytest.mark.anyio
-async def test_environment_restored_after_serving(tmp_path: Path) -> None:
+async def test_environment_and_subscription_released_after_serving(tmp_path: Path) -> None:
     async with Pilot(nodes="1", wd=tmp_path) as pilot:
+        before = len(pilot._subscribers)
         async with serve_zmq(pilot) as server:
             assert pilot.env[ADDRESS_ENV] == server.address
+            assert len(pilot._subscribers) == before + 1
         assert ADDRESS_ENV not in pilot.env
+        assert len(pilot._subscribers) == before  # the pilot goes on without feeding it
 
 
 @pytest.mark.anyio
