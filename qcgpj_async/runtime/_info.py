@@ -28,6 +28,18 @@ def format_time(t: float) -> str:
     return str(_dt.datetime.fromtimestamp(t))
 
 
+def format_rtime(seconds: float) -> str:
+    """A run time as the original prints it, always with microseconds (``0:00:01.000000``).
+
+    ``str(timedelta)`` drops them for whole seconds, which the original client cannot parse.
+    """
+    us = round(seconds * 1_000_000)
+    h, rem = divmod(us, 3_600_000_000)
+    m, rem = divmod(rem, 60_000_000)
+    s, us = divmod(rem, 1_000_000)
+    return f"{h}:{m:02d}:{s:02d}.{us:06d}"
+
+
 def format_history(history: Iterable[tuple[JobState, float]]) -> str:
     """The original's history string: a leading newline, ``<ts>: STATE`` lines."""
     return "".join(f"\n{format_time(t)}: {s.value}" for s, t in history)
@@ -55,7 +67,7 @@ class RunInfo:
         if self.wd is not None:
             out["wd"] = self.wd
         if self.rtime is not None:
-            out["rtime"] = str(_dt.timedelta(seconds=self.rtime))
+            out["rtime"] = format_rtime(self.rtime)
         if self.exit_code is not None:
             out["exit_code"] = str(self.exit_code)
         if self.pid is not None:

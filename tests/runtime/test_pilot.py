@@ -360,3 +360,4 @@ async def test_closed_pilot_refuses_work(tmp_path: Path) -> None:
         pass
     with pytest.raises(PilotClosedError):
         await pilot.submit(Jobs().add(name="j", exec="x"))
+
