@@ -231,6 +231,7 @@ class Pilot:
         self._journaled_runs: set[int] = set()  # runs with a "run" record
         self._interrupted: set[str] = set()  # jobs stopped because the pilot is leaving
         self._killing = False
+        self._last_wd = self._last_pname = ""
         self._recovered: Recovered | None = None
         self._restored: list[Instruction] = []
         if resume is not None:  # pure engine work, here: a bad journal fails the constructor
@@ -429,8 +430,11 @@ class Pilot:
                                 submit_vars=self._submit_vars.get(launch.job))
             run = engine.runs.get(run_id)
             if run is not None:
-                run.wd = task.cwd
-                run.pname = os.path.basename(task.argv[0])
+                # Kept for every ended job: share the strings that repeat (memory per job).
+                wd, pname = task.cwd, os.path.basename(task.argv[0])
+                run.wd = self._last_wd = wd if wd != self._last_wd else self._last_wd
+                run.pname = self._last_pname = (pname if pname != self._last_pname
+                                                else self._last_pname)
             if run_id in self._kill_pending:  # cancelled before it started: never start it
                 self._kill_pending.discard(run_id)
                 self._dispatch(engine.exited(run_id, -1, time.time(), "stopped before it started"))
