@@ -13,9 +13,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -219,9 +221,39 @@ def ours_batch_cmd(
     ]  # fmt: skip
 
 
-def xargs_cmd(n: int, parallel: int) -> list[str]:
-    """``seq N | xargs -P P -n 1 /bin/true`` via bash: the process-spawn ceiling."""
-    return ["bash", "-c", f"seq {int(n)} | xargs -P {int(parallel)} -n 1 /bin/true"]
+def xargs_cmd(n: int, parallel: int, argv: Sequence[str] | None = None) -> list[str]:
+    """``seq N | xargs -P P -n 1 /bin/true`` via bash: the process-spawn ceiling.
+
+    With ``argv`` (e.g. ``["/bin/sleep", "0.1"]``) each of the N commands is
+    exactly ``argv`` (``xargs -I{}``: the input number is not appended).
+    """
+    if argv is None:
+        return ["bash", "-c", f"seq {int(n)} | xargs -P {int(parallel)} -n 1 /bin/true"]
+    cmd = shlex.join(argv)
+    return ["bash", "-c", f"seq {int(n)} | xargs -P {int(parallel)} -I{{}} {cmd}"]
+
+
+def write_dag_makefile(n: int, chain: int = 10, fan: int = 10, path: Path | None = None) -> Path:
+    """The DAG of ``dag_jobs`` as a Makefile (phony targets running ``/bin/true``).
+
+    Target ``all`` depends on every job, so ``make -j P -f <file>`` runs the
+    whole DAG honouring the dependencies: the machine's limit for a DAG.
+    """
+    jobs = dag_jobs(n, chain, fan)
+    names = [j["name"] for j in jobs]
+    lines = [".PHONY: all " + " ".join(names), "all: " + " ".join(names)]
+    for j in jobs:
+        after = j.get("dependencies", {}).get("after", [])
+        lines += [f"{j['name']}: {' '.join(after)}".rstrip(), "\t@/bin/true"]
+    out = _default(path, f"dag-{n}-{chain}x{fan}.mk")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def make_cmd(makefile: Path, parallel: int) -> list[str]:
+    """``make -s -j P -f <makefile>``: run a ``write_dag_makefile`` DAG."""
+    return ["make", "-s", "-j", str(int(parallel)), "-f", str(makefile)]
 
 
 _API_SCRIPT = '''\
@@ -298,3 +330,179 @@ def original_latency_cmd(
     """
     python, script = original_python(venv), _api_script()
     return [str(python), str(script), "latency", str(samples), str(nodes), str(wd)]
+
+
+# --- our API (qcgpj_async from this checkout) ------------------------------
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+"""The repository root: put on ``PYTHONPATH`` so an uninstalled checkout runs."""
+
+
+def ours_env(root: Path = CHECKOUT) -> dict[str, str]:
+    """Environment additions for running our code from ``root`` (``run_cmd(env=...)``).
+
+    ``root`` holds the ``qcgpj_async`` package: the checkout, or a snapshot of
+    it (``snapshot_ours``).
+    """
+    old = os.environ.get("PYTHONPATH")
+    return {"PYTHONPATH": str(root) + (os.pathsep + old if old else "")}
+
+
+def snapshot_ours(dest: Path | None = None, commit: str | None = None) -> Path:
+    """Copy the ``qcgpj_async`` package to ``dest`` and return ``dest``.
+
+    Without ``commit``: the checkout's working tree as it is now (uncommitted
+    edits included); with it: that commit's tree (``git archive``).
+    Benchmarks measure the copy, so edits made in the checkout while they run
+    do not change the code under test half-way. Default ``dest``:
+    ``WORK_DIR/snapshot`` (replaced).
+    """
+    dest = dest if dest is not None else WORK_DIR / "snapshot"
+    if dest.exists():
+        shutil.rmtree(dest)
+    if commit is None:
+        shutil.copytree(CHECKOUT / "qcgpj_async", dest / "qcgpj_async",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    else:
+        dest.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", str(CHECKOUT), "archive", "--format=tar", commit,
+                                  "qcgpj_async"], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    # byte-compile now, so that no measured run pays for it
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(dest / "qcgpj_async")],
+                   check=True, capture_output=True)
+    return dest
+
+
+def checkout_version(commit: str | None = None) -> str:
+    """``<commit> (<subject>)``; without ``commit`` (HEAD), plus how many files of
+    ``qcgpj_async/`` differ from it in the working tree."""
+    def git(*args: str) -> str:
+        res = subprocess.run(["git", "-C", str(CHECKOUT), *args], capture_output=True,
+                             text=True, check=False)
+        return res.stdout.strip() if res.returncode == 0 else ""
+
+    rev = commit or "HEAD"
+    head, subject = git("log", "-1", "--format=%h", rev), git("log", "-1", "--format=%s", rev)
+    if not head:
+        return f"unknown ({rev}: not found in a git checkout)"
+    if len(subject) > 60:
+        subject = subject[:57] + "..."
+    if commit is not None:
+        return f"{head} ({subject})"
+    dirty = [line for line in git("status", "--porcelain", "--", "qcgpj_async").splitlines()
+             if line.strip()]
+    return f"{head} ({subject})" + (
+        f" + uncommitted changes in {len(dirty)} file(s) of qcgpj_async/" if dirty else "")
+
+
+_OURS_API_SCRIPT = '''\
+"""Drive qcgpj_async through its API; print one JSON line of figures.
+
+Same modes and figure names as the original's script (``_API_SCRIPT``), plus
+``null`` (NullExecutor: no processes) and, in ``latency``, ``open_close_s``:
+the median time of an empty ``async with Pilot(...)`` (``empties`` of them).
+"""
+import json, statistics, sys, time
+import anyio
+from qcgpj_async import Jobs, NullExecutor, Pilot
+
+mode, n, nodes, wd, level = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+empties = int(sys.argv[6]) if len(sys.argv) > 6 else 0
+
+
+async def main():
+    out = {"jobs": n}
+    bad = []
+    if mode == "latency" and empties:
+        oc = []
+        for i in range(empties):
+            t = time.perf_counter()
+            async with Pilot(nodes=nodes, wd=wd, log_level=level, instance_id=f"empty{i}"):
+                pass
+            oc.append(time.perf_counter() - t)
+        out.update(open_close_s=statistics.median(oc), open_close_first_s=oc[0],
+                   open_close_min_s=min(oc), open_close_max_s=max(oc))
+    kw = {"executor": NullExecutor()} if mode == "null" else {}
+    jobs = Jobs()
+    if mode != "latency":
+        for i in range(n):
+            jobs.add(name=f"j{i}", exec="/bin/true")
+    t0 = time.perf_counter()
+    async with Pilot(nodes=nodes, wd=wd, log_level=level, **kw) as p:
+        t1 = time.perf_counter()
+        out["start_s"] = t1 - t0
+        if mode != "latency":
+            t2 = time.perf_counter()
+            await p.submit(jobs)
+            t3 = time.perf_counter()
+            await p.wait4all()
+            t4 = time.perf_counter()
+            out.update(submit_s=t3 - t2, wait4all_s=t4 - t3, submit_wait4all_s=t4 - t2,
+                       jobs_per_s=n / (t4 - t2), us_per_job=(t4 - t2) / n * 1e6)
+            states = await p.list()
+            bad = [k for k, v in states.items() if v.value != "SUCCEED"]
+            if len(states) != n:
+                bad.append(f"{len(states)} jobs listed, {n} submitted")
+        else:
+            lat = []
+            for i in range(n):
+                t2 = time.perf_counter()
+                names = await p.submit(Jobs().add(name=f"l{i}", exec="/bin/true"))
+                res = await p.wait4(names)
+                lat.append(time.perf_counter() - t2)
+                bad += [k for k, v in res.items() if v.value != "SUCCEED"]
+            out.update(latency_median_ms=statistics.median(lat) * 1e3,
+                       latency_min_ms=min(lat) * 1e3, latency_max_ms=max(lat) * 1e3)
+        t5 = time.perf_counter()
+    out["finish_s"] = time.perf_counter() - t5
+    if bad:
+        sys.exit(f"jobs not SUCCEED: {bad[:5]}")
+    print(json.dumps(out))
+
+
+anyio.run(main)
+'''
+
+
+def _ours_api_script() -> Path:
+    path = WORK_DIR / "ours_api_bench.py"
+    if not path.exists() or path.read_text() != _OURS_API_SCRIPT:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_OURS_API_SCRIPT)
+    return path
+
+
+def ours_api_cmd(
+    n: int, nodes: str | int, wd: Path, log_level: str = "info",
+    python: str | Path = sys.executable,
+) -> list[str]:
+    """Our API, like ``original_api_cmd``: Pilot, submit N ``/bin/true``, ``wait4all``.
+
+    Same figures as the original's (``start_s``, ``submit_s``, ``wait4all_s``,
+    ``submit_wait4all_s``, ``jobs_per_s``, ``finish_s``) plus ``us_per_job``.
+    Run it with ``env=ours_env()`` to use the checkout.
+    """
+    return [str(python), str(_ours_api_script()), "throughput", str(n), str(nodes), str(wd),
+            log_level]
+
+
+def ours_null_cmd(
+    n: int, nodes: str | int, wd: Path, log_level: str = "warning",
+    python: str | Path = sys.executable,
+) -> list[str]:
+    """As ``ours_api_cmd`` with ``NullExecutor``: the engine and Pilot cost per job."""
+    return [str(python), str(_ours_api_script()), "null", str(n), str(nodes), str(wd), log_level]
+
+
+def ours_latency_cmd(
+    samples: int, nodes: str | int, wd: Path, empties: int = 20, log_level: str = "info",
+    python: str | Path = sys.executable,
+) -> list[str]:
+    """Like ``original_latency_cmd``; first ``empties`` empty Pilot open+close.
+
+    Figures: ``latency_median_ms`` (and ``_min_``/``_max_``), ``start_s``,
+    ``finish_s``, ``open_close_s`` (median; ``open_close_first_s`` the first).
+    """
+    return [str(python), str(_ours_api_script()), "latency", str(samples), str(nodes), str(wd),
+            log_level, str(empties)]
