@@ -25,7 +25,7 @@ from qcgpj_async import (  # noqa: E402
     PilotClosedError,
     PilotTimeoutError,
 )
-from qcgpj_async.adapters import zmq as zadapter  # noqa: E402
+from qcgpj_async.adapters import _zmq_io  # noqa: E402
 from qcgpj_async.adapters.zmq import (  # noqa: E402
     ADDRESS_ENV,
     Client,
@@ -241,13 +241,13 @@ async def _subscribe_all(publisher: str, client: Client) -> Any:
         await client.submit(Jobs().add(name=f"probe{i}", exec="/bin/true"))
         await client.wait4(f"probe{i}")
         with anyio.move_on_after(0.1):
-            await zadapter._recv(sub)
+            await _zmq_io.recv(sub)
             break
     else:
         raise AssertionError("subscription never became live")
     with anyio.move_on_after(0.2):  # drain the probes' events
         while True:
-            await zadapter._recv(sub)
+            await _zmq_io.recv(sub)
     return ctx, sub
 
 
@@ -267,7 +267,7 @@ async def test_published_events_are_the_originals(served: tuple[Pilot, ZmqServer
             seen: dict[tuple[str, str, Any], list[str]] = defaultdict(list)
             order: list[str] = []
             while True:
-                (frame,) = await zadapter._recv(sub)
+                (frame,) = await _zmq_io.recv(sub)
                 topic, _, body = frame.decode().partition(" ")
                 data = json.loads(body)
                 order.append(topic)
