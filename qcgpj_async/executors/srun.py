@@ -34,12 +34,23 @@ task's step name, and whatever of them is left when it ends is scancelled.
 A step whose srun died of a signal nobody sent through us is scancelled when
 the death is noticed, and :meth:`SrunExecutor.aclose` scancels whatever step
 of this executor Slurm still lists: no step outlives the pilot.
+
+Exit codes (measured on Slurm 22.05; rule in :func:`step_exit_code`): srun
+exits with the highest exit code of the step's tasks, or 128+N when a task
+was killed by signal N, and says which in its messages (``srun: error: n1:
+task 0: Killed`` against ``... task 0: Exited with exit code 137``). Any
+task killed by a signal makes srun's status that of a signal (the highest
+signal number of the tasks), whatever exit codes the others had. So a step
+is reported as the local executor reports a process: -N when srun exited
+128+N and its messages name signal N as the death of a task; a task that
+itself exits 137 stays 137. -N also when srun itself died of signal N.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import uuid
@@ -65,11 +76,13 @@ from .local import LocalProcess
 
 __all__ = (
     "KILL_BACKSTOP",
+    "MESSAGES_READ_LIMIT",
     "SLURM_COMMAND_TIMEOUT",
     "SrunExecutor",
     "SrunProcess",
     "slurm_environment",
     "srun_argv",
+    "step_exit_code",
 )
 
 SLURM_COMMAND_TIMEOUT = 20.0
@@ -77,6 +90,61 @@ SLURM_COMMAND_TIMEOUT = 20.0
 
 KILL_BACKSTOP = 2.0
 """Seconds after ``kill()`` before the step is also scancelled (srun takes ~20 ms)."""
+
+
+MESSAGES_READ_LIMIT = 1 << 20
+"""Bytes of srun's messages read to tell a signal from an exit code."""
+
+# srun's line for tasks that ended abnormally (src/srun/launch.c, _task_finish):
+# "srun: error: <hosts>: task[s] <ids>: <what>", <what> being "Exited with exit
+# code N", "Out Of Memory", or strsignal() of the signal, maybe "(core dumped)".
+_TASK_END = re.compile(
+    r"^srun: error: .*?: tasks? [0-9,\[\]-]+: (.*?)(?: \(core dumped\))?\s*$", re.MULTILINE)
+
+
+def _signal_descriptions() -> dict[str, int]:
+    # The same libc strsignal() srun calls, in the C locale: srun runs on this host.
+    found: dict[str, int] = {}
+    for n in range(1, signal.NSIG):
+        try:
+            text = signal.strsignal(n)
+        except ValueError:
+            continue
+        if text:
+            found.setdefault(text, n)
+    return found
+
+
+_SIGNALS = _signal_descriptions()
+
+
+def step_exit_code(code: int, messages: str) -> int:
+    """A step's exit code as the local executor would report it: -N for signal N.
+
+    srun exits 128+N both when a task was killed by signal N and when a task
+    exited with code 128+N itself; only its messages tell them apart. The
+    code becomes -N when some task is reported killed by signal N, by that
+    signal's description (``Killed``, ``Terminated``, ``Segmentation fault``,
+    with or without ``(core dumped)``). srun gives a signal precedence over
+    every exit code and keeps the highest signal number, so its 128+N then
+    comes from that signal. In every other case the code is returned as is:
+    a task that ran ``exit 137`` (``Exited with exit code 137``), messages
+    missing or unreadable, or worded otherwise (a translated strsignal).
+
+    Args:
+        code: srun's exit status (negative: srun itself died of a signal).
+        messages: what srun wrote to its stderr.
+
+    Returns:
+        ``-(code - 128)`` when a task's death by that signal is reported, else ``code``.
+    """
+    sig = code - 128
+    if sig <= 0 or sig >= signal.NSIG:
+        return code
+    for m in _TASK_END.finditer(messages):
+        if _SIGNALS.get(m.group(1)) == sig:
+            return -sig
+    return code
 
 
 def _unlink(paths: Sequence[str]) -> None:
@@ -176,8 +244,10 @@ class SrunProcess:
         """Wait for srun (or mpirun) to end, carrying out stop requests meanwhile.
 
         Returns:
-            srun's exit status: the highest of the tasks', 128+N when one was
-            killed by signal N; -N when srun itself was killed by signal N.
+            The step's exit code: the highest of the tasks' exit codes; -N
+            when a task was killed by signal N (the highest N if several
+            were), or when srun itself was (see :func:`step_exit_code`). An
+            mpirun's exit status as it is.
         """
         if self._code is not None:
             return self._code
@@ -190,11 +260,21 @@ class SrunProcess:
             # step may run on without it; or mpirun left daemon steps.
             with anyio.CancelScope(shield=True):
                 await self._cancel_steps(None)
+        elif code > 128 and self._log is not None:
+            code = step_exit_code(code, self._read_log())
         self._code = code
         keep = code != 0 and not (self._want_term or self._want_kill) and self._log_written()
         _unlink([f for f in self._files if not (keep and f == self._log)])
         self._executor._forget(self)
         return code
+
+    def _read_log(self) -> str:
+        assert self._log is not None
+        try:
+            with open(self._log, "rb") as f:
+                return f.read(MESSAGES_READ_LIMIT).decode(errors="replace")
+        except OSError:
+            return ""
 
     def _log_written(self) -> bool:
         try:

@@ -231,6 +231,14 @@ case "$FAKE_SRUN" in
   # like srun: SIGTERM kills the tasks and srun exits 137; a TERM delivered
   # by scancel ends the tasks gracefully and srun exits 143 (see fake scancel).
   sleep) trap 'exit 137' TERM; trap 'exit 143' USR1; touch "$FAKE_DIR/ready"; sleep 60 & wait; wait ;;
+  # the same, saying what ended the task as srun does
+  sleepsays) trap 'echo "srun: error: n1: task 0: Killed" >&2; exit 137' TERM
+    trap 'echo "srun: error: n1: task 0: Terminated" >&2; exit 143' USR1
+    touch "$FAKE_DIR/ready"; sleep 60 & wait; wait ;;
+  segv) rm -f "$FAKE_DIR/steps"; echo "srun: error: n2: task 0: Segmentation fault (core dumped)" >&2
+    exit 139 ;;
+  exit139) rm -f "$FAKE_DIR/steps"; echo "srun: error: n2: task 0: Exited with exit code 139" >&2
+    exit 139 ;;
   selfkill) kill -KILL $$ ;;
 esac
 """
@@ -405,3 +413,36 @@ async def test_aclose_cancels_only_steps_of_this_executor(fake: Path, executors:
     assert lines(fake / "scancel.log") == ["--quiet 77.1"]
     await other.aclose()  # it started nothing: it asks Slurm nothing
     assert lines(fake / "scancel.log") == ["--quiet 77.1"]
+
+
+async def test_a_task_killed_by_a_signal_ends_with_minus_the_signal(
+    fake: Path, executors: list[SrunExecutor]
+) -> None:
+    ex = executor(fake, executors)
+    for mode, code, said in (("segv", -11, "Segmentation fault (core dumped)"),
+                             ("exit139", 139, "Exited with exit code 139")):
+        proc = await ex.start(fake_task(fake, mode, exec="app"))
+        with anyio.fail_after(T):
+            assert await proc.wait() == code, mode
+        # Failed unasked: srun's messages are kept, the hostfile is not.
+        (log,) = fake.glob(".qcgpj-*")
+        assert log.name.endswith(".srun.log")
+        assert log.read_text() == f"srun: error: n2: task 0: {said}\n"
+        log.unlink()
+    assert lines(fake / "scancel.log") == []  # srun ended by itself: nothing to cancel
+
+
+async def test_terminate_and_kill_report_the_signal_that_ended_the_task(
+    fake: Path, executors: list[SrunExecutor]
+) -> None:
+    ex = executor(fake, executors)
+    codes = []
+    for stop in ("terminate", "kill"):
+        proc = await ex.start(fake_task(fake, "sleepsays", exec="app"))
+        await ready(fake)
+        (fake / "ready").unlink()
+        getattr(proc, stop)()
+        with anyio.fail_after(T):
+            codes.append(await proc.wait())
+    assert codes == [-15, -9]
+    assert list(fake.glob(".qcgpj-*")) == []  # asked to stop: messages read, then removed

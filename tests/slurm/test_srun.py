@@ -247,12 +247,72 @@ def test_cancel_wall_time_and_a_killed_srun_end_their_steps(slurm_cluster: Slurm
     assert out["states"] == {"graceful": "CANCELED", "stubborn": "CANCELED",
                              "walltime": "FAILED", "orphaned": "FAILED"}, out
     assert out["graceful_term"] is True, out  # SIGTERM reached the job: its trap ran
-    assert out["codes"]["graceful"] == 0
-    assert out["codes"]["stubborn"] == 137  # srun's status: a task SIGKILLed
-    assert out["codes"]["orphaned"] == -9  # srun itself SIGKILLed
+    # As the local executor reports them: SIGTERM ended the wall-time job's
+    # task (scancel), SIGKILL the stubborn one (srun SIGTERMed after the
+    # grace), and srun itself was SIGKILLed behind the pilot's back.
+    assert out["codes"] == {"graceful": 0, "stubborn": -9, "walltime": -15, "orphaned": -9}, out
     assert any("wall time" in m for m in out["messages"]["walltime"]), out
     assert out["gone_in_pilot"] is not None, "a step outlived its job"
     assert out["left"] == []
+
+
+SIGNALS = r'''
+from qcgpj_async.executors import LocalExecutor
+
+SINGLE = {"killed": "kill -KILL $$", "terminated": "kill -TERM $$", "segv": "kill -SEGV $$",
+          "aborted": "kill -ABRT $$", "exit137": "exit 137", "exit143": "exit 143",
+          "exit139": "exit 139"}
+# Two ranks, one per node, each ending its own way.
+RANKS = {"rank_killed_rank_137": ("exit 137", "kill -KILL $$"),
+         "rank_killed_rank_200": ("exit 200", "kill -KILL $$"),
+         "both_137": ("exit 137", "exit 137")}
+
+
+def jobs(srun):
+    j = Jobs()
+    for name, script in SINGLE.items():
+        j.add(name=name, script=script)
+    if srun:
+        for name, (r0, r1) in RANKS.items():
+            j.add(name=name, numNodes=2, numCores=1, model="srunmpi",
+                  script=f'if [ "$SLURM_PROCID" = 0 ]; then {r0}; else sleep 0.3; {r1}; fi')
+    return j
+
+
+async def run(kind):
+    wd = os.path.join(WD, kind)
+    ex = LocalExecutor() if kind == "local" else executor()
+    async with Pilot(resources="slurm", wd=wd, executor=ex) as pilot:
+        names = (await pilot.submit(jobs(kind == "srun")))
+        states = await pilot.wait4(names, timeout=30)
+        info = await pilot.info(names)
+    await ex.aclose()
+    return {"states": sorted({v.value for v in states.values()}),
+            "codes": {k: v.runtime.exit_code for k, v in info.items()},
+            "messages": {k: list(v.messages or ()) for k, v in info.items()}}
+
+
+async def main():
+    emit(local=await run("local"), srun=await run("srun"))
+'''
+
+
+def test_a_task_killed_by_signal_n_ends_with_minus_n_as_locally(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    out = drive(slurm_cluster, tmp_path, SIGNALS)
+    local, srun = out["local"], out["srun"]
+    assert local["states"] == srun["states"] == ["FAILED"]
+    expected = {"killed": -9, "terminated": -15, "segv": -11, "aborted": -6,
+                "exit137": 137, "exit143": 143, "exit139": 139}
+    assert local["codes"] == expected
+    # srun itself exits 137 for both "killed" and "exit137": its messages tell them apart.
+    assert {k: srun["codes"][k] for k in expected} == expected, srun
+    # Several tasks: a signal outranks every exit code in srun's status.
+    assert {k: srun["codes"][k] for k in ("rank_killed_rank_137", "rank_killed_rank_200",
+                                           "both_137")} == {
+        "rank_killed_rank_137": -9, "rank_killed_rank_200": -9, "both_137": 137}, srun
+    assert srun["messages"]["killed"] == ["exit code -9"], srun
 
 
 EXIT_BY_ERROR = r'''
