@@ -23,6 +23,7 @@ from ._version import __version__
 from .model import JobState, QcgpjError
 
 if TYPE_CHECKING:
+    from .adapters.file import FileRun
     from .runtime import Pilot
 
 __all__ = ("build_parser", "main")
@@ -80,15 +81,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.file_path and not args.resume:
         _err("error: nothing to do: give a request file with --file-path, or --net, or --resume")
         return 2
+    return _run(_batch, args)
+
+
+def _run(run: Callable[[argparse.Namespace, list[object] | None], Awaitable[int]],
+         args: argparse.Namespace) -> int:
+    """Read --file-path (None without one), then ``run`` it under :func:`_stoppable`.
+
+    Batch and --net mode alike: a bad request file or a :class:`QcgpjError`
+    out of the run is one stderr line and exit 2.
+
+    Returns:
+        The process exit code.
+    """
     from .adapters.file import RequestFileError, load_requests
 
+    requests = None
+    if args.file_path:
+        try:
+            requests = load_requests(args.file_path)
+        except RequestFileError as e:
+            _err(f"error: {e}")
+            return 2
     try:
-        requests = load_requests(args.file_path) if args.file_path else []
-    except RequestFileError as e:
-        _err(f"error: {e}")
-        return 2
-    try:
-        return anyio.run(_stoppable, _batch, args, requests)
+        return anyio.run(_stoppable, run, args, requests)
     except QcgpjError as e:
         _err(f"error: {e}")
         return 2
@@ -163,7 +179,7 @@ def _make_pilot(args: argparse.Namespace) -> Pilot:
     return pilot
 
 
-async def _batch(args: argparse.Namespace, requests: list[object]) -> int:
+async def _batch(args: argparse.Namespace, requests: list[object] | None) -> int:
     from .adapters.file import run_requests
     from .adapters.protocol import Protocol
 
@@ -175,14 +191,24 @@ async def _batch(args: argparse.Namespace, requests: list[object]) -> int:
         async with anyio.create_task_group() as tg:
             if args.show_progress:
                 tg.start_soon(_progress, pilot, sys.stderr, t0)
-            run = await run_requests(protocol, requests, _err)
+            run = await run_requests(protocol, requests or [], _err)
             if run.finish:
-                await pilot.cancel([n for n, j in pilot.engine.jobs.items()
-                                    if not j.state.is_final and not j.canceled])
+                await _stop_unfinished(pilot)
             await pilot.wait4all()
             tg.cancel_scope.cancel()
         if args.show_progress:
             _progress_line(pilot, sys.stderr, t0, final=True)
+    return _exit_code(pilot, run)
+
+
+async def _stop_unfinished(pilot: Pilot) -> None:
+    """Cancel every job that has not ended (after a ``finish`` request)."""
+    await pilot.cancel([n for n, j in pilot.engine.jobs.items()
+                        if not j.state.is_final and not j.canceled])
+
+
+def _exit_code(pilot: Pilot, run: FileRun) -> int:
+    """Print the summary line; 2 a request was rejected, 1 a job did not succeed, else 0."""
     _err(_summary(pilot))
     if run.rejected:
         return 2
@@ -274,23 +300,7 @@ def _net_main(args: argparse.Namespace) -> int:
     except ImportError as e:
         _err(f"error: --net: {e}")
         return 2
-    from .adapters.file import RequestFileError, load_requests
-
-    requests = None
-    if args.file_path:
-        try:
-            requests = load_requests(args.file_path)
-        except RequestFileError as e:
-            _err(f"error: {e}")
-            return 2
-    try:
-        return anyio.run(_stoppable, _net, args, requests)
-    except QcgpjError as e:
-        _err(f"error: {e}")
-        return 2
-    except KeyboardInterrupt:
-        _err("interrupted: every job was stopped")
-        return 130
+    return _run(_net, args)
 
 
 async def _net(args: argparse.Namespace, requests: list[object] | None) -> int:
@@ -311,22 +321,17 @@ async def _net(args: argparse.Namespace, requests: list[object] | None) -> int:
             _err(f"serving at {server.address} (events at {server.publisher}); "
                  f"address in {os.path.join(pilot.service.path, 'address')}")
             if args.show_progress:
-                tg.start_soon(_net_progress, pilot, t0)
+                tg.start_soon(_progress, pilot, sys.stderr, t0)
             if requests is not None:
                 run = await run_requests(protocol, requests, _err)
             await _until_finish(pilot, protocol)
             tg.cancel_scope.cancel()
         if protocol.finish.is_set():
-            await pilot.cancel([n for n, j in pilot.engine.jobs.items()
-                                if not j.state.is_final and not j.canceled])
+            await _stop_unfinished(pilot)
         await pilot.wait4all()
         if args.show_progress:
             _progress_line(pilot, sys.stderr, t0, final=True)
-    _err(_summary(pilot))
-    if run.rejected:
-        return 2
-    c = pilot.engine.job_counts
-    return 0 if c[JobState.SUCCEED] == sum(c.values()) else 1
+    return _exit_code(pilot, run)
 
 
 async def _until_finish(pilot: object, protocol: object) -> None:
@@ -348,10 +353,3 @@ async def _until_finish(pilot: object, protocol: object) -> None:
 
         tg.start_soon(on_finish)
         tg.start_soon(after_all)
-
-
-async def _net_progress(pilot: object, t0: float) -> None:
-    period = 0.5 if sys.stderr.isatty() else 5.0
-    while True:
-        await anyio.sleep(period)
-        _progress_line(pilot, sys.stderr, t0)

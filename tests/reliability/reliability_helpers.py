@@ -57,6 +57,15 @@ def kill_leftovers(pids: Iterable[int]) -> None:
                     os.kill(p, signal.SIGKILL)
 
 
+def stop_all(procs: Iterable[subprocess.Popen[str]], pids: Iterable[int]) -> None:
+    """Test cleanup: kill and reap the service processes still running, then ``pids``' groups."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    kill_leftovers(pids)
+
+
 def requests_file(path: Path, requests: list[dict[str, Any]]) -> str:
     path.write_text(json.dumps(requests))
     return str(path)

@@ -21,12 +21,12 @@ from reliability_helpers import (
     ended,
     job,
     journal,
-    kill_leftovers,
     report,
     requests_file,
     run_service,
     service,
     service_dirs,
+    stop_all,
     submit,
     until,
 )
@@ -108,11 +108,7 @@ def test_sigkill_then_resume_twice(tmp_path: Path) -> None:
         assert err.startswith("qcgpj-async: 13 jobs: 13 succeeded; report: "), err
     finally:
         (wd / "gate").touch()
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        kill_leftovers(orphans + pids(wd))
+        stop_all(procs, orphans + pids(wd))
 
     runs = collections.Counter((wd / "runs").read_text().split())
     # everything that had succeeded before the kill ran exactly once

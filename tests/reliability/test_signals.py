@@ -6,9 +6,11 @@ written, exit 130/143; a second signal kills at once; --net alike; the stopped j
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,12 +20,12 @@ from reliability_helpers import (
     ended,
     job,
     journal,
-    kill_leftovers,
     report,
     requests_file,
     run_service,
     service,
     service_dirs,
+    stop_all,
     submit,
     until,
 )
@@ -48,22 +50,30 @@ def start(wd: Path, *extra: str, reqs: list[dict[str, object]] | None = None,
                    *extra, cwd=wd)
 
 
-def test_sigterm_waits_the_grace_then_kills_and_the_job_resumes(tmp_path: Path) -> None:
-    wd = tmp_path
-    proc = start(wd)
+@contextlib.contextmanager
+def stubborn_running(wd: Path, *extra: str, grace: str = "1"
+                     ) -> Iterator[tuple[subprocess.Popen[str], list[int]]]:
+    """The service (:func:`start`) once the stubborn job runs: ``(proc, its pids)``.
+
+    Whatever happens in the block, the service and the job's group are killed on leaving.
+    """
+    proc = start(wd, *extra, grace=grace)
     pids: list[int] = []
     try:
-        pids = stubborn_pids(wd)
+        pids += stubborn_pids(wd)
+        yield proc, pids
+    finally:
+        stop_all([proc], pids)
+
+
+def test_sigterm_waits_the_grace_then_kills_and_the_job_resumes(tmp_path: Path) -> None:
+    wd = tmp_path
+    with stubborn_running(wd) as (proc, pids):
         until(lambda: "quick" in ended(journal(service_dirs(wd)[0])), "quick to end")
         t = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=T)
         took = time.monotonic() - t
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        kill_leftovers(pids)
     assert proc.returncode == 143
     assert err == "qcgpj-async: terminated: every job was stopped\n"
     assert 0.9 < took < 10  # the grace (1 s), then SIGKILL
@@ -83,21 +93,13 @@ def test_sigterm_waits_the_grace_then_kills_and_the_job_resumes(tmp_path: Path) 
 
 def test_second_sigint_kills_at_once(tmp_path: Path) -> None:
     wd = tmp_path
-    proc = start(wd, grace="60")
-    pids: list[int] = []
-    try:
-        pids = stubborn_pids(wd)
+    with stubborn_running(wd, grace="60") as (proc, pids):
         proc.send_signal(signal.SIGINT)
         until(lambda: (wd / "term").exists(), "the job to get SIGTERM")
         t = time.monotonic()
         proc.send_signal(signal.SIGINT)  # not the 60 s grace: now
         _, err = proc.communicate(timeout=T)
         took = time.monotonic() - t
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        kill_leftovers(pids)
     assert proc.returncode == 130
     assert err == "qcgpj-async: interrupted: every job was stopped\n"
     assert took < 10
@@ -110,17 +112,9 @@ def test_second_sigint_kills_at_once(tmp_path: Path) -> None:
 def test_signal_in_net_mode(tmp_path: Path) -> None:
     pytest.importorskip("zmq")
     wd = tmp_path
-    proc = start(wd, "--net")
-    pids: list[int] = []
-    try:
-        pids = stubborn_pids(wd)
+    with stubborn_running(wd, "--net") as (proc, pids):
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=T)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        kill_leftovers(pids)
     assert proc.returncode == 130
     assert err.endswith("qcgpj-async: interrupted: every job was stopped\n")
     assert all_gone(pids) == []
