@@ -10,7 +10,8 @@ it (on the submitting host, with the allocation's SLURM_* environment, as a
 pilot would run). ``salloc --immediate`` bounds the wait for nodes, a
 subprocess timeout bounds the command, and the allocation is cancelled by its
 unique job name whatever happens: a killed ``salloc`` would otherwise leave
-the job holding the nodes (``InactiveLimit=0``).
+the job holding the nodes (``InactiveLimit=0``). Batch scripts go through
+``sbatch --wait`` instead, bounded and cancelled the same way.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ COMMAND_TIMEOUT = 45.0
 
 def cluster_unavailable() -> str | None:
     """Why no Slurm cluster can be used here, or None when one answers."""
-    if shutil.which("sinfo") is None or shutil.which("salloc") is None:
-        return "sinfo/salloc not found (run .ci/slurm-cluster.sh up)"
+    missing = [cmd for cmd in ("sinfo", "salloc", "sbatch") if shutil.which(cmd) is None]
+    if missing:
+        return f"{'/'.join(missing)} not found (run .ci/slurm-cluster.sh up)"
     if not CLUSTER_SCRIPT.exists():
         return f"{CLUSTER_SCRIPT} missing"
     try:
@@ -83,6 +85,17 @@ def kill_session(sid: int) -> None:
         with contextlib.suppress(OSError):
             if os.getsid(pid) == sid:
                 os.kill(pid, signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """A batch job that ended: what ``sbatch --wait`` and the job's output files said."""
+
+    job_id: str
+    returncode: int
+    """The job's exit code (as ``sbatch --wait`` exits)."""
+    stdout: str
+    stderr: str
 
 
 @dataclass(frozen=True)
@@ -168,6 +181,83 @@ class SlurmCluster:
                 f"--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
             )
         return done
+
+    def run_batch(
+        self,
+        script: str,
+        cwd: Path,
+        *,
+        nodes: int = 2,
+        tasks: int = 8,
+        timeout: float = COMMAND_TIMEOUT,
+    ) -> BatchJob:
+        """Submit ``script`` with ``sbatch --wait`` and wait for the job to end.
+
+        sbatch has no ``--immediate``: the wait for nodes and the run are
+        bounded together by ``IMMEDIATE + timeout`` seconds, after which the
+        job is cancelled and the test fails; ``--time`` is a backstop.
+
+        Args:
+            script: the batch script (it runs on the allocation's first
+                node, this host, with this process's environment as
+                :func:`allocation_env` makes it).
+            cwd: the job's working directory; its stdout and stderr go to
+                ``cwd/batch.out`` and ``cwd/batch.err``.
+            nodes: ``-N``.
+            tasks: ``-n`` (one CPU each).
+            timeout: seconds the job may take once the nodes are granted.
+
+        Returns:
+            The job's id, exit code (``sbatch --wait``'s) and output.
+        """
+        name = f"qcgpj-test-{uuid.uuid4().hex[:12]}"
+        minutes = max(1, math.ceil(timeout / 60))
+        path = cwd / "batch.sh"
+        path.write_text(script)
+        cmd = [
+            "sbatch",
+            "--wait",
+            "--parsable",
+            f"--nodes={nodes}",
+            f"--ntasks={tasks}",
+            f"--time={minutes}",
+            f"--job-name={name}",
+            f"--chdir={cwd}",
+            f"--output={cwd / 'batch.out'}",
+            f"--error={cwd / 'batch.err'}",
+            str(path),
+        ]
+        try:
+            done = subprocess.run(
+                cmd,
+                capture_output=True,
+                text=True,
+                timeout=IMMEDIATE + timeout,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                env=allocation_env(),
+                cwd=cwd,
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{' '.join(cmd)} did not finish in {IMMEDIATE + timeout:g} s")
+        finally:
+            # sbatch --wait only waits: a timeout would leave the job queued or running.
+            subprocess.run(
+                ["scancel", "--quiet", f"--name={name}"],
+                capture_output=True,
+                timeout=30,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+        job_id = done.stdout.strip().split(";")[0]
+        if not job_id.isdigit():
+            pytest.fail(f"{' '.join(cmd)} exited {done.returncode}\n{done.stdout}{done.stderr}")
+
+        def read(name: str) -> str:
+            out = cwd / name
+            return out.read_text() if out.exists() else ""
+
+        return BatchJob(job_id, done.returncode, read("batch.out"), read("batch.err"))
 
     def run_python(self, code: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
         """Run ``python -c code`` (this interpreter) in a new allocation.

@@ -1,0 +1,120 @@
+"""Batch mode inside a real batch job: ``sbatch`` a script that runs ``python -m qcgpj_async``.
+
+Needs ``.ci/slurm-cluster.sh up``. The batch script runs on the first node of
+a 2 x 4-CPU allocation (this host, as every virtual node is), records the
+allocation as Slurm states it, then execs the service on a request file;
+the service discovers the allocation and runs each job as a step.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import SlurmCluster
+
+pytestmark = pytest.mark.slurm
+
+ITERATIONS = 16
+
+REQUESTS: list[dict[str, Any]] = [
+    {"request": "submit", "jobs": [
+        {"name": "one", "iteration": {"stop": ITERATIONS},
+         "execution": {"script": "echo $SLURMD_NODENAME $SLURM_STEP_ID $QCG_PM_NODELIST "
+                                 "$SLURM_JOB_NODELIST $SLURM_NTASKS",
+                       "stdout": "one.${it}"},
+         "resources": {"numCores": {"exact": 1}}},
+        {"name": "mpi",
+         "execution": {"script": "echo $SLURM_PROCID $SLURMD_NODENAME $SLURM_NTASKS",
+                       "model": "srunmpi", "stdout": "mpi.out"},
+         "resources": {"numNodes": {"exact": 2}, "numCores": {"exact": 2}}},
+        {"name": "omp",
+         "execution": {"script": "echo $SLURM_CPUS_PER_TASK $OMP_NUM_THREADS $SLURMD_NODENAME",
+                       "model": "threads", "stdout": "omp.out"},
+         # numNodes: a numCores-only job may be placed across nodes, and a
+         # threads step gets only the cores of its first node.
+         "resources": {"numNodes": {"exact": 1}, "numCores": {"exact": 4}}},
+    ]},
+    {"request": "control", "command": "finishAfterAllTasksDone"},
+]
+
+SCRIPT = """#!/bin/bash
+scontrol show hostnames "$SLURM_JOB_NODELIST" > alloc.hosts
+echo "$SLURM_JOB_CPUS_PER_NODE" > alloc.cpus
+exec {python} -m qcgpj_async --file-path reqs.json --wd run
+"""
+
+SUMMARY = re.compile(r"^qcgpj-async: (\d+) jobs: (\d+) succeeded; report: (\S+)$")
+
+
+def cpus_total(spec: str) -> int:
+    """The CPUs of Slurm's per-node list: ``4(x2),2`` is 10."""
+    total = 0
+    for part in spec.split(","):
+        m = re.fullmatch(r"(\d+)(?:\(x(\d+)\))?", part)
+        assert m, spec
+        total += int(m[1]) * int(m[2] or 1)
+    return total
+
+
+def allocation_nodes(allocation: str) -> set[str]:
+    """Node names of a report's allocation, e.g. ``n1[0:3],n2[1]``."""
+    return set(re.findall(r"([^,\[\]]+)\[", allocation))
+
+
+def test_batch_mode_inside_sbatch_spreads_jobs_over_the_allocation(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    (tmp_path / "reqs.json").write_text(json.dumps(REQUESTS))
+    job = slurm_cluster.run_batch(SCRIPT.format(python=sys.executable), tmp_path, timeout=90)
+    context = f"job {job.job_id}\n--- stdout\n{job.stdout}\n--- stderr\n{job.stderr}"
+    assert job.returncode == 0, context
+
+    # The summary line, last on stderr, and the report it names.
+    summary = SUMMARY.match(job.stderr.strip().splitlines()[-1])
+    assert summary, context
+    assert summary[1] == summary[2] == "3", context
+    report = tmp_path / summary[3]
+    assert report.name == "jobs.report" and report.parent.parent == tmp_path / "run"
+    entries = [json.loads(line) for line in report.read_text().splitlines()]
+    names = [e["name"] for e in entries]
+    assert sorted(names) == sorted(
+        ["one", "mpi", "omp", *(f"one:{i}" for i in range(ITERATIONS))])
+    assert {e["state"] for e in entries} == {"SUCCEED"}, entries
+
+    # Discovery: what the service found is the allocation Slurm gave.
+    hosts = (tmp_path / "alloc.hosts").read_text().split()
+    cpus = (tmp_path / "alloc.cpus").read_text().strip()
+    assert len(hosts) == 2 and set(hosts) <= set(slurm_cluster.nodes)
+    assert cpus == "4(x2)"
+    final = json.loads((report.parent / "final_status.json").read_text())
+    assert final["Resources"]["TotalNodes"] == len(hosts)
+    assert final["Resources"]["TotalCores"] == cpus_total(cpus)
+    used = set().union(*(allocation_nodes(e["runtime"]["allocation"])
+                         for e in entries if ":" in e["name"] or e["name"] != "one"))
+    assert used == set(hosts), entries
+
+    # The one-core jobs: each a step of its own on the node the pilot chose,
+    # seeing a one-core job there; both nodes used.
+    rows = [(tmp_path / "run" / f"one.{i}").read_text().split() for i in range(ITERATIONS)]
+    for node, step, qcg_nodes, job_nodes, ntasks in rows:
+        assert step.isdigit()  # a step of the job, not the batch script
+        assert node == qcg_nodes == job_nodes and ntasks == "1"
+    assert {r[0] for r in rows} == set(hosts)
+
+    # The 2-node srunmpi job: 2 ranks on each node.
+    ranks = sorted((tmp_path / "run" / "mpi.out").read_text().splitlines())
+    assert [r.split()[0] for r in ranks] == ["0", "1", "2", "3"]
+    assert {r.split()[2] for r in ranks} == {"4"}
+    per_node = [r.split()[1] for r in ranks]
+    assert sorted(per_node.count(h) for h in hosts) == [2, 2]
+
+    # The 4-core threads job: one task with 4 CPUs.
+    cpus_per_task, omp, node = (tmp_path / "run" / "omp.out").read_text().split()
+    assert (cpus_per_task, omp) == ("4", "4") and node in hosts
