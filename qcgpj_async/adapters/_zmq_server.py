@@ -184,7 +184,8 @@ class ZmqServer:
         pilot.env[ADDRESS_ENV] = self.address
         # Jobs inherit the environment the pilot built when it started; a
         # running pilot gets the address added there too.
-        # TODO(runtime hook): a public Pilot.set_env() would avoid this.
+        # TODO(pilot-env-hook): replace these private writes with
+        # pilot.set_env(ADDRESS_ENV, self.address) once Pilot has it.
         if pilot._base_env:
             pilot._base_env[ADDRESS_ENV] = self.address
         if pilot.service is not None:
@@ -196,6 +197,8 @@ class ZmqServer:
         pilot = self.pilot
         if pilot.env.get(ADDRESS_ENV) == self.address:
             del pilot.env[ADDRESS_ENV]
+            # TODO(pilot-env-hook): pilot.set_env(ADDRESS_ENV, None) (back to
+            # the inherited value) instead of these private writes.
             if pilot._base_env.get(ADDRESS_ENV) == self.address:
                 pilot._base_env[ADDRESS_ENV] = os.environ.get(ADDRESS_ENV, "")
                 if ADDRESS_ENV not in os.environ:
