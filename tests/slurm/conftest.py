@@ -23,8 +23,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -258,6 +259,58 @@ class SlurmCluster:
             return out.read_text() if out.exists() else ""
 
         return BatchJob(job_id, done.returncode, read("batch.out"), read("batch.err"))
+
+    @contextlib.contextmanager
+    def batch_job(
+        self, script: str, cwd: Path, *, nodes: int = 2, tasks: int = 8, minutes: int = 2
+    ) -> Iterator[str]:
+        """Submit ``script`` with ``sbatch`` (no waiting); yield its id; cancel it on exit.
+
+        Args:
+            script: the batch script; output to ``cwd/batch.out``, ``cwd/batch.err``.
+            cwd: the job's working directory.
+            nodes: ``-N``.
+            tasks: ``-n``.
+            minutes: ``--time``, a backstop.
+
+        Yields:
+            The job id.
+        """
+        name = f"qcgpj-test-{uuid.uuid4().hex[:12]}"
+        path = cwd / "batch.sh"
+        path.write_text(script)
+        cmd = ["sbatch", "--parsable", f"--nodes={nodes}", f"--ntasks={tasks}",
+               f"--time={minutes}", f"--job-name={name}", f"--chdir={cwd}",
+               f"--output={cwd / 'batch.out'}", f"--error={cwd / 'batch.err'}", str(path)]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False,
+                                  stdin=subprocess.DEVNULL, env=allocation_env(), cwd=cwd)
+            job_id = done.stdout.strip().split(";")[0]
+            if done.returncode != 0 or not job_id.isdigit():
+                pytest.fail(f"{' '.join(cmd)} exited {done.returncode}\n{done.stdout}{done.stderr}")
+            yield job_id
+        finally:
+            subprocess.run(["scancel", "--quiet", f"--name={name}"], capture_output=True,
+                           timeout=30, check=False, stdin=subprocess.DEVNULL)
+
+    def job_end(self, job_id: str, timeout: float = IMMEDIATE + COMMAND_TIMEOUT) -> dict[str, str]:
+        """Wait until job ``job_id`` has ended; its ``scontrol show job`` fields.
+
+        Fails the test after ``timeout`` seconds. Slurm keeps an ended job
+        listed for ``MinJobAge`` (30 s on the test cluster).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            out = subprocess.run(["scontrol", "--oneliner", "show", "job", job_id],
+                                 capture_output=True, text=True, timeout=30, check=False,
+                                 stdin=subprocess.DEVNULL).stdout
+            fields = dict(f.split("=", 1) for f in out.split() if "=" in f)
+            if fields.get("JobState") not in (None, "PENDING", "CONFIGURING", "RUNNING",
+                                              "COMPLETING", "SUSPENDED"):
+                return fields
+            if time.monotonic() > deadline:
+                pytest.fail(f"job {job_id} still {fields.get('JobState')} after {timeout:g} s")
+            time.sleep(0.1)  # scontrol has nothing to wait on
 
     def run_python(self, code: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
         """Run ``python -c code`` (this interpreter) in a new allocation.

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,3 +120,41 @@ def test_batch_mode_inside_sbatch_spreads_jobs_over_the_allocation(
     # The 4-core threads job: one task with 4 CPUs.
     cpus_per_task, omp, node = (tmp_path / "run" / "omp.out").read_text().split()
     assert (cpus_per_task, omp) == ("4", "4") and node in hosts
+
+
+STOPPED = """#!/bin/bash
+exec {python} -m qcgpj_async --file-path reqs.json --wd run --kill-grace 5
+"""
+
+LONG = [{"request": "submit", "jobs": [
+    {"name": "long", "iteration": {"stop": 4},
+     "execution": {"script": "trap 'echo TERM > term.${it}; exit 0' TERM; touch ready.${it}; "
+                             "sleep 60 & wait"},
+     "resources": {"numCores": {"exact": 2}}}]}]
+
+
+def test_scancel_of_the_batch_job_stops_every_job_and_writes_the_reports(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    (tmp_path / "reqs.json").write_text(json.dumps(LONG))
+    run = tmp_path / "run"
+    with slurm_cluster.batch_job(STOPPED.format(python=sys.executable), tmp_path) as job_id:
+        deadline = time.monotonic() + 60
+        while not all((run / f"ready.{i}").exists() for i in range(4)):
+            assert time.monotonic() < deadline, f"job {job_id}: the steps never started"
+            time.sleep(0.05)  # files the steps write
+        subprocess.run(["scancel", job_id], check=True, timeout=30, stdin=subprocess.DEVNULL)
+        end = slurm_cluster.job_end(job_id)
+    err = (tmp_path / "batch.err").read_text()
+    assert (end["JobState"], end["ExitCode"]) == ("CANCELLED", "143:0"), (end, err)
+    assert "qcgpj-async: terminated: every job was stopped" in err
+    # Every job's task got SIGTERM and cleaned up before the service ended.
+    assert sorted(p.name for p in run.glob("term.*")) == [f"term.{i}" for i in range(4)]
+    # Slurm signals the steps itself too, at the same moment as the service:
+    # a task whose trap ran and exited 0 before the service stopped it
+    # succeeded. Either way each one is in the report, ended by its trap.
+    (report,) = run.glob(".qcgpjm-service-*/jobs.report")
+    entries = {e["name"]: e for e in map(json.loads, report.read_text().splitlines())}
+    assert sorted(entries) == ["long", *(f"long:{i}" for i in range(4))]
+    assert {entries[f"long:{i}"]["state"] for i in range(4)} <= {"CANCELED", "SUCCEED"}, entries
+    assert {entries[f"long:{i}"]["runtime"]["exit_code"] for i in range(4)} == {"0"}, entries
