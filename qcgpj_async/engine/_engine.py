@@ -22,11 +22,21 @@ from collections import deque
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
-from ..model import FINAL_STATES, JobDescriptionError, JobNotFoundError, JobSpec, JobState
+import attrs
+
+from ..model import (
+    FINAL_STATES,
+    Execution,
+    JobDescriptionError,
+    JobNotFoundError,
+    JobSpec,
+    JobState,
+    Resources,
+)
 from ..model import InvalidTransition as _Invalid
 from . import _lifecycle, _restore
 from ._itersched import plan
-from ._records import Job, Kill, Launch, Outcome, Run, StateChanged
+from ._records import CODE, ENTRY, STATES, Job, Kill, Launch, Outcome, Run, StateChanged
 from ._resources import Allocation, Requirement, ResourcePool
 from ._submit import find_cycles, parse_dep, requirement, sched_min_req
 
@@ -36,15 +46,32 @@ Instruction = Launch | Kill | StateChanged
 
 Q, S, E = JobState.QUEUED, JobState.SCHEDULED, JobState.EXECUTING
 OK, FAIL, CANCEL, OMIT = JobState.SUCCEED, JobState.FAILED, JobState.CANCELED, JobState.OMITTED
-STATES: tuple[JobState, ...] = tuple(JobState)
-CODE = {s: i for i, s in enumerate(STATES)}
 QCODE = CODE[Q]
+_pack = ENTRY.pack
+_ENTRY_SIZE = ENTRY.size
 _TO_CANCELED = bytes(CODE[CANCEL] if i == QCODE else i for i in range(256))
 _TO_OMITTED = bytes(CODE[OMIT] if i == QCODE else i for i in range(256))
 #: Up to this many iterations, a bulk cancel or omit publishes one event per iteration.
 _EMIT_LIMIT = 100_000
 #: At most this many iterations in one job (a byte of state each: 1 GB).
 MAX_ITERATIONS = 1_000_000_000
+
+# _share_spec makes JobSpecs field by field: it must know every field.
+assert tuple(f.name for f in attrs.fields(JobSpec)) == (
+    "name", "execution", "resources", "iteration", "dependencies", "attributes"), \
+    "JobSpec changed: update Engine._share_spec"
+
+_EXIT_MESSAGES: dict[int, str] = {}
+
+
+def _exit_message(code: int) -> str:
+    """``exit code N``, one string per code (kept by every job that failed so)."""
+    msg = _EXIT_MESSAGES.get(code)
+    if msg is None:
+        msg = f"exit code {code}"
+        if -256 <= code < 256:
+            _EXIT_MESSAGES[code] = msg
+    return msg
 
 
 class Engine:
@@ -71,6 +98,10 @@ class Engine:
         # before the job itself, and no chain of dependants is ever walked by recursion.
         self._finished: deque[tuple[Job, Sequence[int] | None]] = deque()
         self._out: list[Instruction] = []
+        # The execution and resources of the last job that ended: the next one
+        # shares them when equal (see _share_spec).
+        self._last_exec: Execution | None = None
+        self._last_res: Resources | None = None
 
     # == public surface =========================================================
 
@@ -165,7 +196,7 @@ class Engine:
         else:
             state = FAIL
             if message is None:
-                message = f"exit code {exit_code}"
+                message = _exit_message(exit_code)
         if message is not None and state is not OK:
             run.message = message
             if not job.iterative:
@@ -193,7 +224,7 @@ class Engine:
         elif job.state in FINAL_STATES or job.canceled:
             raise _Invalid(f"Job {name} already finished")
         elif not job.iterative:
-            run = job.runs.get(None)
+            run = job.run_at(None)
             if run is None:
                 job.done = job.failed = 1
                 self._job_state(job, CANCEL, now)
@@ -231,7 +262,7 @@ class Engine:
         # Runs point at their job and the job at its runs: emptying ``runs``
         # breaks that cycle, so the memory is freed now, not at the next
         # full collection of the cyclic GC.
-        job.runs.clear()
+        job.run_store = None
         self._unwire(job)
         if job.in_bucket:
             self._dead_in_buckets += 1
@@ -415,7 +446,7 @@ class Engine:
     def _register(self, spec: JobSpec, req: Requirement | None, sched: Any,
                   now: float, emit: bool = True) -> Job:
         it = spec.iteration
-        job = Job(spec.name, spec, self._seq, Q, [(Q, now)], req)
+        job = Job(spec.name, spec, self._seq, Q, bytearray(_pack(QCODE, now)), req)
         self._seq += 1
         if it is not None:
             job.iterative = True
@@ -477,11 +508,40 @@ class Engine:
         if state not in _lifecycle.ALLOWED[old]:
             _lifecycle.check(f"job {job.name!r}", old, state)
         job.state = state
-        job.history.append((state, now))
+        h = job.packed_history
+        h += _pack(CODE[state], now)  # a bytearray while the job lives: in place
+        if state in FINAL_STATES:
+            # What an ended job keeps is compact: bytes, and its runs in columns.
+            job.packed_history = bytes(h)
+            if job.iterative:
+                job.compact_runs()
+            self._share_spec(job)
         counts = self.job_counts
         counts[old] -= 1
         counts[state] += 1
         self._emit(job.name, None, state, now)
+
+    def _share_spec(self, job: Job) -> None:
+        """Let an ended job's spec share its execution and resources with the last
+        ended job's when they are equal.
+
+        Jobs read from JSON carry a copy each (the same ``/bin/true`` a hundred
+        thousand times); the pilot keeps every ended job's spec, for reports and
+        for dependencies submitted later. An equal spec replaces the job's own.
+        """
+        spec = job.spec
+        ex, res = spec.execution, spec.resources
+        last_ex, last_res = self._last_exec, self._last_res
+        if ex is last_ex and res is last_res:
+            return
+        if ex is not last_ex and ex == last_ex:
+            ex = last_ex
+        if res is not last_res and res == last_res:
+            res = last_res
+        if ex is not spec.execution or res is not spec.resources:
+            job.spec = JobSpec(spec.name, ex, res, spec.iteration, spec.dependencies,
+                               spec.attributes)
+        self._last_exec, self._last_res = ex, res
 
     def _run_state(self, run: Run, state: JobState, now: float) -> None:
         old = run.state
@@ -490,12 +550,16 @@ class Engine:
         run.state = state
         job = run.job
         if job.iterative:
-            run.history.append((state, now))
+            h = run.packed_history
+            assert h is not None
+            h += _pack(CODE[state], now)  # a bytearray while the run lives: in place
+            if state in FINAL_STATES:
+                run.packed_history = bytes(h)
             assert job.it_states is not None
             job.it_states[run.index - job.start] = CODE[state]  # type: ignore[operator]
             self._emit(job.name, run.index, state, now)
         else:
-            self._job_state(job, state, now)  # appends to job.history, which is run.history
+            self._job_state(job, state, now)  # the job's history is its run's
 
     def _its(self, job: Job) -> bytearray:
         if job.it_states is None:
@@ -663,7 +727,7 @@ class Engine:
         state = self.iteration_state(job, index)
         if state in FINAL_STATES:
             raise _Invalid(f"Job {job.name}:{index} already finished")
-        run = job.runs.get(index)
+        run = job.run_at(index)
         if run is not None:
             self._kill(run, "cancel")
             return
@@ -768,11 +832,14 @@ class Engine:
         else:
             index = None
         # A plain job has one run and both go through the same states at the same
-        # times: they share one history list (half the objects per job).
-        history = [(Q, job.history[0][1])] if job.iterative else job.history
+        # times: the run reads the job's history (None).
+        history = bytearray(job.packed_history[:_ENTRY_SIZE]) if job.iterative else None
         run = Run(run_id, job, index, alloc, Q, history)
         self.runs[run_id] = run
-        job.runs[index] = run
+        if index is None:
+            job.run_store = run
+        else:
+            job.add_run(run)
         job.active += 1
         self._run_state(run, S, now)
         if job.iterative and job.state is Q:

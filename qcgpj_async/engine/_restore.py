@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ..model import FINAL_STATES, JobSpec, JobState
-from ._records import Job, Outcome, Run
+from ._records import CODE, ENTRY, Job, Outcome, Run
 from ._resources import Allocation
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ __all__ = ("restore",)
 
 Q = JobState.QUEUED
 OK, CANCEL, OMIT = JobState.SUCCEED, JobState.CANCELED, JobState.OMITTED
-_CODE = {s: i for i, s in enumerate(JobState)}  # the engine's byte per iteration state
+_CODE = CODE  # the engine's byte per iteration state
 _QCODE = _CODE[Q]
 #: A restored run has no cores: it ended before this engine started.
 _NOWHERE = Allocation(())
@@ -121,16 +121,19 @@ def _apply(eng: Engine, job: Job, outs: Mapping[int | None, Outcome], now: float
 def _run(eng: Engine, job: Job, index: int | None, out: Outcome) -> None:
     """The record of a run that ended before this engine started (for info and reports)."""
     eng._run_id += 1
-    history = job.history if index is None else [(out.state, out.time)]
+    history = None if index is None else ENTRY.pack(_CODE[out.state], out.time)
     run = Run(eng._run_id, job, index, _NOWHERE, out.state, history,
               exit_code=out.exit_code, message=out.message, finished=out.time)
-    job.runs[index] = run
+    job.add_run(run)
 
 
 def _ended(eng: Engine, job: Job, out: Outcome) -> None:
     """Register ``job`` (just registered, QUEUED, not yet published) in its final state."""
     job.state = out.state
-    job.history[:] = [(out.state, out.time)]
+    job.packed_history = ENTRY.pack(_CODE[out.state], out.time)
+    if job.iterative:
+        job.compact_runs()
+    eng._share_spec(job)
     eng.job_counts[Q] -= 1
     eng.job_counts[out.state] += 1
     if not job.iterative:
