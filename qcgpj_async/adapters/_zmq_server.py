@@ -154,6 +154,7 @@ class ZmqServer:
         except BaseException:
             tg.cancel_scope.cancel()
             await tg.__aexit__(None, None, None)
+            self._unexport()
             self._close()
             raise
         log = self.protocol.log
@@ -181,13 +182,7 @@ class ZmqServer:
 
     def _export(self) -> None:
         pilot = self.pilot
-        pilot.env[ADDRESS_ENV] = self.address
-        # Jobs inherit the environment the pilot built when it started; a
-        # running pilot gets the address added there too.
-        # TODO(pilot-env-hook): replace these private writes with
-        # pilot.set_env(ADDRESS_ENV, self.address) once Pilot has it.
-        if pilot._base_env:
-            pilot._base_env[ADDRESS_ENV] = self.address
+        pilot.set_env(ADDRESS_ENV, self.address)
         if pilot.service is not None:
             path = os.path.join(pilot.service.path, ADDRESS_FILE)
             with open(path, "w", encoding="utf-8") as f:
@@ -195,14 +190,8 @@ class ZmqServer:
 
     def _unexport(self) -> None:
         pilot = self.pilot
-        if pilot.env.get(ADDRESS_ENV) == self.address:
-            del pilot.env[ADDRESS_ENV]
-            # TODO(pilot-env-hook): pilot.set_env(ADDRESS_ENV, None) (back to
-            # the inherited value) instead of these private writes.
-            if pilot._base_env.get(ADDRESS_ENV) == self.address:
-                pilot._base_env[ADDRESS_ENV] = os.environ.get(ADDRESS_ENV, "")
-                if ADDRESS_ENV not in os.environ:
-                    del pilot._base_env[ADDRESS_ENV]
+        if pilot.env.get(ADDRESS_ENV) == self.address:  # still ours
+            pilot.set_env(ADDRESS_ENV, None)
 
     async def _serve(self) -> None:
         rep = self._rep

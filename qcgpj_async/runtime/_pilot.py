@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import getpass
 import math
 import os
 import platform
@@ -46,15 +45,13 @@ from ..model import (
     InvalidTransition,
     JobDescriptionError,
     JobNotFoundError,
-    Jobs,
-    JobSpec,
     JobState,
     PilotClosedError,
     PilotTimeoutError,
-    job_from_std,
-    jobs_from_std,
 )
+from ._events import EventStream
 from ._info import JobInfo, ResourcesInfo, job_info
+from ._inputs import JobsLike, as_specs, discover, local_nodes, names_of
 from ._journal import (
     JOURNAL,
     Journal,
@@ -63,80 +60,9 @@ from ._journal import (
     restore_engine,
     stop_orphans,
 )
-from ._service import ServiceDir, default_id
+from ._service import ServiceDir, default_id, service_stats, user_name
 
 __all__ = ("EventStream", "JobsLike", "Pilot", "local_nodes")
-
-JobsLike = Jobs | JobSpec | Mapping[str, Any] | Iterable[JobSpec | Mapping[str, Any]]
-
-
-def local_nodes() -> list[tuple[str, int]]:
-    """This host, with all its cores (the ones this process may use)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    return [(socket.gethostname(), cores)]
-
-
-def _discover(resources: str) -> list[tuple[str, int]]:
-    if resources not in ("auto", "local", "slurm"):
-        raise ValueError(f"resources {resources!r}: one of auto, local, slurm")
-    if resources == "slurm" or (resources == "auto" and os.environ.get("SLURM_JOB_ID")):
-        from ..executors import _slurm_env
-
-        return _slurm_env.discover(os.environ)
-    return local_nodes()
-
-
-def _as_specs(jobs: JobsLike) -> list[JobSpec]:
-    if isinstance(jobs, Jobs):
-        return jobs.jobs()
-    if isinstance(jobs, JobSpec):
-        return [jobs]
-    if isinstance(jobs, Mapping):
-        return [job_from_std(dict(jobs))]
-    items = list(jobs)
-    if all(isinstance(j, JobSpec) for j in items):
-        return items  # type: ignore[return-value]
-    # Raw items may be anything, None included (a JSON null): only specs pass as they are.
-    checked = iter(jobs_from_std([j for j in items if not isinstance(j, JobSpec)]))
-    return [j if isinstance(j, JobSpec) else next(checked) for j in items]
-
-
-def _names(names: str | Iterable[str]) -> list[str]:
-    return [names] if isinstance(names, str) else list(names)
-
-
-class EventStream:
-    """The state changes of a pilot from the moment this stream was made."""
-
-    def __init__(self, subscribers: list[MemoryObjectSendStream[StateChanged]]) -> None:
-        self._send, self._recv = anyio.create_memory_object_stream[StateChanged](math.inf)
-        self._subscribers = subscribers
-        subscribers.append(self._send)
-
-    def __aiter__(self) -> EventStream:
-        return self
-
-    async def __anext__(self) -> StateChanged:
-        try:
-            return await self._recv.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise StopAsyncIteration from None
-
-    async def aclose(self) -> None:
-        """Stop collecting events."""
-        if self._send in self._subscribers:
-            self._subscribers.remove(self._send)
-        self._send.close()
-        self._recv.close()
-
-    async def __aenter__(self) -> EventStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
 
 class Pilot:
@@ -195,7 +121,7 @@ class Pilot:
         if isinstance(nodes, str):
             node_list = parse_nodes(nodes)
         elif nodes is None:
-            node_list = _discover(resources)
+            node_list = discover(resources)
         else:
             node_list = list(nodes)
         self.id = instance_id or default_id()
@@ -324,6 +250,25 @@ class Pilot:
         while self._tasks:
             self._idle = anyio.Event()
             await self._idle.wait()
+
+    def set_env(self, name: str, value: str | None) -> None:
+        """Set (``value``) or unset (None) a variable of the jobs started from now on.
+
+        Works before and inside ``async with``; jobs already started keep their
+        environment. Unset, jobs get the variable as this process has it, or not
+        at all.
+        """
+        if value is None:
+            self.env.pop(name, None)
+        else:
+            self.env[name] = value
+        if self._base_env:  # running: jobs inherit this copy, built at the start
+            if value is not None:
+                self._base_env[name] = value
+            elif name in os.environ:
+                self._base_env[name] = os.environ[name]
+            else:
+                self._base_env.pop(name, None)
 
     def kill_all(self) -> None:
         """SIGKILL every running job's process group now (the CLI's second Ctrl-C).
@@ -525,7 +470,7 @@ class Pilot:
             PilotClosedError: the pilot is not running.
         """
         self._check_open()
-        specs = _as_specs(jobs)
+        specs = as_specs(jobs)
         if not specs:
             return []
         now = time.time()
@@ -584,7 +529,7 @@ class Pilot:
             JobNotFoundError: an unknown name (checked before waiting).
             PilotTimeoutError: not all ended within ``timeout`` seconds.
         """
-        names = _names(names)
+        names = names_of(names)
         for n in names:
             if n not in self.engine.jobs:
                 raise JobNotFoundError(n)
@@ -622,7 +567,7 @@ class Pilot:
             JobNotFoundError: an unknown name.
             PilotTimeoutError: none ended within ``timeout`` seconds.
         """
-        wanted = None if names is None else set(_names(names))
+        wanted = None if names is None else set(names_of(names))
         for n in wanted or ():
             if n not in self.engine.jobs:
                 raise JobNotFoundError(n)
@@ -650,7 +595,7 @@ class Pilot:
             JobNotFoundError: an unknown job or iteration.
         """
         out = {}
-        for n in _names(names):
+        for n in names_of(names):
             job, index = self.engine.lookup(n)
             out[n] = job.state if index is None else self.engine.iteration_state(job, index)
         return out
@@ -663,7 +608,7 @@ class Pilot:
             JobNotFoundError: an unknown job.
         """
         out = {}
-        for n in _names(names):
+        for n in names_of(names):
             job = self.engine.jobs.get(n)
             if job is None:
                 raise JobNotFoundError(n)
@@ -687,7 +632,7 @@ class Pilot:
         Raises:
             JobNotFoundError: an unknown name (checked before anything is cancelled).
         """
-        names = _names(names)
+        names = names_of(names)
         for n in names:
             self.engine.lookup(n)
         if self.journal is not None:
@@ -708,7 +653,7 @@ class Pilot:
             JobNotFoundError: an unknown name.
             InvalidTransition: a job has not finished (nothing is removed then).
         """
-        names = _names(names)
+        names = names_of(names)
         for n in names:
             job = self.engine.jobs.get(n)
             if job is None:
@@ -763,7 +708,7 @@ class Pilot:
                 "Ifaces": [zmq_address] if zmq_address else [],
                 "StatusPublisher": publisher,
                 "Host": socket.gethostname(),
-                "Account": _account(),
+                "Account": user_name(),
                 "Wd": self.root_wd,
                 "PythonVersion": sys.version.split()[0],
                 "Python": sys.executable,
@@ -775,24 +720,6 @@ class Pilot:
                 "UsedCores": pool.used_cores,
                 "FreeCores": pool.free_cores,
             },
-            "JobStats": _stats(c, "Jobs"),
-            "IterationStats": _stats(it, "Iterations"),
+            "JobStats": service_stats(c, "Jobs"),
+            "IterationStats": service_stats(it, "Iterations"),
         }
-
-
-def _stats(c: Mapping[JobState, int], what: str) -> dict[str, int]:
-    return {
-        f"Total{what}": sum(c.values()),
-        f"InSchedule{what}": c[JobState.QUEUED] + c[JobState.SCHEDULED],
-        f"Failed{what}": c[JobState.FAILED] + c[JobState.OMITTED],
-        f"Finished{what}": c[JobState.SUCCEED] + c[JobState.CANCELED],
-        f"Executing{what}": c[JobState.EXECUTING],
-    }
-
-
-def _account() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # pragma: no cover - no user name in a container
-        return str(os.getuid())
-

@@ -9,17 +9,19 @@ and per finished job, in the original's format.
 from __future__ import annotations
 
 import datetime as _dt
+import getpass
 import json
 import logging
 import os
 import socket
+from collections.abc import Mapping
 from typing import IO, Any
 
 from ..engine import Job, Run
 from ..model import JobState, job_to_std
 from ._info import RunInfo, format_time
 
-__all__ = ("ServiceDir", "default_id")
+__all__ = ("ServiceDir", "default_id", "service_stats", "user_name")
 
 
 def default_id() -> str:
@@ -152,3 +154,23 @@ class ServiceDir:
             self._report = None
         self.log.removeHandler(self._handler)
         self._handler.close()
+
+
+def service_stats(c: Mapping[JobState, int], what: str) -> dict[str, int]:
+    """The ``JobStats``/``IterationStats`` part of the ``status`` reply."""
+    return {
+        f"Total{what}": sum(c.values()),
+        f"InSchedule{what}": c[JobState.QUEUED] + c[JobState.SCHEDULED],
+        f"Failed{what}": c[JobState.FAILED] + c[JobState.OMITTED],
+        f"Finished{what}": c[JobState.SUCCEED] + c[JobState.CANCELED],
+        f"Executing{what}": c[JobState.EXECUTING],
+    }
+
+
+def user_name() -> str:
+    """Who runs the pilot (the uid where there is no user name)."""
+    try:
+        return getpass.getuser()
+    except Exception:  # pragma: no cover - no user name in a container
+        return str(os.getuid())
+

@@ -362,3 +362,31 @@ async def test_closed_pilot_refuses_work(tmp_path: Path) -> None:
     with pytest.raises(PilotClosedError):
         await pilot.submit(Jobs().add(name="j", exec="x"))
 
+
+
+async def test_set_env_before_and_while_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                ) -> None:
+    monkeypatch.setenv("QCGPJ_INHERITED", "from-the-process")
+    monkeypatch.delenv("QCGPJ_NEW", raising=False)
+    pilot = Pilot(nodes="2", wd=tmp_path)
+    pilot.set_env("QCGPJ_NEW", "before")
+    pilot.set_env("QCGPJ_INHERITED", "overridden")
+
+    def job(name: str) -> Jobs:
+        return Jobs().add(name=name, script="echo ${QCGPJ_NEW-unset} $QCGPJ_INHERITED",
+                          stdout=f"{name}.out")
+
+    async with pilot:
+        await pilot.submit(job("a"))
+        assert await pilot.wait4("a", timeout=T) == {"a": JobState.SUCCEED}
+        pilot.set_env("QCGPJ_NEW", "during")
+        await pilot.submit(job("b"))
+        assert await pilot.wait4("b", timeout=T) == {"b": JobState.SUCCEED}
+        pilot.set_env("QCGPJ_NEW", None)
+        pilot.set_env("QCGPJ_INHERITED", None)  # back to what this process has
+        await pilot.submit(job("c"))
+        assert await pilot.wait4("c", timeout=T) == {"c": JobState.SUCCEED}
+    assert (tmp_path / "a.out").read_text() == "before overridden\n"
+    assert (tmp_path / "b.out").read_text() == "during overridden\n"
+    assert (tmp_path / "c.out").read_text() == "unset from-the-process\n"
+    assert "QCGPJ_NEW" not in pilot.env

@@ -1,0 +1,43 @@
+"""A subscription to a pilot's state changes (:meth:`Pilot.events`)."""
+
+from __future__ import annotations
+
+import math
+
+import anyio
+from anyio.streams.memory import MemoryObjectSendStream
+
+from ..engine import StateChanged
+
+__all__ = ("EventStream",)
+
+
+class EventStream:
+    """The state changes of a pilot from the moment this stream was made."""
+
+    def __init__(self, subscribers: list[MemoryObjectSendStream[StateChanged]]) -> None:
+        self._send, self._recv = anyio.create_memory_object_stream[StateChanged](math.inf)
+        self._subscribers = subscribers
+        subscribers.append(self._send)
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> StateChanged:
+        try:
+            return await self._recv.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        """Stop collecting events."""
+        if self._send in self._subscribers:
+            self._subscribers.remove(self._send)
+        self._send.close()
+        self._recv.close()
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
