@@ -211,6 +211,10 @@ class Protocol:
         command = request.get("command")
         if not command:
             return error_reply("Wrong control request - missing command")
+        if not isinstance(command, str):
+            # Never format it: a deeply nested list has no repr (RecursionError).
+            return error_reply("Wrong control request - command: expected a string, got "
+                               f"{type(command).__name__}")
         if command != "finishAfterAllTasksDone":
             return error_reply(f'Wrong control request - unknown command "{command}"')
         if self.finishing:

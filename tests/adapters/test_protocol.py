@@ -402,6 +402,18 @@ async def test_control(instant: Protocol) -> None:
             == "Finish request already requested")
 
 
+async def test_control_command_not_a_string(instant: Protocol) -> None:
+    deep: list[Any] = []
+    for _ in range(100_000):  # no repr: formatting it raises RecursionError
+        deep = [deep]
+    for command in (deep, ["finishAfterAllTasksDone"], 7, {"a": 1}, True):
+        reply = await instant.handle({"request": "control", "command": command})
+        assert reply == {"code": 1, "message": "Wrong control request - command: expected a "
+                                               f"string, got {type(command).__name__}"}
+    assert not instant.finishing
+    ok(await instant.handle({"request": "control", "command": "finishAfterAllTasksDone"}))
+
+
 async def test_finish(instant: Protocol) -> None:
     assert not instant.finishing
     data = ok(await instant.handle({"request": "finish"}))
