@@ -3,10 +3,11 @@
 No I/O, no anyio, no clock: time is an argument of every call.
 """
 
+from ._compact import RunTable
 from ._engine import Engine, Instruction
 from ._itersched import maximum_iters, split_into
 from ._lifecycle import ALLOWED
-from ._records import Job, Kill, Launch, Outcome, Run, RunTable, StateChanged
+from ._records import Job, Kill, Launch, Outcome, Run, StateChanged
 from ._resources import Allocation, NodePart, Requirement, ResourcePool, parse_nodes
 from ._submit import requirement
 

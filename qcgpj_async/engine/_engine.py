@@ -22,19 +22,10 @@ from collections import deque
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
-import attrs
-
-from ..model import (
-    FINAL_STATES,
-    Execution,
-    JobDescriptionError,
-    JobNotFoundError,
-    JobSpec,
-    JobState,
-    Resources,
-)
+from ..model import FINAL_STATES, JobDescriptionError, JobNotFoundError, JobSpec, JobState
 from ..model import InvalidTransition as _Invalid
 from . import _lifecycle, _restore
+from ._compact import SharedParts, compact_runs, exit_message
 from ._itersched import plan
 from ._records import CODE, ENTRY, STATES, Job, Kill, Launch, Outcome, Run, StateChanged
 from ._resources import Allocation, Requirement, ResourcePool
@@ -55,23 +46,6 @@ _TO_OMITTED = bytes(CODE[OMIT] if i == QCODE else i for i in range(256))
 _EMIT_LIMIT = 100_000
 #: At most this many iterations in one job (a byte of state each: 1 GB).
 MAX_ITERATIONS = 1_000_000_000
-
-# _share_spec makes JobSpecs field by field: it must know every field.
-assert tuple(f.name for f in attrs.fields(JobSpec)) == (
-    "name", "execution", "resources", "iteration", "dependencies", "attributes"), \
-    "JobSpec changed: update Engine._share_spec"
-
-_EXIT_MESSAGES: dict[int, str] = {}
-
-
-def _exit_message(code: int) -> str:
-    """``exit code N``, one string per code (kept by every job that failed so)."""
-    msg = _EXIT_MESSAGES.get(code)
-    if msg is None:
-        msg = f"exit code {code}"
-        if -256 <= code < 256:
-            _EXIT_MESSAGES[code] = msg
-    return msg
 
 
 class Engine:
@@ -98,10 +72,7 @@ class Engine:
         # before the job itself, and no chain of dependants is ever walked by recursion.
         self._finished: deque[tuple[Job, Sequence[int] | None]] = deque()
         self._out: list[Instruction] = []
-        # The execution and resources of the last job that ended: the next one
-        # shares them when equal (see _share_spec).
-        self._last_exec: Execution | None = None
-        self._last_res: Resources | None = None
+        self._shared = SharedParts()  # what ended jobs' specs share
 
     # == public surface =========================================================
 
@@ -196,7 +167,7 @@ class Engine:
         else:
             state = FAIL
             if message is None:
-                message = _exit_message(exit_code)
+                message = exit_message(exit_code)
         if message is not None and state is not OK:
             run.message = message
             if not job.iterative:
@@ -514,34 +485,12 @@ class Engine:
             # What an ended job keeps is compact: bytes, and its runs in columns.
             job.packed_history = bytes(h)
             if job.iterative:
-                job.compact_runs()
-            self._share_spec(job)
+                compact_runs(job)
+            self._shared.share(job)
         counts = self.job_counts
         counts[old] -= 1
         counts[state] += 1
         self._emit(job.name, None, state, now)
-
-    def _share_spec(self, job: Job) -> None:
-        """Let an ended job's spec share its execution and resources with the last
-        ended job's when they are equal.
-
-        Jobs read from JSON carry a copy each (the same ``/bin/true`` a hundred
-        thousand times); the pilot keeps every ended job's spec, for reports and
-        for dependencies submitted later. An equal spec replaces the job's own.
-        """
-        spec = job.spec
-        ex, res = spec.execution, spec.resources
-        last_ex, last_res = self._last_exec, self._last_res
-        if ex is last_ex and res is last_res:
-            return
-        if ex is not last_ex and ex == last_ex:
-            ex = last_ex
-        if res is not last_res and res == last_res:
-            res = last_res
-        if ex is not spec.execution or res is not spec.resources:
-            job.spec = JobSpec(spec.name, ex, res, spec.iteration, spec.dependencies,
-                               spec.attributes)
-        self._last_exec, self._last_res = ex, res
 
     def _run_state(self, run: Run, state: JobState, now: float) -> None:
         old = run.state

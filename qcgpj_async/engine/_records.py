@@ -17,16 +17,17 @@ time)``, ``runs`` a mapping of iteration (None for a plain job) to
 from __future__ import annotations
 
 import struct
-from array import array
-from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ..model import JobSpec, JobState
 from ._resources import Allocation, Requirement
+
+if TYPE_CHECKING:
+    from ._compact import RunTable
 
 __all__ = (
     "CODE",
@@ -37,7 +38,6 @@ __all__ = (
     "Launch",
     "Outcome",
     "Run",
-    "RunTable",
     "StateChanged",
     "pack_history",
     "unpack_history",
@@ -156,8 +156,8 @@ class Job:
     ``packed_history`` is the history packed (see :data:`ENTRY`): a bytearray
     while the job lives, bytes once it ended. ``run_store`` holds the runs:
     the one :class:`Run` of a plain job, a dict of an iteration job's runs,
-    or, once an iteration job with many runs ended, a :class:`RunTable`;
-    read them through ``runs``.
+    or, once an iteration job with many runs ended, a
+    :class:`~qcgpj_async.engine.RunTable`; read them through ``runs``.
     """
 
     name: str
@@ -202,16 +202,16 @@ class Job:
         store = self.run_store
         if store is None:
             return _NO_RUNS
-        if type(store) is Run:
+        if isinstance(store, Run):
             return {None: store}
-        return store  # type: ignore[return-value]
+        return store
 
     def run_at(self, index: int | None) -> Run | None:
         """The run of iteration ``index`` (None: of a plain job), if it started."""
         store = self.run_store
-        if store is None or type(store) is Run:
+        if store is None or isinstance(store, Run):
             return store if index is None else None
-        return store.get(index)  # type: ignore[union-attr]
+        return store.get(index)
 
     def add_run(self, run: Run) -> None:
         """Keep a run that just started (or, on restore, that had ended)."""
@@ -224,131 +224,5 @@ class Job:
         assert type(store) is dict, "runs added to an ended job"
         store[run.index] = run
 
-    def compact_runs(self) -> None:
-        """Put the runs of an ended iteration job into a :class:`RunTable`, when
-        there are enough of them for the columns to be smaller."""
-        store = self.run_store
-        if type(store) is dict and len(store) >= RunTable.MIN_RUNS:
-            table = RunTable.of(self, store.values())
-            if table is not None:
-                self.run_store = table
-
 
 _NO_RUNS: Mapping[int | None, Run] = MappingProxyType({})
-_NONE_INT = -(2**63)  # None in an int column
-_NAN = float("nan")  # None in a time column
-
-
-class RunTable(Mapping[int | None, Run]):
-    """The ended runs of an ended iteration job, in columns: no object per run.
-
-    About 130 bytes per run instead of about 400 (a :class:`Run`, its history,
-    its numbers, a dict entry). Reading a run makes a new :class:`Run` with the
-    same values; iteration order is the order the runs started in.
-    """
-
-    #: Fewer runs than this stay in a dict (the columns' own headers cost more).
-    MIN_RUNS = 16
-    __slots__ = (
-        "_hist",
-        "_hoff",
-        "_ints",
-        "_job",
-        "_keys",
-        "_order",
-        "_rare",
-        "_refs",
-        "_states",
-        "_times",
-    )
-
-    def __init__(self, job: Job, keys: array[int], order: array[int] | None, ints: array[int],
-                 times: array[float], states: bytes, hist: bytes, hoff: array[int],
-                 refs: list[Any], rare: dict[int, tuple[str | None, str | None]]) -> None:
-        """Use :meth:`of`."""
-        self._job = job
-        self._keys = keys  # iteration indexes, ascending
-        self._order = order  # positions in start order, None when that is ascending
-        self._ints = ints  # id, pid, exit code of each run
-        self._times = times  # started, finished of each run
-        self._states = states
-        self._hist = hist  # every run's packed history, one after another
-        self._hoff = hoff  # where each run's history starts (and one past the last)
-        self._refs = refs  # allocation, wd, pname of each run
-        self._rare = rare  # position -> (message, kill reason), for runs that have one
-
-    @classmethod
-    def of(cls, job: Job, runs: Iterable[Run]) -> RunTable | None:
-        """The table of ``runs`` (all ended), or None when a value does not fit a column."""
-        started = list(runs)
-        by_index = sorted(started, key=lambda r: r.index)  # type: ignore[arg-type, return-value]
-        keys = array("q")
-        ints = array("q")
-        times = array("d")
-        hist = []
-        hoff = array("q", [0])
-        refs: list[Any] = []
-        rare = {}
-        at = 0
-        for pos, r in enumerate(by_index):
-            h = r.packed_history
-            if (h is None or r.started != r.started or r.finished is None
-                    or r.finished != r.finished or _NONE_INT in (r.pid, r.exit_code)):
-                return None  # values the columns cannot tell apart from None
-            try:
-                ints.extend((r.id, _NONE_INT if r.pid is None else r.pid,
-                             _NONE_INT if r.exit_code is None else r.exit_code))
-            except (OverflowError, TypeError):
-                return None
-            keys.append(r.index)  # type: ignore[arg-type]
-            times.extend((_NAN if r.started is None else r.started, r.finished))
-            hist.append(h)
-            at += len(h)
-            hoff.append(at)
-            refs.extend((r.allocation, r.wd, r.pname))
-            if r.message is not None or r.kill_reason is not None:
-                rare[pos] = (r.message, r.kill_reason)
-        order = None
-        if by_index != started:
-            pos_of = {id(r): p for p, r in enumerate(by_index)}
-            order = array("q", (pos_of[id(r)] for r in started))
-        states = bytes(CODE[r.state] for r in by_index)
-        return cls(job, keys, order, ints, times, states, b"".join(hist), hoff, refs, rare)
-
-    def _run(self, pos: int) -> Run:
-        i, t, refs = 3 * pos, 2 * pos, self._refs
-        rid, pid, code = self._ints[i:i + 3]
-        started = self._times[t]
-        message, reason = self._rare.get(pos, (None, None))
-        return Run(rid, self._job, self._keys[pos], refs[i], STATES[self._states[pos]],
-                   self._hist[self._hoff[pos]:self._hoff[pos + 1]],
-                   None if pid == _NONE_INT else pid,
-                   None if code == _NONE_INT else code, message,
-                   None if started != started else started, self._times[t + 1], reason,
-                   refs[i + 1], refs[i + 2])
-
-    def _pos(self, index: object) -> int:
-        keys = self._keys
-        if type(index) is int:
-            pos = bisect_left(keys, index)
-            if pos < len(keys) and keys[pos] == index:
-                return pos
-        return -1
-
-    def __getitem__(self, index: int | None) -> Run:
-        pos = self._pos(index)
-        if pos < 0:
-            raise KeyError(index)
-        return self._run(pos)
-
-    def __contains__(self, index: object) -> bool:
-        return self._pos(index) >= 0
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def __iter__(self) -> Iterator[int | None]:
-        keys = self._keys
-        if self._order is None:
-            return iter(keys)
-        return (keys[p] for p in self._order)

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ..model import FINAL_STATES, JobSpec, JobState
+from ._compact import compact_runs
 from ._records import CODE, ENTRY, Job, Outcome, Run
 from ._resources import Allocation
 
@@ -132,8 +133,8 @@ def _ended(eng: Engine, job: Job, out: Outcome) -> None:
     job.state = out.state
     job.packed_history = ENTRY.pack(_CODE[out.state], out.time)
     if job.iterative:
-        job.compact_runs()
-    eng._share_spec(job)
+        compact_runs(job)
+    eng._shared.share(job)
     eng.job_counts[Q] -= 1
     eng.job_counts[out.state] += 1
     if not job.iterative:
