@@ -21,11 +21,13 @@ executor uses ``Popen``.
 from __future__ import annotations
 
 import ctypes
+import errno
+import fcntl
 import os
 import signal
 from collections.abc import Mapping, Sequence
 
-__all__ = ("Spawner", "spawner")
+__all__ = ("LaunchFailure", "Launcher", "Spawner", "spawner")
 
 # glibc's flag values (bits/spawn.h); only used where glibc is the C library.
 _POSIX_SPAWN_SETSIGDEF = 0x04
@@ -174,3 +176,147 @@ def spawner() -> Spawner | None:
         return Spawner()
     except OSError:
         return None
+
+
+class LaunchFailure(Exception):
+    """A process could not start; the message names the job and says why."""
+
+
+class Launcher:
+    """Starts one job's process from plain data: wd, streams, program search, errors.
+
+    Used in this process (:class:`..._spawn.Starter`) and in the fork server
+    (:mod:`._forkserver`), which imports nothing but the standard library and
+    this module. Working directories made once, and programs found in a PATH,
+    are remembered (a ``makedirs`` or a PATH search per start costs more than
+    the spawn saves); a wd removed since is made again.
+    """
+
+    def __init__(self, spawner: Spawner) -> None:
+        self._spawner = spawner
+        self._devnull = -1
+        self._wds: set[str] = set()
+        self._paths: dict[tuple[str, str], str] = {}
+
+    def launch(self, label: str, argv: Sequence[str], env: Mapping[str, str], cwd: str,
+               stdin: str | None, stdout: str | None, stderr: str | None) -> int:
+        """Start ``argv`` for job ``label`` (``job`` or ``job:it``); its pid.
+
+        Unset streams are ``/dev/null``; stdout and stderr naming the same file
+        share one open file.
+
+        Raises:
+            LaunchFailure: the wd or a stream cannot be made, the program is
+                missing or not executable, an argument holds a NUL byte.
+        """
+        self._make_wd(label, cwd)
+        prog = argv[0]
+        path = self._which(prog, env, cwd)
+        if path is None:
+            raise LaunchFailure(f"job {label}: executable {prog!r} not found")
+        fds: list[int] = []
+        try:
+            fds.append(self._open(label, stdin, os.O_RDONLY, "stdin"))
+            fds.append(self._open(label, stdout, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "stdout"))
+            if stderr is not None and stderr == stdout:
+                fds.append(fds[1])
+            else:
+                fds.append(self._open(label, stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                                      "stderr"))
+            return self._spawn(label, path, argv, env, cwd, fds)
+        finally:
+            for fd in set(fds):
+                if fd != self._devnull:
+                    os.close(fd)
+
+    def _open(self, label: str, path: str | None, flags: int, what: str) -> int:
+        if path is None:
+            if self._devnull < 0:
+                self._devnull = _high(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
+            return self._devnull
+        try:
+            if flags & os.O_CREAT:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            return _high(os.open(path, flags | os.O_CLOEXEC, 0o666))
+        except OSError as e:
+            raise LaunchFailure(f"job {label}: cannot open {what} {path!r}: {e.strerror}") from None
+
+    def _make_wd(self, label: str, cwd: str) -> None:
+        if cwd in self._wds:
+            return
+        try:
+            os.makedirs(cwd, exist_ok=True)
+        except OSError as e:
+            msg = f"job {label}: cannot create working directory {cwd!r}: {e.strerror}"
+            raise LaunchFailure(msg) from None
+        if len(self._wds) > 4096:
+            self._wds.clear()
+        self._wds.add(cwd)
+
+    def _spawn(self, label: str, path: str, argv: Sequence[str], env: Mapping[str, str],
+               cwd: str, fds: list[int]) -> int:
+        prog = argv[0]
+        for attempt in (1, 2):
+            try:
+                return self._spawner.spawn(path, argv, env, cwd, fds[0], fds[1], fds[2])
+            except ValueError as e:
+                raise LaunchFailure(f"job {label}: cannot start {prog!r}: {e}") from None
+            except OSError as e:
+                self._paths.pop((prog, env.get("PATH", os.defpath)), None)
+                if attempt == 1 and not os.path.isdir(cwd):  # removed since it was made
+                    self._wds.discard(cwd)
+                    self._make_wd(label, cwd)
+                    continue
+                if e.errno == errno.ENOENT:
+                    raise LaunchFailure(f"job {label}: executable {prog!r} not found") from None
+                if e.errno == errno.EACCES:
+                    raise LaunchFailure(f"job {label}: {prog!r} is not executable") from None
+                raise LaunchFailure(f"job {label}: cannot start {prog!r}: {e}") from None
+        raise AssertionError("unreachable")
+
+    def _which(self, prog: str, env: Mapping[str, str], cwd: str) -> str | None:
+        """``prog`` searched in the job's PATH as Popen does (None: not found); ``a/b``: itself.
+
+        A relative PATH entry is relative to the job's wd (Popen's exec runs
+        there); a program found through one is not remembered.
+        """
+        if "/" in prog:
+            return prog
+        search = env.get("PATH", os.defpath)
+        key = (prog, search)
+        path = self._paths.get(key)
+        if path is not None:
+            return path
+        first, keep = None, True
+        for d in search.split(os.pathsep):
+            if not os.path.isabs(d):
+                keep = False
+                d = os.path.join(cwd, d)
+            cand = os.path.join(d, prog)
+            if os.path.isfile(cand):
+                first = first or cand
+                if os.access(cand, os.X_OK):
+                    path = cand
+                    break
+        path = path or first
+        if path is not None and keep:  # not found: not remembered, it may appear later
+            if len(self._paths) > 1024:
+                self._paths.clear()
+            self._paths[key] = path
+        return path
+
+    def close(self) -> None:
+        """Close ``/dev/null``."""
+        if self._devnull >= 0:
+            os.close(self._devnull)
+            self._devnull = -1
+
+
+def _high(fd: int) -> int:
+    """``fd`` moved above 2 when it took a standard stream's number (ours were closed)."""
+    if fd > 2:
+        return fd
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    finally:
+        os.close(fd)

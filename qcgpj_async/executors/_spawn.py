@@ -7,7 +7,6 @@ task's streams to and from the files opened here) or ``mpirun``.
 
 from __future__ import annotations
 
-import errno
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -16,7 +15,7 @@ from typing import IO
 import attrs
 
 from ._base import LaunchError
-from ._posix_spawn import Spawner, spawner
+from ._posix_spawn import Launcher, LaunchFailure, spawner
 from ._task import Task
 
 __all__ = ("Child", "Starter", "make_wd", "prepare_streams", "spawn")
@@ -33,27 +32,17 @@ def _open(path: str | None, mode: str, what: str, label: str) -> IO[bytes] | Non
         raise LaunchError(f"job {label}: cannot open {what} {path!r}: {e.strerror}") from None
 
 
-def make_wd(task: Task, known: set[str] | None = None) -> None:
+def make_wd(task: Task) -> None:
     """Create the task's working directory.
-
-    Args:
-        task: the task.
-        known: directories made before (skipped; ``task.cwd`` is added).
 
     Raises:
         LaunchError: it cannot be created.
     """
-    if known is not None and task.cwd in known:
-        return
     try:
         os.makedirs(task.cwd, exist_ok=True)
     except OSError as e:
         msg = f"job {task.label}: cannot create working directory {task.cwd!r}: {e.strerror}"
         raise LaunchError(msg) from None
-    if known is not None:
-        if len(known) > 4096:
-            known.clear()
-        known.add(task.cwd)
 
 
 def prepare_streams(task: Task) -> None:
@@ -159,23 +148,20 @@ class Starter:
 
     Both ways give the same child: the task's wd, streams (``/dev/null`` when
     unset), environment, a session of its own, SIGPIPE at its default, and the
-    same :class:`LaunchError` messages. Working directories made once are
-    remembered (a ``makedirs`` per start costs more than the spawn saves).
+    same :class:`LaunchError` messages.
 
     Args:
         fast: use posix_spawn where it is available (False: always Popen).
     """
 
     def __init__(self, fast: bool = True) -> None:
-        self._spawner: Spawner | None = spawner() if fast else None
-        self._devnull = -1
-        self._wds: set[str] = set()
-        self._paths: dict[tuple[str, str], str] = {}
+        sp = spawner() if fast else None
+        self._launcher = Launcher(sp) if sp is not None else None
 
     @property
     def fast(self) -> bool:
         """Whether posix_spawn is used."""
-        return self._spawner is not None
+        return self._launcher is not None
 
     def start(self, task: Task, argv: Sequence[str],
               env: Mapping[str, str] | None = None) -> Child | subprocess.Popen[bytes]:
@@ -185,104 +171,21 @@ class Starter:
             LaunchError: the wd or a stream cannot be made, the program is
                 missing or not executable.
         """
-        if self._spawner is None:
+        if self._launcher is None:
             make_wd(task)
             return spawn(task, argv, env)
-        make_wd(task, self._wds)  # a wd removed since: the start fails, _spawn makes it again
-        env = task.env if env is None else env
-        label = task.label
-        path = self._which(argv[0], env)
-        if path is None:
-            make_wd(task)
-            return spawn(task, argv, env)
-        if not path:
-            raise LaunchError(f"job {label}: executable {argv[0]!r} not found")
-        files: list[IO[bytes]] = []
         try:
-            fds = []
-            for name, mode, what in ((task.stdin, "rb", "stdin"), (task.stdout, "wb", "stdout")):
-                f = _open(name, mode, what, label)
-                if f is not None:
-                    files.append(f)
-                fds.append(f.fileno() if f is not None else self._null())
-            if task.stderr is not None and task.stderr == task.stdout:
-                fds.append(fds[1])
-            else:
-                f = _open(task.stderr, "wb", "stderr", label)
-                if f is not None:
-                    files.append(f)
-                fds.append(f.fileno() if f is not None else self._null())
-            if min(fds) <= 2:  # our own 0-2 are closed: Popen sorts the dup2s out
-                make_wd(task)
-                return spawn(task, argv, env)
-            return Child(self._spawn(task, path, argv, env, fds))
-        finally:
-            for f in files:
-                f.close()
+            return Child(self._launcher.launch(
+                task.label, argv, task.env if env is None else env, task.cwd,
+                task.stdin, task.stdout, task.stderr))
+        except LaunchFailure as e:
+            raise LaunchError(str(e)) from None
 
     def make_wd(self, task: Task) -> None:
         """:func:`make_wd`."""
         make_wd(task)
 
-    def _null(self) -> int:
-        if self._devnull < 0:
-            self._devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-        return self._devnull
-
-    def _spawn(self, task: Task, path: str, argv: Sequence[str], env: Mapping[str, str],
-               fds: list[int]) -> int:
-        assert self._spawner is not None
-        label, prog = task.label, argv[0]
-        for attempt in (1, 2):
-            try:
-                return self._spawner.spawn(path, argv, env, task.cwd, fds[0], fds[1], fds[2])
-            except ValueError as e:
-                raise LaunchError(f"job {label}: cannot start {prog!r}: {e}") from None
-            except OSError as e:
-                self._paths.pop((prog, env.get("PATH", os.defpath)), None)
-                if attempt == 1 and not os.path.isdir(task.cwd):  # removed since it was made
-                    self._wds.discard(task.cwd)
-                    make_wd(task, self._wds)
-                    continue
-                if e.errno == errno.ENOENT:
-                    raise LaunchError(f"job {label}: executable {prog!r} not found") from None
-                if e.errno == errno.EACCES:
-                    raise LaunchError(f"job {label}: {prog!r} is not executable") from None
-                raise LaunchError(f"job {label}: cannot start {prog!r}: {e}") from None
-        raise AssertionError("unreachable")
-
-    def _which(self, prog: str, env: Mapping[str, str]) -> str | None:
-        """``prog`` searched in the job's PATH as Popen does, remembered; with a ``/``: itself.
-
-        None when the search meets a relative PATH entry (it is relative to the
-        job's wd: Popen searches it from there); ``""`` when it is not found.
-        """
-        if "/" in prog:
-            return prog
-        search = env.get("PATH", os.defpath)
-        key = (prog, search)
-        path = self._paths.get(key)
-        if path is None:
-            first = None
-            for d in search.split(os.pathsep):
-                if not os.path.isabs(d):
-                    return None
-                cand = os.path.join(d, prog)
-                if os.path.isfile(cand):
-                    first = first or cand
-                    if os.access(cand, os.X_OK):
-                        path = cand
-                        break
-            path = path or first
-            if path is None:  # not remembered: it may appear later
-                return ""
-            if len(self._paths) > 1024:
-                self._paths.clear()
-            self._paths[key] = path
-        return path
-
     def close(self) -> None:
-        """Close ``/dev/null``."""
-        if self._devnull >= 0:
-            os.close(self._devnull)
-            self._devnull = -1
+        """Close what the launcher holds open."""
+        if self._launcher is not None:
+            self._launcher.close()

@@ -16,7 +16,11 @@ import signal
 from typing import Protocol
 
 import anyio
+from anyio.abc import TaskStatus
 
+from ._base import Process
+from ._forkserver_link import ForkServer
+from ._posix_spawn import spawner
 from ._spawn import Starter
 from ._task import Task
 
@@ -109,26 +113,44 @@ class LocalExecutor:
 
     Processes start with posix_spawn where glibc allows (a third of
     ``subprocess.Popen``'s cost), else with ``Popen``; see ``_posix_spawn``.
+    Inside a pilot (which runs :meth:`serve` in its task group) they start
+    from a fork server, a small process beside the pilot that takes the wait
+    for each new process and the reaping off the event loop (``_forkserver``).
 
     Args:
         scratch_dir: where MPI hostfiles are written (default: the task's wd).
-        fast_spawn: False to always start with ``Popen``.
+        fast_spawn: False to always start with ``Popen``, in this process.
+        fork_server: False to start processes in this process.
     """
 
     instant = False
 
-    def __init__(self, scratch_dir: str | None = None, *, fast_spawn: bool = True) -> None:
+    def __init__(self, scratch_dir: str | None = None, *, fast_spawn: bool = True,
+                 fork_server: bool = True) -> None:
         self.scratch_dir = scratch_dir
         self.fast_spawn = fast_spawn
         self._starter: Starter | None = None
+        self._server = (ForkServer() if fork_server and fast_spawn and spawner() is not None
+                        else None)
 
-    async def start(self, task: Task) -> LocalProcess:
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run the fork server until :meth:`aclose` (started by the pilot, in its task group)."""
+        if self._server is None:
+            task_status.started()
+            return
+        await self._server.serve(task_status=task_status)
+
+    async def start(self, task: Task) -> Process:
         """Start ``task``; see the module docstring.
 
         Raises:
             LaunchError: the wd cannot be created, a stream cannot be opened,
                 the executable is missing or not executable.
         """
+        server = self._server
+        if server is not None and server.running and task.model not in ("openmpi", "intelmpi"):
+            return await server.start(task.label, local_argv(task), task.env, task.cwd,
+                                      task.stdin, task.stdout, task.stderr)
         return self._spawn(task)
 
     def _spawn(self, task: Task) -> LocalProcess:
@@ -151,6 +173,8 @@ class LocalExecutor:
         return LocalProcess(popen, hostfile)
 
     async def aclose(self) -> None:
-        """Close what the starter holds open."""
+        """Stop the fork server (it kills what still runs); close what the starter holds."""
+        if self._server is not None:
+            await self._server.aclose()
         if self._starter is not None:
             self._starter.close()

@@ -200,6 +200,9 @@ class Pilot:
         self._open = True
         tg.start_soon(self._timer)
         tg.start_soon(self._journal_syncer)
+        serve = getattr(self._executor, "serve", None)  # e.g. the local executor's fork server
+        if serve is not None:
+            await tg.start(serve)
         restored, self._restored = self._restored, []
         self._dispatch(restored)  # also writes the journal's first lines, atomically
         return self

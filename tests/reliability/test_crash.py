@@ -2,14 +2,16 @@
 
 Every job appends its name to ``runs`` when it starts, so the file counts runs.
 Some jobs block until a ``gate`` file exists: they are running when the service
-is killed, so they are left behind as orphans, which the resume must kill (by
-pid, checked against the journal) before it runs them again.
+is killed. Killed alone, the service's fork server kills them. Killed together
+with its fork server, they are left behind as orphans, which the resume must
+kill (by pid, checked against the journal) before it runs them again.
 """
 
 from __future__ import annotations
 
 import collections
 import json
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -64,6 +66,10 @@ def pids(wd: Path) -> list[int]:
     return [int(p.read_text()) for p in sorted(wd.glob("pid.*"))]
 
 
+def children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 def test_sigkill_then_resume_twice(tmp_path: Path) -> None:
     wd = tmp_path
     f = requests_file(tmp_path / "r.json", requests())
@@ -80,23 +86,26 @@ def test_sigkill_then_resume_twice(tmp_path: Path) -> None:
         assert len(orphans) == 6
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=T)
-        assert all(alive(p) for p in orphans)  # own sessions: they outlive the service
+        assert all_gone(orphans) == []  # the fork server saw the service die
         (d1,) = service_dirs(wd)
         before = ended(journal(d1))
         assert {k for k, v in before.items() if v == "SUCCEED"} >= {
             "quick", "p0", "mix:1", "mix:3", "mix:5", "pair:1", "pair:3", "pair:5"}
 
-        # 2. resumed: it kills the orphans, runs the blocked jobs again, and is killed too
+        # 2. resumed: it runs the blocked jobs again, and is killed with its fork server
         second = service("--resume", str(wd), *args, cwd=tmp_path)
         procs.append(second)
-        assert all_gone(orphans) == []
         until(lambda: len(service_dirs(wd)) == 2 and blocked_running(service_dirs(wd)[1]),
               "the resumed blocked jobs to be journaled as running")
         orphans2 = pids(wd)
         assert not set(orphans2) & set(orphans)
-        orphans += orphans2
+        orphans = orphans2
+        second.send_signal(signal.SIGSTOP)  # it must not see its fork server die
+        (server,) = children(second.pid)
+        os.kill(server, signal.SIGKILL)
         second.send_signal(signal.SIGKILL)
         second.wait(timeout=T)
+        assert all(alive(p) for p in orphans)  # own sessions: they outlive both
 
         # 3. resumed again, from the newest service directory; now the jobs may end
         third = service("--resume", str(wd), *args, cwd=tmp_path)
@@ -127,7 +136,8 @@ def test_sigkill_then_resume_twice(tmp_path: Path) -> None:
     assert rep["mix:3"]["state"] == "SUCCEED"  # restored, still reported
     final = json.loads((d3 / "final_status.json").read_text())
     assert final["JobStats"]["FinishedJobs"] == 13
-    log = (service_dirs(wd)[1] / "service.log").read_text()
+    assert "left running" not in (service_dirs(wd)[1] / "service.log").read_text()
+    log = (d3 / "service.log").read_text()
     assert log.count("left running by the resumed service") == 6
 
 

@@ -1,0 +1,189 @@
+"""The pilot's side of the fork server (:mod:`._forkserver`): requests out, events in.
+
+:meth:`ForkServer.serve` runs in the pilot's task group: it starts the server
+process, then reads its events and wakes the tasks that wait for them. Each
+start sends only what differs from the last environment sent in full.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from ._base import LaunchError
+from ._forkserver import pack, unpack
+
+__all__ = ("ForkServer", "ServedProcess")
+
+_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_forkserver.py")
+
+
+class ServedProcess:
+    """A process the fork server started (the executor's ``Process``)."""
+
+    __slots__ = ("_done", "_server", "code", "pid", "rid")
+
+    def __init__(self, server: ForkServer, rid: int, pid: int) -> None:
+        self._server, self.rid = server, rid
+        self.pid: int | None = pid
+        self.code: int | None = None
+        self._done = anyio.Event()
+
+    async def wait(self) -> int:
+        """Wait for the end; the exit code, or -N when killed by signal N."""
+        await self._done.wait()
+        assert self.code is not None
+        return self.code
+
+    def terminate(self) -> None:
+        """SIGTERM to the process group (while it is not reaped)."""
+        self._server.signal(self.rid, signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL to the process group (while it is not reaped)."""
+        self._server.signal(self.rid, signal.SIGKILL)
+
+
+class _Start:
+    __slots__ = ("done", "error", "proc")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.proc: ServedProcess | None = None
+        self.error: str | None = None
+
+
+class ForkServer:
+    """Starts and reaps processes through a fork server process."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._wfd = self._rfd = -1
+        self._env: dict[str, str] = {}
+        self._starts: dict[int, _Start] = {}
+        self._procs: dict[int, ServedProcess] = {}
+        self._rid = 0
+        self.running = False
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Start the server, then deliver its events until :meth:`aclose` (not cancellable)."""
+        req_r, req_w = os.pipe()
+        ev_r, ev_w = os.pipe()
+        try:
+            self._proc = subprocess.Popen(  # noqa: ASYNC220 - once, a few ms
+                [sys.executable, "-I", "-S", _SCRIPT, str(req_r), str(ev_w)],
+                pass_fds=(req_r, ev_w), stdin=subprocess.DEVNULL)
+        finally:
+            os.close(req_r)
+            os.close(ev_w)
+        self._wfd, self._rfd = req_w, ev_r
+        self.running = True
+        task_status.started()
+        buf = bytearray()
+        try:
+            # Shielded: jobs outlive a cancellation of the pilot's block until the
+            # pilot has stopped them (SIGTERM, the grace, SIGKILL); aclose() ends it.
+            with anyio.CancelScope(shield=True):
+                while True:
+                    await anyio.wait_readable(ev_r)
+                    data = os.read(ev_r, 1 << 16)
+                    if not data:
+                        break
+                    buf += data
+                    for msg in unpack(buf):
+                        self._event(msg)
+        finally:
+            self.running = False
+            with anyio.CancelScope(shield=True):
+                await self._end()
+
+    def _event(self, msg: tuple[Any, ...]) -> None:
+        kind, rid = msg[0], msg[1]
+        if kind == "exited":
+            proc = self._procs.pop(rid, None)
+            if proc is not None:
+                proc.code = msg[2]
+                proc._done.set()
+            return
+        start = self._starts.pop(rid, None)
+        if start is None:  # pragma: no cover - nobody asked
+            return
+        if kind == "started":
+            start.proc = self._procs[rid] = ServedProcess(self, rid, msg[2])
+        else:
+            start.error = msg[2]
+        start.done.set()
+
+    async def _end(self) -> None:
+        if self._wfd >= 0:
+            os.close(self._wfd)  # the server kills what still runs, then exits
+            self._wfd = -1
+        if self._proc is not None:
+            await anyio.to_thread.run_sync(self._proc.wait)
+        if self._rfd >= 0:
+            os.close(self._rfd)
+            self._rfd = -1
+        gone = "the fork server ended"
+        for start in self._starts.values():
+            start.error = gone
+            start.done.set()
+        for proc in self._procs.values():  # the server died before them: not reaped
+            if proc.pid is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            proc.code = -signal.SIGKILL
+            proc._done.set()
+        self._starts.clear()
+        self._procs.clear()
+
+    def _send(self, msg: tuple[Any, ...]) -> None:
+        data = memoryview(pack(msg))
+        while data:
+            data = data[os.write(self._wfd, data):]
+
+    async def start(self, label: str, argv: Sequence[str], env: Mapping[str, str], cwd: str,
+                    stdin: str | None, stdout: str | None, stderr: str | None
+                    ) -> ServedProcess:
+        """Start a process; see :meth:`.._posix_spawn.Launcher.launch`.
+
+        Raises:
+            LaunchError: it could not start, or the server is gone.
+        """
+        if not self.running:
+            raise LaunchError(f"job {label}: the fork server is not running")
+        base = self._env
+        set_ = {k: v for k, v in env.items() if base.get(k) != v}
+        unset = [k for k in base if k not in env]
+        if len(set_) + len(unset) > 32:  # the base changed: send it in full, once
+            self._env = base = dict(env)
+            self._send(("env", base))
+            set_, unset = {}, []
+        self._rid += 1
+        rid = self._rid
+        start = self._starts[rid] = _Start()
+        self._send(("start", rid, label, list(argv), set_, unset, cwd, stdin, stdout, stderr))
+        with anyio.CancelScope(shield=True):  # what starts must reach its owner
+            await start.done.wait()
+        if start.proc is None:
+            raise LaunchError(start.error or f"job {label}: not started")
+        return start.proc
+
+    def signal(self, rid: int, signum: int) -> None:
+        """Signal a run's process group, through the server (which knows if it was reaped)."""
+        if self._wfd >= 0 and rid in self._procs:
+            with contextlib.suppress(OSError):
+                self._send(("signal", rid, int(signum)))
+
+    async def aclose(self) -> None:
+        """Close the request pipe: the server kills what still runs and exits."""
+        if self._wfd >= 0:
+            os.close(self._wfd)
+            self._wfd = -1

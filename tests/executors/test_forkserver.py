@@ -1,0 +1,72 @@
+"""The fork server: jobs start and are reaped there; it failing or its pilot dying loses nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import anyio
+import pytest
+
+from qcgpj_async import Jobs, JobState, Pilot
+from qcgpj_async.executors import LocalExecutor
+from qcgpj_async.executors._forkserver import pack, unpack
+
+pytestmark = pytest.mark.anyio
+T = 30
+
+
+def test_messages_are_framed_across_reads() -> None:
+    msgs = [("started", 1, 4242), ("failed", 2, "job b: executable 'x' not found"),
+            ("start", 3, "c:1", ["/bin/echo", "é"], {"A": "1"}, ["B"], "/w", None, "o", "o")]
+    data = b"".join(pack(m) for m in msgs)
+    buf, got = bytearray(), []
+    for i in range(0, len(data), 7):  # a read may end anywhere, even inside a header
+        buf += data[i:i + 7]
+        got += unpack(buf)
+    assert got == msgs
+    assert buf == b""
+
+
+def children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+async def test_jobs_are_children_of_the_fork_server(tmp_path: Path) -> None:
+    async with Pilot(nodes="2", wd=tmp_path) as pilot:
+        (server,) = children(os.getpid()) or [None]
+        assert server is not None  # the fork server, started with the pilot
+        await pilot.submit(Jobs().add(name="a", script="echo $PPID > ppid", iteration=3))
+        assert await pilot.wait4("a", timeout=T) == {"a": JobState.SUCCEED}
+    assert int((tmp_path / "ppid").read_text()) == server
+    assert children(os.getpid()) == []  # gone with the pilot
+
+
+async def test_without_the_fork_server_jobs_are_our_children(tmp_path: Path) -> None:
+    ex = LocalExecutor(fork_server=False)
+    async with Pilot(nodes="2", wd=tmp_path, executor=ex) as pilot:
+        await pilot.submit(Jobs().add(name="a", script="echo $PPID > ppid"))
+        assert await pilot.wait4("a", timeout=T) == {"a": JobState.SUCCEED}
+    assert int((tmp_path / "ppid").read_text()) == os.getpid()
+
+
+async def test_a_dead_fork_server_fails_its_jobs_and_the_next_start_here(tmp_path: Path) -> None:
+    async with Pilot(nodes="2", wd=tmp_path) as pilot:
+        await pilot.submit(Jobs().add(name="long", script="echo $$ > pid; exec sleep 60"))
+        with anyio.fail_after(T):
+            while not (tmp_path / "pid").exists() or not (tmp_path / "pid").read_text():
+                await anyio.sleep(0.01)  # a file the job writes
+        job_pid = int((tmp_path / "pid").read_text())
+        (server,) = children(os.getpid())
+        os.kill(server, signal.SIGKILL)
+        assert await pilot.wait4("long", timeout=T) == {"long": JobState.FAILED}
+        info = (await pilot.info("long"))["long"]
+        assert info.runtime is not None and info.runtime.exit_code == -signal.SIGKILL
+        with anyio.fail_after(T):  # its process was killed, not left running
+            while os.path.exists(f"/proc/{job_pid}") and "Z" not in Path(
+                    f"/proc/{job_pid}/stat").read_text().rpartition(")")[2].split()[0]:
+                await anyio.sleep(0.01)
+        await pilot.submit(Jobs().add(name="next", script="echo $PPID > ppid"))
+        assert await pilot.wait4("next", timeout=T) == {"next": JobState.SUCCEED}
+    assert int((tmp_path / "ppid").read_text()) == os.getpid()  # started here instead
