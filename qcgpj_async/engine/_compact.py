@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import ItemsView, Iterable, Iterator, Mapping, ValuesView
 from typing import Any
 
 import attrs
@@ -166,16 +166,36 @@ class RunTable(Mapping[int | None, Run]):
         return cls(job, keys, order, ints, times, states, b"".join(hist), hoff, refs, rare)
 
     def _run(self, pos: int) -> Run:
-        i, t, refs = 3 * pos, 2 * pos, self._refs
-        rid, pid, code = self._ints[i:i + 3]
-        started = self._times[t]
-        message, reason = self._rare.get(pos, (None, None))
-        return Run(rid, self._job, self._keys[pos], refs[i], STATES[self._states[pos]],
+        i, t, refs, ints, times = 3 * pos, 2 * pos, self._refs, self._ints, self._times
+        pid, code, started = ints[i + 1], ints[i + 2], times[t]
+        message, reason = self._rare.get(pos, _NO_RARE)
+        return Run(ints[i], self._job, self._keys[pos], refs[i], STATES[self._states[pos]],
                    self._hist[self._hoff[pos]:self._hoff[pos + 1]],
                    None if pid == _NONE_INT else pid,
                    None if code == _NONE_INT else code, message,
-                   None if started != started else started, self._times[t + 1], reason,
+                   None if started != started else started, times[t + 1], reason,
                    refs[i + 1], refs[i + 2])
+
+    def _positions(self) -> Iterable[int]:
+        """Every run's position, in the order the runs started."""
+        return range(len(self._keys)) if self._order is None else self._order
+
+    def messages(self) -> list[tuple[int | None, str]]:
+        """``(iteration, message)`` of every run with a message, in start order; no run is made."""
+        keys = self._keys
+        said = {p: m for p, (m, _) in self._rare.items() if m}
+        if not said:
+            return []
+        order = sorted(said) if self._order is None else (p for p in self._order if p in said)
+        return [(keys[p], said[p]) for p in order]
+
+    def values(self) -> ValuesView[Run]:
+        """The runs, in start order (each read makes new :class:`Run` records)."""
+        return _Values(self)
+
+    def items(self) -> ItemsView[int | None, Run]:
+        """``(iteration, run)``, in start order (each read makes new :class:`Run` records)."""
+        return _Items(self)
 
     def _pos(self, index: object) -> int:
         keys = self._keys
@@ -202,3 +222,27 @@ class RunTable(Mapping[int | None, Run]):
         if self._order is None:
             return iter(keys)
         return (keys[p] for p in self._order)
+
+
+_NO_RARE = (None, None)
+
+
+class _Values(ValuesView[Run]):
+    """A table's runs, read by position (no lookup per run)."""
+
+    _mapping: RunTable
+
+    def __iter__(self) -> Iterator[Run]:
+        table = self._mapping
+        return map(table._run, table._positions())
+
+
+class _Items(ItemsView[int | None, Run]):
+    """A table's ``(iteration, run)`` pairs, read by position."""
+
+    _mapping: RunTable
+
+    def __iter__(self) -> Iterator[tuple[int | None, Run]]:
+        table = self._mapping
+        keys = table._keys
+        return ((keys[p], table._run(p)) for p in table._positions())

@@ -213,6 +213,22 @@ class Job:
             return store if index is None else None
         return store.get(index)
 
+    def run_messages(self) -> list[tuple[int | None, str]]:
+        """``(iteration, message)`` of every run that has a message, in start order.
+
+        The same as reading ``runs``, without making a :class:`Run` per ended
+        iteration of a job whose runs are in a table (info on a job of 10^5
+        iterations: milliseconds, not a tenth of a second).
+        """
+        store = self.run_store
+        if store is None:
+            return []
+        if isinstance(store, Run):
+            return [(None, store.message)] if store.message else []
+        if isinstance(store, dict):
+            return [(i, r.message) for i, r in store.items() if r.message]
+        return store.messages()
+
     def add_run(self, run: Run) -> None:
         """Keep a run that just started (or, on restore, that had ended)."""
         if run.index is None:

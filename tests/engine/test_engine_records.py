@@ -53,6 +53,7 @@ def test_ended_plain_job_keeps_packed_history_and_one_run() -> None:
     assert run.history == job.history and run.packed_history is None
     assert (run.pid, run.exit_code, run.message, run.rtime) == (4242, 3, "exit code 3", 1.0)
     assert job.messages == ["exit code 3"]
+    assert job.run_messages() == [(None, "exit code 3")]
 
 
 def test_failure_messages_are_shared() -> None:
@@ -139,6 +140,9 @@ def test_ended_iteration_job_keeps_its_runs_in_columns() -> None:
     assert 3 in table and 24 not in table and None not in table and "3" not in table
     assert table.get(24) is None and table.get(None) is None and job.run_at(3) is not None
     assert r7.job is job and table[0].history == live[0].history
+    assert [(i, seen(r)) for i, r in table.items()] == [(i, seen(r)) for i, r in live.items()]
+    said = [(r.index, r.message) for r in live.values() if r.message]
+    assert len(said) > 3 and job.run_messages() == said  # no Run made to find them
 
 
 def test_few_runs_stay_in_a_dict() -> None:
@@ -148,6 +152,7 @@ def test_few_runs_stay_in_a_dict() -> None:
     job = d.eng.jobs["it"]
     assert job.state is OK and type(job.run_store) is dict
     assert all(type(r.packed_history) is bytes for r in job.runs.values())
+    assert job.run_messages() == []
 
 
 def test_values_the_columns_cannot_hold_keep_the_dict() -> None:
@@ -176,6 +181,8 @@ def test_runs_started_out_of_order_keep_their_order() -> None:
     assert [r.index for r in job.runs.values()] == order
     assert job.runs[18].history == [(FAIL, 18.0)] and job.runs[17].history == [(OK, 17.0)]
     assert job.runs[18].message == "boom" and job.runs[18].pid is None
+    assert job.run_messages() == [(i, "boom") for i in order if i >= n // 2 and i % 3 == 0]
+    assert [i for i, _ in job.runs.items()] == order
     assert job.runs[0].history == [(Q, 100.0), (S, 100.0), (E, 100.0), (OK, 100.0)]
 
 
