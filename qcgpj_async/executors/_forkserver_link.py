@@ -71,22 +71,24 @@ class ForkServer:
         self._starts: dict[int, _Start] = {}
         self._procs: dict[int, ServedProcess] = {}
         self._rid = 0
+        self._needed = anyio.Event()
+        self._closed = False
         self.running = False
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Start the server, then deliver its events until :meth:`aclose` (not cancellable)."""
-        req_r, req_w = os.pipe()
-        ev_r, ev_w = os.pipe()
-        try:
-            self._proc = subprocess.Popen(  # noqa: ASYNC220 - once, a few ms
-                [sys.executable, "-I", "-S", _SCRIPT, str(req_r), str(ev_w)],
-                pass_fds=(req_r, ev_w), stdin=subprocess.DEVNULL)
-        finally:
-            os.close(req_r)
-            os.close(ev_w)
-        self._wfd, self._rfd = req_w, ev_r
+        """Deliver the server's events until :meth:`aclose` (not cancellable: call it).
+
+        The server process starts with the first :meth:`start` (a pilot that
+        runs no job pays nothing for it).
+        """
         self.running = True
         task_status.started()
+        with anyio.CancelScope(shield=True):  # a start may come in while the pilot stops
+            await self._needed.wait()
+        if self._closed and self._proc is None:
+            self.running = False
+            return
+        ev_r = self._rfd
         buf = bytearray()
         try:
             # Shielded: jobs outlive a cancellation of the pilot's block until the
@@ -144,6 +146,23 @@ class ForkServer:
         self._starts.clear()
         self._procs.clear()
 
+    def _launch(self) -> None:
+        req_r, req_w = os.pipe()
+        ev_r, ev_w = os.pipe()
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", _SCRIPT, str(req_r), str(ev_w)],
+                pass_fds=(req_r, ev_w), stdin=subprocess.DEVNULL)
+        except BaseException:
+            for fd in (req_w, ev_r):
+                os.close(fd)
+            raise
+        finally:
+            os.close(req_r)
+            os.close(ev_w)
+        self._wfd, self._rfd = req_w, ev_r
+        self._needed.set()
+
     def _send(self, msg: tuple[Any, ...]) -> None:
         data = memoryview(pack(msg))
         while data:
@@ -159,6 +178,8 @@ class ForkServer:
         """
         if not self.running:
             raise LaunchError(f"job {label}: the fork server is not running")
+        if self._proc is None:
+            self._launch()
         base = self._env
         set_ = {k: v for k, v in env.items() if base.get(k) != v}
         unset = [k for k in base if k not in env]
@@ -184,6 +205,8 @@ class ForkServer:
 
     async def aclose(self) -> None:
         """Close the request pipe: the server kills what still runs and exits."""
+        self._closed = True
+        self._needed.set()
         if self._wfd >= 0:
             os.close(self._wfd)
             self._wfd = -1
