@@ -13,13 +13,20 @@ __all__ = ("find_cycles", "parse_dep", "requirement", "sched_min_req")
 
 
 def requirement(spec: JobSpec) -> Requirement:
-    """The allocation requirement of a job without an iteration scheduler."""
+    """The allocation requirement of a job without an iteration scheduler.
+
+    A ``threads`` job (one multi-threaded process) without ``numNodes`` gets
+    its cores on one node; the original may split them over nodes, where the
+    process cannot use them.
+    """
     r = spec.resources
     crs = tuple(sorted(r.node_crs.items())) if r.node_crs else ()
     nc, nn = r.num_cores, r.num_nodes
     if nn is None:
         if nc is None:
             return Requirement(1, 1, None, None, crs)
+        if spec.execution.model == "threads":  # one process: its cores on one node
+            return Requirement(nc.lower, nc.upper or nc.lower, 1, 1, crs)
         return Requirement(nc.lower, nc.upper or nc.lower, None, None, crs)
     nodes_hi = nn.upper or nn.lower
     if nc is None:

@@ -44,6 +44,26 @@ def test_requirement(kw: dict[str, object], want: Requirement) -> None:
     assert requirement(spec("a", **kw)) == want
 
 
+def test_a_threads_job_gets_its_cores_on_one_node() -> None:
+    assert requirement(spec("t", numCores=4, model="threads")) == Requirement(4, 4, 1, 1)
+    assert requirement(spec("t", numCores=4, numNodes=2, model="threads")) == Requirement(
+        4, 4, 2, 2)  # asked for explicitly
+    e = engine("n1:4,n2:4")
+    (first,) = launches(e.submit([spec("one", numCores=3)], 0.0))
+    assert first.allocation.cores == 3
+    # 5 free cores, but only 1 on n1 and 4 on n2: the threads job goes to n2 whole
+    (t,) = launches(e.submit([spec("t", numCores=4, model="threads")], 0.0))
+    assert [p.node for p in t.allocation.parts] == ["n2"]
+    assert t.allocation.cores == 4
+    # a plain job of the same size may be split over both nodes
+    e2 = engine("n1:4,n2:4")
+    e2.submit([spec("one", numCores=3)], 0.0)
+    (p,) = launches(e2.submit([spec("p", numCores=5)], 0.0))
+    assert {x.node for x in p.allocation.parts} == {"n1", "n2"}
+    with pytest.raises(JobDescriptionError, match="Not enough resources for job big"):
+        engine("n1:4,n2:4").submit([spec("big", numCores=5, model="threads")], 0.0)
+
+
 # -- submit-time checks ------------------------------------------------------------
 
 
