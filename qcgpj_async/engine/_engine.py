@@ -400,7 +400,7 @@ class Engine:
                 n = iterations or (len(spec.iteration) if spec.iteration else 1)
                 s = count.scheduler
                 return None, (plan(s.name, s.params, total, n, count.lower), nodes)
-        return self._intern(requirement(spec)), None
+        return self._intern(requirement(spec, self.pool.largest_node)), None
 
     def _can_ever_fit(self, req: Requirement) -> bool:
         # The nodes never change: one answer per distinct requirement.

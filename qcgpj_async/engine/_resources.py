@@ -152,6 +152,7 @@ class ResourcePool:
                 n.in_heap = True
                 self._heap.append(n.index)
         self.consumables = frozenset(k for n in self.nodes for k in n.crs_total)
+        self.largest_node = max(len(n.free) for n in self.nodes)  # usable cores
 
     @property
     def total_nodes(self) -> int:

@@ -12,12 +12,13 @@ from ._resources import Requirement
 __all__ = ("find_cycles", "parse_dep", "requirement", "sched_min_req")
 
 
-def requirement(spec: JobSpec) -> Requirement:
+def requirement(spec: JobSpec, largest_node: int | None = None) -> Requirement:
     """The allocation requirement of a job without an iteration scheduler.
 
     A ``threads`` job (one multi-threaded process) without ``numNodes`` gets
-    its cores on one node; the original may split them over nodes, where the
-    process cannot use them.
+    its cores on one node when one node (of ``largest_node`` usable cores) can
+    ever hold its minimum; the original may split them over nodes, where its
+    process cannot use them. Larger, it is split as in the original.
     """
     r = spec.resources
     crs = tuple(sorted(r.node_crs.items())) if r.node_crs else ()
@@ -25,8 +26,9 @@ def requirement(spec: JobSpec) -> Requirement:
     if nn is None:
         if nc is None:
             return Requirement(1, 1, None, None, crs)
-        if spec.execution.model == "threads":  # one process: its cores on one node
-            return Requirement(nc.lower, nc.upper or nc.lower, 1, 1, crs)
+        if (spec.execution.model == "threads" and largest_node is not None
+                and nc.lower <= largest_node):  # one process: its cores on one node
+            return Requirement(nc.lower, min(nc.upper or nc.lower, largest_node), 1, 1, crs)
         return Requirement(nc.lower, nc.upper or nc.lower, None, None, crs)
     nodes_hi = nn.upper or nn.lower
     if nc is None:

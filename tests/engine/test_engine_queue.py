@@ -45,8 +45,11 @@ def test_requirement(kw: dict[str, object], want: Requirement) -> None:
 
 
 def test_a_threads_job_gets_its_cores_on_one_node() -> None:
-    assert requirement(spec("t", numCores=4, model="threads")) == Requirement(4, 4, 1, 1)
-    assert requirement(spec("t", numCores=4, numNodes=2, model="threads")) == Requirement(
+    assert requirement(spec("t", numCores=4, model="threads"), 4) == Requirement(4, 4, 1, 1)
+    assert requirement(spec("t", numCores={"min": 2, "max": 8}, model="threads"), 4) == (
+        Requirement(2, 4, 1, 1))  # no more than one node has
+    assert requirement(spec("t", numCores=5, model="threads"), 4) == Requirement(5, 5)
+    assert requirement(spec("t", numCores=4, numNodes=2, model="threads"), 4) == Requirement(
         4, 4, 2, 2)  # asked for explicitly
     e = engine("n1:4,n2:4")
     (first,) = launches(e.submit([spec("one", numCores=3)], 0.0))
@@ -60,8 +63,10 @@ def test_a_threads_job_gets_its_cores_on_one_node() -> None:
     e2.submit([spec("one", numCores=3)], 0.0)
     (p,) = launches(e2.submit([spec("p", numCores=5)], 0.0))
     assert {x.node for x in p.allocation.parts} == {"n1", "n2"}
-    with pytest.raises(JobDescriptionError, match="Not enough resources for job big"):
-        engine("n1:4,n2:4").submit([spec("big", numCores=5, model="threads")], 0.0)
+    # larger than any node: split, as in the original (on one host, virtual nodes)
+    (big,) = launches(engine("n1:4,n2:4").submit([spec("big", numCores=6, model="threads")],
+                                                 0.0))
+    assert big.allocation.cores == 6
 
 
 # -- submit-time checks ------------------------------------------------------------
