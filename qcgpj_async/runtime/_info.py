@@ -137,19 +137,19 @@ class JobInfo:
 
 def job_info(engine: Engine, job: Job, with_childs: bool = False) -> JobInfo:
     """Build the info of an engine job record."""
-    run = job.runs.get(None) if not job.iterative else None
+    run = job.run_at(None) if not job.iterative else None
     counts = childs = None
     messages = list(job.messages or ())
     if job.iterative:
         counts = IterationCounts(job.start, job.stop, job.total, job.done, job.failed)
         if with_childs:
+            runs = dict(job.runs.items())  # one read: an ended job's runs may be a table
             childs = tuple(
                 ChildInfo(i, engine.iteration_state(job, i),
-                          RunInfo.of(job.runs[i]) if i in job.runs else None)
+                          RunInfo.of(runs[i]) if i in runs else None)
                 for i in range(job.start, job.stop)
             )
-        messages.extend(f"{job.name}:{r.index}: {r.message}" for r in job.runs.values()
-                        if r.message)
+        messages.extend(f"{job.name}:{i}: {m}" for i, m in job.run_messages())
     return JobInfo(
         name=job.name,
         state=job.state,

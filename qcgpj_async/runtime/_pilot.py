@@ -344,9 +344,11 @@ class Pilot:
             self.journal.job_ended(job, ev.iteration, state, ev.time)
         try:
             if ev.iteration is not None:
-                svc.report_run(job, job.runs[ev.iteration]) if ev.iteration in job.runs else None
+                it_run = job.run_at(ev.iteration)
+                if it_run is not None:
+                    svc.report_run(job, it_run)
                 return
-            run = job.runs.get(None)
+            run = job.run_at(None)
             if run is not None:
                 svc.report_run(job, run)
             else:
@@ -356,6 +358,7 @@ class Pilot:
                               "" if ev.iteration is None else f":{ev.iteration}")
             if ev.iteration is not None:
                 return
+        self._submit_vars.pop(ev.job, None)  # only launches need them
         event = self._final_events.pop(ev.job, None)
         if event is not None:
             event.set()
