@@ -19,7 +19,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from ._base import LaunchError
-from ._forkserver import pack, unpack
+from ._forkserver import Reader, pack
 
 __all__ = ("ForkServer", "ServedProcess")
 
@@ -89,18 +89,17 @@ class ForkServer:
             self.running = False
             return
         ev_r = self._rfd
-        buf = bytearray()
+        reader = Reader(ev_r)
         try:
             # Shielded: jobs outlive a cancellation of the pilot's block until the
             # pilot has stopped them (SIGTERM, the grace, SIGKILL); aclose() ends it.
             with anyio.CancelScope(shield=True):
                 while True:
                     await anyio.wait_readable(ev_r)
-                    data = os.read(ev_r, 1 << 16)
-                    if not data:
+                    msgs = reader.read()
+                    if msgs is None:
                         break
-                    buf += data
-                    for msg in unpack(buf):
+                    for msg in msgs:
                         self._event(msg)
         finally:
             self.running = False

@@ -11,7 +11,7 @@ import pytest
 
 from qcgpj_async import Jobs, JobState, Pilot
 from qcgpj_async.executors import LocalExecutor
-from qcgpj_async.executors._forkserver import pack, unpack
+from qcgpj_async.executors._forkserver import Reader, pack
 
 pytestmark = pytest.mark.anyio
 T = 30
@@ -20,13 +20,18 @@ T = 30
 def test_messages_are_framed_across_reads() -> None:
     msgs = [("started", 1, 4242), ("failed", 2, "job b: executable 'x' not found"),
             ("start", 3, "c:1", ["/bin/echo", "é"], {"A": "1"}, ["B"], "/w", None, "o", "o")]
-    data = b"".join(pack(m) for m in msgs)
-    buf, got = bytearray(), []
-    for i in range(0, len(data), 7):  # a read may end anywhere, even inside a header
-        buf += data[i:i + 7]
-        got += unpack(buf)
-    assert got == msgs
-    assert buf == b""
+    data = b"".join(pack(m) for m in msgs) * 50
+    r, w = os.pipe()
+    try:
+        reader, got = Reader(r), []
+        for i in range(0, len(data), 7):  # a read may end anywhere, even inside a header
+            os.write(w, data[i:i + 7])
+            got += reader.read() or []
+        os.close(w)
+        assert reader.read() is None  # the end of the pipe
+    finally:
+        os.close(r)
+    assert got == msgs * 50
 
 
 def children(pid: int) -> list[int]:
