@@ -21,7 +21,7 @@ from anyio.abc import TaskStatus
 from ._base import LaunchError
 from ._forkserver import Reader, pack
 
-__all__ = ("ForkServer", "ServedProcess")
+__all__ = ("ForkServer", "ServedProcess", "Starting")
 
 _SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_forkserver.py")
 
@@ -59,6 +59,30 @@ class _Start:
         self.done = anyio.Event()
         self.proc: ServedProcess | None = None
         self.error: str | None = None
+
+
+class Starting:
+    """A start asked of the fork server, not answered yet."""
+
+    __slots__ = ("_label", "_start")
+
+    def __init__(self, label: str, start: _Start | None) -> None:
+        self._label, self._start = label, start
+
+    async def result(self) -> ServedProcess:
+        """The started process (waits for the server's answer, shielded: it must reach us).
+
+        Raises:
+            LaunchError: it could not start, or the server is gone.
+        """
+        start = self._start
+        if start is None:
+            raise LaunchError(f"job {self._label}: the fork server is not running")
+        with anyio.CancelScope(shield=True):
+            await start.done.wait()
+        if start.proc is None:
+            raise LaunchError(start.error or f"job {self._label}: not started")
+        return start.proc
 
 
 class ForkServer:
@@ -175,8 +199,13 @@ class ForkServer:
         Raises:
             LaunchError: it could not start, or the server is gone.
         """
+        return await self.request(label, argv, env, cwd, stdin, stdout, stderr).result()
+
+    def request(self, label: str, argv: Sequence[str], env: Mapping[str, str], cwd: str,
+                stdin: str | None, stdout: str | None, stderr: str | None) -> Starting:
+        """Ask for a start now; :meth:`Starting.result` awaits it."""
         if not self.running:
-            raise LaunchError(f"job {label}: the fork server is not running")
+            return Starting(label, None)
         if self._proc is None:
             self._launch()
         base = self._env
@@ -190,11 +219,7 @@ class ForkServer:
         rid = self._rid
         start = self._starts[rid] = _Start()
         self._send(("start", rid, label, list(argv), set_, unset, cwd, stdin, stdout, stderr))
-        with anyio.CancelScope(shield=True):  # what starts must reach its owner
-            await start.done.wait()
-        if start.proc is None:
-            raise LaunchError(start.error or f"job {label}: not started")
-        return start.proc
+        return Starting(label, start)
 
     def signal(self, rid: int, signum: int) -> None:
         """Signal a run's process group, through the server (which knows if it was reaped)."""

@@ -19,7 +19,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from ._base import Process
-from ._forkserver_link import ForkServer
+from ._forkserver_link import ForkServer, Starting
 from ._posix_spawn import spawner
 from ._spawn import Starter
 from ._task import Task
@@ -147,11 +147,22 @@ class LocalExecutor:
             LaunchError: the wd cannot be created, a stream cannot be opened,
                 the executable is missing or not executable.
         """
+        starting = self.begin(task)
+        if starting is not None:
+            return await starting.result()
+        return self._spawn(task)
+
+    def begin(self, task: Task) -> Starting | None:
+        """Ask the fork server to start ``task`` now; None where it does not start it.
+
+        The pilot asks as soon as the engine launches a task, before it writes
+        the reports of what just ended, then awaits ``result()``.
+        """
         server = self._server
         if server is not None and server.running and task.model not in ("openmpi", "intelmpi"):
-            return await server.start(task.label, local_argv(task), task.env, task.cwd,
-                                      task.stdin, task.stdout, task.stderr)
-        return self._spawn(task)
+            return server.request(task.label, local_argv(task), task.env, task.cwd,
+                                  task.stdin, task.stdout, task.stderr)
+        return None
 
     def _spawn(self, task: Task) -> LocalProcess:
         starter = self._starter

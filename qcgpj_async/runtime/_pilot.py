@@ -22,7 +22,7 @@ import sys
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -39,7 +39,7 @@ from ..engine import (
     StateChanged,
     parse_nodes,
 )
-from ..executors import Executor, LaunchError, LocalExecutor, Process, prepare_task
+from ..executors import Executor, LaunchError, LocalExecutor, Process, Task, prepare_task
 from ..model import (
     FINAL_STATES,
     InvalidTransition,
@@ -143,6 +143,9 @@ class Pilot:
         self._rcnt = 0
         self._procs: dict[int, Process] = {}
         self._kill_pending: set[int] = set()
+        # executor.begin(task): ask for a start at once (the fork server); its result awaited
+        self._begin: Callable[[Task], Any] | None = None
+        self._begun: dict[int, tuple[Task, Any]] = {}
         self._tasks = 0
         self._idle: anyio.Event | None = None
         self._final_events: dict[str, anyio.Event] = {}
@@ -180,6 +183,7 @@ class Pilot:
             else:
                 self._executor = LocalExecutor(scratch_dir=self.service.path)
         self._instant = self._executor.instant
+        self._begin = None if self._instant else getattr(self._executor, "begin", None)
         self._base_env = {**os.environ, **self.env}
         self._started_at = time.time()
         pool = self.engine.pool
@@ -302,6 +306,10 @@ class Pilot:
     # == the dispatcher =========================================================
 
     def _dispatch(self, instructions: list[Instruction]) -> None:
+        if self._begin is not None:  # starts asked first: the reports can wait, jobs not
+            for ins in instructions:
+                if isinstance(ins, Launch):
+                    self._begin_launch(ins)
         queue = deque(instructions)
         engine = self.engine
         while queue:
@@ -371,14 +379,27 @@ class Pilot:
             self._all_done.set()
             self._all_done = None
 
+    def _task_of(self, launch: Launch) -> Task:
+        return prepare_task(launch, root_wd=self.root_wd, base_env=self._base_env,
+                            step_id=f"{self.id}.{launch.run_id}",
+                            submit_vars=self._submit_vars.get(launch.job))
+
+    def _begin_launch(self, launch: Launch) -> None:
+        assert self._begin is not None
+        try:
+            task = self._task_of(launch)
+            starting = self._begin(task)
+        except Exception:  # _run prepares it again, and reports why it fails
+            return
+        if starting is not None:
+            self._begun[launch.run_id] = (task, starting)
+
     async def _run(self, launch: Launch) -> None:
         run_id = launch.run_id
         engine = self.engine
         proc: Process | None = None
         try:
-            task = prepare_task(launch, root_wd=self.root_wd, base_env=self._base_env,
-                                step_id=f"{self.id}.{run_id}",
-                                submit_vars=self._submit_vars.get(launch.job))
+            task, starting = self._begun.pop(run_id, None) or (self._task_of(launch), None)
             run = engine.runs.get(run_id)
             if run is not None:
                 # Kept for every ended job: share the strings that repeat (memory per job).
@@ -386,13 +407,14 @@ class Pilot:
                 run.wd = self._last_wd = wd if wd != self._last_wd else self._last_wd
                 run.pname = self._last_pname = (pname if pname != self._last_pname
                                                 else self._last_pname)
-            if run_id in self._kill_pending:  # cancelled before it started: never start it
+            if run_id in self._kill_pending and starting is None:  # never start it
                 self._kill_pending.discard(run_id)
                 self._dispatch(engine.exited(run_id, -1, time.time(), "stopped before it started"))
                 return
             assert self._executor is not None
             try:
-                proc = await self._executor.start(task)
+                proc = await (starting.result() if starting is not None
+                              else self._executor.start(task))
             except LaunchError as e:
                 self._dispatch(engine.exited(run_id, -1, time.time(), str(e)))
                 return
