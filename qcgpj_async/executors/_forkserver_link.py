@@ -7,6 +7,7 @@ start sends only what differs from the last environment sent in full.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -118,17 +119,52 @@ class ForkServer:
             # Shielded: jobs outlive a cancellation of the pilot's block until the
             # pilot has stopped them (SIGTERM, the grace, SIGKILL); aclose() ends it.
             with anyio.CancelScope(shield=True):
-                while True:
-                    await anyio.wait_readable(ev_r)
-                    msgs = reader.read()
-                    if msgs is None:
-                        break
-                    for msg in msgs:
-                        self._event(msg)
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:  # trio
+                    loop = None
+                if loop is not None:
+                    await self._read_asyncio(loop, reader)
+                else:
+                    while True:
+                        await anyio.wait_readable(ev_r)
+                        msgs = reader.read()
+                        if msgs is None:
+                            break
+                        for msg in msgs:
+                            self._event(msg)
         finally:
             self.running = False
             with anyio.CancelScope(shield=True):
                 await self._end()
+
+    async def _read_asyncio(self, loop: asyncio.AbstractEventLoop, reader: Reader) -> None:
+        """Events handled in the loop's reader callback: no task wakes per read, no
+        (un)registration of the pipe per read as ``wait_readable`` does."""
+        ended = anyio.Event()
+        failed: list[BaseException] = []
+
+        def readable() -> None:
+            if ended.is_set():
+                return
+            try:
+                msgs = reader.read()
+            except OSError as e:  # the pipe is unusable: end as at its end
+                failed.append(e)
+                msgs = None
+            if msgs is None:
+                ended.set()
+                return
+            for msg in msgs:
+                self._event(msg)
+
+        loop.add_reader(reader.fd, readable)
+        try:
+            await ended.wait()
+        finally:
+            loop.remove_reader(reader.fd)
+        if failed:
+            raise failed[0]
 
     def _event(self, msg: tuple[Any, ...]) -> None:
         kind, rid = msg[0], msg[1]

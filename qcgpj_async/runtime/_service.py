@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Mapping
 from typing import IO, Any
 
@@ -64,7 +65,26 @@ class ServiceDir:
         self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         self.log.addHandler(self._handler)
         self.log_info = self.log.isEnabledFor(logging.INFO)
+        self._stamp_sec, self._stamp, self._log_dirty = -1, "", False
         self.log_debug = self.log.isEnabledFor(logging.DEBUG)
+
+    def _info(self, message: str) -> None:
+        """One INFO line of a job's end, as ``self.log.info`` writes it, at a fifth of its cost.
+
+        Written to the log's stream without a flush (:meth:`flush` does it, after
+        each batch of events); the other lines go through ``logging``.
+        """
+        now = time.time()
+        sec = int(now)
+        if sec != self._stamp_sec:
+            self._stamp_sec = sec
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(sec))
+        stream = self._handler.stream
+        if stream is None:  # closed
+            self.log.info("%s", message)
+            return
+        stream.write(f"{self._stamp},{int((now - sec) * 1000):03d} INFO {message}\n")
+        self._log_dirty = True
 
     # -- report ----------------------------------------------------------------
 
@@ -72,9 +92,9 @@ class ServiceDir:
         """One finished iteration (or plain job) into jobs.report and the log."""
         label = job.name if run.index is None else f"{job.name}:{run.index}"
         if self.log_info:
-            self.log.info("%s %s alloc=%s exit=%s rtime=%.3fs%s", label, run.state.value,
-                          run.allocation, run.exit_code, run.rtime or 0.0,
-                          f" ({run.message})" if run.message else "")
+            self._info(f"{label} {run.state.value} alloc={run.allocation} exit={run.exit_code} "
+                       f"rtime={run.rtime or 0.0:.3f}s"
+                       + (f" ({run.message})" if run.message else ""))
         if self._report is None:
             return
         messages = run.message or (
@@ -102,7 +122,7 @@ class ServiceDir:
         if self.log_info:
             extra = f" ({'; '.join(job.messages)})" if job.messages else ""
             its = f" iterations={job.done - job.failed}/{job.total} ok" if job.iterative else ""
-            self.log.info("%s %s%s%s", job.name, job.state.value, its, extra)
+            self._info(f"{job.name} {job.state.value}{its}{extra}")
         if self._report is None:
             return
         messages = "\n".join(job.messages) if job.messages else None
@@ -136,9 +156,12 @@ class ServiceDir:
         self._report.write("\n".join(lines) + "\n")
 
     def flush(self) -> None:
-        """Push buffered report lines to the file."""
+        """Push buffered report and log lines to their files."""
         if self._report is not None:
             self._report.flush()
+        if self._log_dirty:
+            self._log_dirty = False
+            self._handler.flush()
 
     # -- the end -----------------------------------------------------------------
 
