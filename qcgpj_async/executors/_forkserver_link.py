@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -28,21 +28,41 @@ _SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_forkserver.
 
 
 class ServedProcess:
-    """A process the fork server started (the executor's ``Process``)."""
+    """A process the fork server started (the executor's ``Process``).
 
-    __slots__ = ("_done", "_server", "code", "pid", "rid")
+    Its end is awaited (:meth:`wait`) or called back (:meth:`on_exit`).
+    """
+
+    __slots__ = ("_callback", "_done", "_server", "code", "pid", "rid")
 
     def __init__(self, server: ForkServer, rid: int, pid: int) -> None:
         self._server, self.rid = server, rid
         self.pid: int | None = pid
         self.code: int | None = None
-        self._done = anyio.Event()
+        self._done: anyio.Event | None = None
+        self._callback: Callable[[int], object] | None = None
 
     async def wait(self) -> int:
         """Wait for the end; the exit code, or -N when killed by signal N."""
-        await self._done.wait()
+        if self.code is None:
+            self._done = self._done or anyio.Event()
+            await self._done.wait()
         assert self.code is not None
         return self.code
+
+    def on_exit(self, callback: Callable[[int], object]) -> None:
+        """Call ``callback(code)`` when it ends (in the event loop, from the event reader)."""
+        if self.code is not None:
+            callback(self.code)
+        else:
+            self._callback = callback
+
+    def _exited(self, code: int) -> None:
+        self.code = code
+        if self._done is not None:
+            self._done.set()
+        if self._callback is not None:
+            self._callback(code)
 
     def terminate(self) -> None:
         """SIGTERM to the process group (while it is not reaped)."""
@@ -53,22 +73,32 @@ class ServedProcess:
         self._server.signal(self.rid, signal.SIGKILL)
 
 
-class _Start:
-    __slots__ = ("done", "error", "proc")
-
-    def __init__(self) -> None:
-        self.done = anyio.Event()
-        self.proc: ServedProcess | None = None
-        self.error: str | None = None
-
-
 class Starting:
-    """A start asked of the fork server, not answered yet."""
+    """A start asked of the fork server: its answer is awaited or called back."""
 
-    __slots__ = ("_label", "_start")
+    __slots__ = ("_callback", "_done", "_label", "answered", "error", "proc")
 
-    def __init__(self, label: str, start: _Start | None) -> None:
-        self._label, self._start = label, start
+    def __init__(self, label: str, error: str | None = None) -> None:
+        self._label = label
+        self.answered = error is not None
+        self.proc: ServedProcess | None = None
+        self.error = error
+        self._done: anyio.Event | None = None
+        self._callback: Callable[[Starting], object] | None = None
+
+    def _answer(self, proc: ServedProcess | None, error: str | None) -> None:
+        self.proc, self.error, self.answered = proc, error, True
+        if self._done is not None:
+            self._done.set()
+        if self._callback is not None:
+            self._callback(self)
+
+    def on_answer(self, callback: Callable[[Starting], object]) -> None:
+        """Call ``callback(self)`` once answered (``proc`` set, or ``error``)."""
+        if self.answered:
+            callback(self)
+        else:
+            self._callback = callback
 
     async def result(self) -> ServedProcess:
         """The started process (waits for the server's answer, shielded: it must reach us).
@@ -76,14 +106,13 @@ class Starting:
         Raises:
             LaunchError: it could not start, or the server is gone.
         """
-        start = self._start
-        if start is None:
-            raise LaunchError(f"job {self._label}: the fork server is not running")
-        with anyio.CancelScope(shield=True):
-            await start.done.wait()
-        if start.proc is None:
-            raise LaunchError(start.error or f"job {self._label}: not started")
-        return start.proc
+        if not self.answered:
+            self._done = self._done or anyio.Event()
+            with anyio.CancelScope(shield=True):
+                await self._done.wait()
+        if self.proc is None:
+            raise LaunchError(self.error or f"job {self._label}: not started")
+        return self.proc
 
 
 class ForkServer:
@@ -93,7 +122,7 @@ class ForkServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._wfd = self._rfd = -1
         self._env: dict[str, str] = {}
-        self._starts: dict[int, _Start] = {}
+        self._starts: dict[int, Starting] = {}
         self._procs: dict[int, ServedProcess] = {}
         self._rid = 0
         self._needed = anyio.Event()
@@ -171,17 +200,16 @@ class ForkServer:
         if kind == "exited":
             proc = self._procs.pop(rid, None)
             if proc is not None:
-                proc.code = msg[2]
-                proc._done.set()
+                proc._exited(msg[2])
             return
         start = self._starts.pop(rid, None)
         if start is None:  # pragma: no cover - nobody asked
             return
         if kind == "started":
-            start.proc = self._procs[rid] = ServedProcess(self, rid, msg[2])
+            proc = self._procs[rid] = ServedProcess(self, rid, msg[2])
+            start._answer(proc, None)
         else:
-            start.error = msg[2]
-        start.done.set()
+            start._answer(None, msg[2])
 
     async def _end(self) -> None:
         if self._wfd >= 0:
@@ -192,18 +220,16 @@ class ForkServer:
         if self._rfd >= 0:
             os.close(self._rfd)
             self._rfd = -1
-        gone = "the fork server ended"
-        for start in self._starts.values():
-            start.error = gone
-            start.done.set()
-        for proc in self._procs.values():  # the server died before them: not reaped
+        starts, procs = list(self._starts.values()), list(self._procs.values())
+        self._starts.clear()
+        self._procs.clear()
+        for start in starts:
+            start._answer(None, f"job {start._label}: the fork server ended")
+        for proc in procs:  # the server died before them: not reaped
             if proc.pid is not None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGKILL)
-            proc.code = -signal.SIGKILL
-            proc._done.set()
-        self._starts.clear()
-        self._procs.clear()
+            proc._exited(-signal.SIGKILL)
 
     def _launch(self) -> None:
         req_r, req_w = os.pipe()
@@ -241,7 +267,7 @@ class ForkServer:
                 stdin: str | None, stdout: str | None, stderr: str | None) -> Starting:
         """Ask for a start now; :meth:`Starting.result` awaits it."""
         if not self.running:
-            return Starting(label, None)
+            return Starting(label, f"job {label}: the fork server is not running")
         if self._proc is None:
             self._launch()
         base = self._env
@@ -253,9 +279,9 @@ class ForkServer:
             set_, unset = {}, []
         self._rid += 1
         rid = self._rid
-        start = self._starts[rid] = _Start()
+        start = self._starts[rid] = Starting(label)
         self._send(("start", rid, label, list(argv), set_, unset, cwd, stdin, stdout, stderr))
-        return Starting(label, start)
+        return start
 
     def signal(self, rid: int, signum: int) -> None:
         """Signal a run's process group, through the server (which knows if it was reaped)."""

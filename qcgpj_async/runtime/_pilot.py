@@ -146,6 +146,7 @@ class Pilot:
         # executor.begin(task): ask for a start at once (the fork server); its result awaited
         self._begin: Callable[[Task], Any] | None = None
         self._begun: dict[int, tuple[Task, Any]] = {}
+        self._served: set[int] = set()  # begun with callbacks: no _run task
         self._tasks = 0
         self._idle: anyio.Event | None = None
         self._final_events: dict[str, anyio.Event] = {}
@@ -321,6 +322,8 @@ class Pilot:
                     now = time.time()
                     queue.extend(engine.started(ins.run_id, now))
                     queue.extend(engine.exited(ins.run_id, 0, now))
+                elif ins.run_id in self._served:  # begun, followed by callbacks
+                    self._served.discard(ins.run_id)
                 else:
                     assert self._tg is not None
                     self._tasks += 1
@@ -391,22 +394,80 @@ class Pilot:
             starting = self._begin(task)
         except Exception:  # _run prepares it again, and reports why it fails
             return
-        if starting is not None:
-            self._begun[launch.run_id] = (task, starting)
+        if starting is None:
+            return
+        run_id = launch.run_id
+        self._note_run(run_id, task)
+        on_answer = getattr(starting, "on_answer", None)
+        if on_answer is None:  # awaited by _run
+            self._begun[run_id] = (task, starting)
+            return
+        # Followed by callbacks from the executor's event reader: no task per job.
+        self._served.add(run_id)
+        self._tasks += 1
+        on_answer(lambda st: self._guarded(self._served_started, launch, st))
+
+    def _guarded(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:  # the executor's reader must go on; the log says why
+            if self.service is not None:
+                self.service.log.exception("internal error handling a job's start or end")
+
+    def _task_done(self) -> None:
+        self._tasks -= 1
+        if self._tasks == 0 and self._idle is not None:
+            self._idle.set()
+
+    def _served_started(self, launch: Launch, starting: Any) -> None:
+        run_id, proc = launch.run_id, starting.proc
+        watched = False
+        try:
+            if proc is None:
+                self._kill_pending.discard(run_id)
+                self._dispatch(self.engine.exited(run_id, -1, time.time(), starting.error))
+                return
+            self._procs[run_id] = proc
+            self._dispatch(self.engine.started(run_id, time.time(), proc.pid))
+            if launch.spec.resources.wt is not None and self._timer_wake is not None:
+                self._timer_wake.set()
+            if run_id in self._kill_pending:
+                self._kill_pending.discard(run_id)
+                self._terminate(run_id, proc)
+            proc.on_exit(lambda code: self._guarded(self._served_exited, run_id, code))
+            watched = True
+        finally:
+            if not watched:
+                self._task_done()
+
+    def _served_exited(self, run_id: int, code: int) -> None:
+        try:
+            del self._procs[run_id]
+            self._journaled_runs.discard(run_id)
+            self._dispatch(self.engine.exited(run_id, code, time.time()))
+        finally:
+            self._task_done()
+
+    def _note_run(self, run_id: int, task: Task) -> None:
+        run = self.engine.runs.get(run_id)
+        if run is not None:
+            # Kept for every ended job: share the strings that repeat (memory per job).
+            wd, pname = task.cwd, os.path.basename(task.argv[0])
+            run.wd = self._last_wd = wd if wd != self._last_wd else self._last_wd
+            run.pname = self._last_pname = (pname if pname != self._last_pname
+                                            else self._last_pname)
 
     async def _run(self, launch: Launch) -> None:
         run_id = launch.run_id
         engine = self.engine
         proc: Process | None = None
         try:
-            task, starting = self._begun.pop(run_id, None) or (self._task_of(launch), None)
-            run = engine.runs.get(run_id)
-            if run is not None:
-                # Kept for every ended job: share the strings that repeat (memory per job).
-                wd, pname = task.cwd, os.path.basename(task.argv[0])
-                run.wd = self._last_wd = wd if wd != self._last_wd else self._last_wd
-                run.pname = self._last_pname = (pname if pname != self._last_pname
-                                                else self._last_pname)
+            begun = self._begun.pop(run_id, None)
+            if begun is None:
+                task, starting = self._task_of(launch), None
+                self._note_run(run_id, task)
+            else:
+                task, starting = begun
             if run_id in self._kill_pending and starting is None:  # never start it
                 self._kill_pending.discard(run_id)
                 self._dispatch(engine.exited(run_id, -1, time.time(), "stopped before it started"))
@@ -437,9 +498,7 @@ class Pilot:
             self._journaled_runs.discard(run_id)
             self._dispatch(engine.exited(run_id, code, time.time()))
         finally:
-            self._tasks -= 1
-            if self._tasks == 0 and self._idle is not None:
-                self._idle.set()
+            self._task_done()
 
     def _kill(self, kill: Kill) -> None:
         proc = self._procs.get(kill.run_id)
