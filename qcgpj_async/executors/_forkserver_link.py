@@ -76,10 +76,11 @@ class ServedProcess:
 class Starting:
     """A start asked of the fork server: its answer is awaited or called back."""
 
-    __slots__ = ("_callback", "_done", "_label", "answered", "error", "proc")
+    __slots__ = ("_callback", "_done", "_label", "answered", "error", "gone", "proc")
 
     def __init__(self, label: str, error: str | None = None) -> None:
         self._label = label
+        self.gone = False  # not started because the server ended: it may start elsewhere
         self.answered = error is not None
         self.proc: ServedProcess | None = None
         self.error = error
@@ -139,7 +140,7 @@ class ForkServer:
         task_status.started()
         with anyio.CancelScope(shield=True):  # a start may come in while the pilot stops
             await self._needed.wait()
-        if self._closed and self._proc is None:
+        if self._proc is None:  # closed before any job, or it could not start
             self.running = False
             return
         ev_r = self._rfd
@@ -224,6 +225,7 @@ class ForkServer:
         self._starts.clear()
         self._procs.clear()
         for start in starts:
+            start.gone = True
             start._answer(None, f"job {start._label}: the fork server ended")
         for proc in procs:  # the server died before them: not reaped
             if proc.pid is not None:
@@ -241,6 +243,8 @@ class ForkServer:
         except BaseException:
             for fd in (req_w, ev_r):
                 os.close(fd)
+            self.running = False  # its jobs start in the pilot's process instead
+            self._needed.set()
             raise
         finally:
             os.close(req_r)

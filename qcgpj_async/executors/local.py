@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 from typing import Protocol
 
 import anyio
@@ -40,6 +41,15 @@ def local_argv(task: Task, hostfile: str | None = None) -> tuple[str, ...]:
     if hostfile is not None:
         host = ["--hostfile", hostfile] if task.model == "openmpi" else ["-machinefile", hostfile]
     return (mpirun, "-n", str(task.allocation.cores), *host, *extra, *task.argv)
+
+
+def _pidfds() -> bool:
+    """Whether this kernel has pidfds (Linux >= 5.3): the fork server waits on them."""
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+        return True
+    except (AttributeError, OSError):  # pragma: no cover - older kernels
+        return False
 
 
 def _hostfile_text(task: Task) -> str:
@@ -131,7 +141,7 @@ class LocalExecutor:
         self.fast_spawn = fast_spawn
         self._starter: Starter | None = None
         self._server = (ForkServer() if fork_server and fast_spawn and spawner() is not None
-                        else None)
+                        and _pidfds() else None)
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run the fork server until :meth:`aclose` (started by the pilot, in its task group)."""
@@ -160,8 +170,11 @@ class LocalExecutor:
         """
         server = self._server
         if server is not None and server.running and task.model not in ("openmpi", "intelmpi"):
-            return server.request(task.label, local_argv(task), task.env, task.cwd,
-                                  task.stdin, task.stdout, task.stderr)
+            try:
+                return server.request(task.label, local_argv(task), task.env, task.cwd,
+                                      task.stdin, task.stdout, task.stderr)
+            except (OSError, subprocess.SubprocessError):  # it cannot start: start here
+                return None
         return None
 
     def _spawn(self, task: Task) -> LocalProcess:

@@ -424,6 +424,10 @@ class Pilot:
         watched = False
         try:
             if proc is None:
+                if starting.gone and self._tg is not None:  # the server died: start it here
+                    self._tg.start_soon(self._run, launch)
+                    watched = True  # _run ends the count
+                    return
                 self._kill_pending.discard(run_id)
                 self._dispatch(self.engine.exited(run_id, -1, time.time(), starting.error))
                 return

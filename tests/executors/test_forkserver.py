@@ -75,3 +75,25 @@ async def test_a_dead_fork_server_fails_its_jobs_and_the_next_start_here(tmp_pat
         await pilot.submit(Jobs().add(name="next", script="echo $PPID > ppid"))
         assert await pilot.wait4("next", timeout=T) == {"next": JobState.SUCCEED}
     assert int((tmp_path / "ppid").read_text()) == os.getpid()  # started here instead
+
+
+async def test_a_fork_server_that_cannot_start_leaves_jobs_to_the_pilot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from qcgpj_async.executors import _forkserver_link
+
+    monkeypatch.setattr(_forkserver_link.sys, "executable", str(tmp_path / "no-python"))
+    async with Pilot(nodes="2", wd=tmp_path) as pilot:
+        await pilot.submit(Jobs().add(name="a", script="echo $PPID > ppid.${it}", iteration=3))
+        assert await pilot.wait4("a", timeout=T) == {"a": JobState.SUCCEED}
+    assert {int((tmp_path / f"ppid.{i}").read_text()) for i in range(3)} == {os.getpid()}
+
+
+async def test_a_fork_server_that_dies_at_once_leaves_jobs_to_the_pilot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from qcgpj_async.executors import _forkserver_link
+
+    monkeypatch.setattr(_forkserver_link, "_SCRIPT", str(tmp_path / "no-such-script.py"))
+    async with Pilot(nodes="2", wd=tmp_path) as pilot:
+        await pilot.submit(Jobs().add(name="a", script="echo $PPID > ppid.${it}", iteration=4))
+        assert await pilot.wait4("a", timeout=T) == {"a": JobState.SUCCEED}
+    assert {int((tmp_path / f"ppid.{i}").read_text()) for i in range(4)} == {os.getpid()}
