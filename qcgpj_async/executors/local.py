@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 from typing import Protocol
 
 import anyio
@@ -140,8 +141,9 @@ class LocalExecutor:
         self.scratch_dir = scratch_dir
         self.fast_spawn = fast_spawn
         self._starter: Starter | None = None
+        # A frozen program's sys.executable is the program itself, not Python.
         self._server = (ForkServer() if fork_server and fast_spawn and spawner() is not None
-                        and _pidfds() else None)
+                        and _pidfds() and not getattr(sys, "frozen", False) else None)
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run the fork server until :meth:`aclose` (started by the pilot, in its task group)."""
