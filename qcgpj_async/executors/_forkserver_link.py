@@ -1,8 +1,14 @@
 """The pilot's side of the fork server (:mod:`._forkserver`): requests out, events in.
 
-:meth:`ForkServer.serve` runs in the pilot's task group: it starts the server
-process, then reads its events and wakes the tasks that wait for them. Each
-start sends only what differs from the last environment sent in full.
+:meth:`ForkServer.serve` runs in the pilot's task group. The server process
+starts with the first request; from then on ``serve`` reads its events (on
+asyncio in a reader callback of the loop) and hands each to whoever asked:
+a task awaiting :meth:`Starting.result` or :meth:`ServedProcess.wait`, or a
+callback (:meth:`Starting.on_answer`, :meth:`ServedProcess.on_exit`), which
+the pilot uses so that no task per job is needed. Each start sends only what
+differs from the last environment sent in full. If the server cannot start,
+or ends, :attr:`ForkServer.running` turns False and the executor starts jobs
+in the pilot's process instead.
 """
 
 from __future__ import annotations

@@ -6,6 +6,12 @@ end is awaited on a pidfd, so no thread or child watcher is involved and it
 works the same under asyncio and trio. When the main process ends, whatever
 it left behind in its group is killed before it is reaped: no process
 outlives its job, and the group id cannot be reused while we signal it.
+
+Inside a pilot, tasks start from the fork server (``_forkserver``), which does
+the same (posix_spawn, a session per task, pidfd waits, leftovers killed
+before the reap) in a process of its own, and kills every task if the pilot
+dies. MPI models with a hostfile, and every task when the server is not
+available, start in this process.
 """
 
 from __future__ import annotations
