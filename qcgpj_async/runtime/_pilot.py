@@ -408,11 +408,15 @@ class Pilot:
         on_answer(lambda st: self._guarded(self._served_started, launch, st))
 
     def _guarded(self, fn: Callable[..., None], *args: Any) -> None:
+        """``fn(*args)`` called back by the executor's reader, which must go on: a bug
+        is logged and raised in the pilot's task group, as it would from ``_run``."""
         try:
             fn(*args)
-        except Exception:  # the executor's reader must go on; the log says why
+        except Exception as e:
             if self.service is not None:
                 self.service.log.exception("internal error handling a job's start or end")
+            if self._tg is not None:
+                self._tg.start_soon(_reraise, e)
 
     def _task_done(self) -> None:
         self._tasks -= 1
@@ -814,3 +818,7 @@ class Pilot:
             "JobStats": service_stats(c, "Jobs"),
             "IterationStats": service_stats(it, "Iterations"),
         }
+
+
+async def _reraise(error: BaseException) -> None:
+    raise error

@@ -97,3 +97,20 @@ async def test_a_fork_server_that_dies_at_once_leaves_jobs_to_the_pilot(
         await pilot.submit(Jobs().add(name="a", script="echo $PPID > ppid.${it}", iteration=4))
         assert await pilot.wait4("a", timeout=T) == {"a": JobState.SUCCEED}
     assert {int((tmp_path / f"ppid.{i}").read_text()) for i in range(4)} == {os.getpid()}
+
+
+async def test_a_bug_in_a_callback_fails_the_pilot_loudly(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    pilot = Pilot(nodes="2", wd=tmp_path)
+
+    def broken(*args: object, **kw: object) -> list[object]:
+        raise RuntimeError("engine bug")
+
+    with anyio.fail_after(T), pytest.raises(Exception) as caught:  # an exception group
+        async with pilot:
+            monkeypatch.setattr(pilot.engine, "exited", broken)
+            await pilot.submit(Jobs().add(name="a", exec="/bin/true"))
+            await anyio.sleep_forever()  # the bug ends the block
+    assert "RuntimeError('engine bug')" in repr(caught.value)  # in the task group's group
+    log = next(tmp_path.glob(".qcgpjm-service-*/service.log")).read_text()
+    assert "internal error handling a job's start or end" in log
