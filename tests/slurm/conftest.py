@@ -167,14 +167,7 @@ class SlurmCluster:
                 f"--- stdout\n{stdout}\n--- stderr\n{stderr}"
             )
         finally:
-            # Only matters if salloc was killed, but is cheap and idempotent.
-            subprocess.run(
-                ["scancel", "--quiet", f"--name={name}"],
-                capture_output=True,
-                timeout=30,
-                check=False,
-                stdin=subprocess.DEVNULL,
-            )
+            cancel_by_name(name)  # only matters if salloc was killed; cheap, idempotent
         done = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
         if check and done.returncode != 0:
             pytest.fail(
@@ -243,13 +236,7 @@ class SlurmCluster:
             pytest.fail(f"{' '.join(cmd)} did not finish in {IMMEDIATE + timeout:g} s")
         finally:
             # sbatch --wait only waits: a timeout would leave the job queued or running.
-            subprocess.run(
-                ["scancel", "--quiet", f"--name={name}"],
-                capture_output=True,
-                timeout=30,
-                check=False,
-                stdin=subprocess.DEVNULL,
-            )
+            cancel_by_name(name)
         job_id = done.stdout.strip().split(";")[0]
         if not job_id.isdigit():
             pytest.fail(f"{' '.join(cmd)} exited {done.returncode}\n{done.stdout}{done.stderr}")
@@ -348,3 +335,9 @@ def run_in_allocation(
 ) -> Callable[..., subprocess.CompletedProcess[str]]:
     """:meth:`SlurmCluster.run_in_allocation` of the running cluster (skips without one)."""
     return slurm_cluster.run_in_allocation
+
+
+def cancel_by_name(name: str) -> None:
+    """``scancel`` every job named ``name`` (ours: the names are unique)."""
+    subprocess.run(["scancel", "--quiet", f"--name={name}"], capture_output=True, timeout=30,
+                   check=False, stdin=subprocess.DEVNULL)
