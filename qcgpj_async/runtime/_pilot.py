@@ -33,13 +33,12 @@ from anyio.streams.memory import MemoryObjectSendStream
 from ..engine import (
     Engine,
     Instruction,
-    Kill,
     Launch,
     ResourcePool,
     StateChanged,
     parse_nodes,
 )
-from ..executors import Executor, LaunchError, LocalExecutor, Process, Task, prepare_task
+from ..executors import Executor, LocalExecutor, Process, Task
 from ..model import (
     FINAL_STATES,
     InvalidTransition,
@@ -60,12 +59,13 @@ from ._journal import (
     restore_engine,
     stop_orphans,
 )
+from ._runs import RunsMixin
 from ._service import ServiceDir, default_id, service_stats, user_name
 
 __all__ = ("EventStream", "JobsLike", "Pilot", "local_nodes")
 
 
-class Pilot:
+class Pilot(RunsMixin):
     """A pilot job: runs jobs on a set of nodes and cores, honouring dependencies.
 
     Use it as an async context manager (asyncio or trio)::
@@ -382,152 +382,6 @@ class Pilot:
             self._all_done.set()
             self._all_done = None
 
-    def _task_of(self, launch: Launch) -> Task:
-        return prepare_task(launch, root_wd=self.root_wd, base_env=self._base_env,
-                            step_id=f"{self.id}.{launch.run_id}",
-                            submit_vars=self._submit_vars.get(launch.job))
-
-    def _begin_launch(self, launch: Launch) -> None:
-        assert self._begin is not None
-        try:
-            task = self._task_of(launch)
-            starting = self._begin(task)
-        except Exception:  # _run prepares it again, and reports why it fails
-            return
-        if starting is None:
-            return
-        run_id = launch.run_id
-        self._note_run(run_id, task)
-        on_answer = getattr(starting, "on_answer", None)
-        if on_answer is None:  # awaited by _run
-            self._begun[run_id] = (task, starting)
-            return
-        # Followed by callbacks from the executor's event reader: no task per job.
-        self._served.add(run_id)
-        self._tasks += 1
-        on_answer(lambda st: self._guarded(self._served_started, launch, st))
-
-    def _guarded(self, fn: Callable[..., None], *args: Any) -> None:
-        """``fn(*args)`` called back by the executor's reader, which must go on: a bug
-        is logged and raised in the pilot's task group, as it would from ``_run``."""
-        try:
-            fn(*args)
-        except Exception as e:
-            if self.service is not None:
-                self.service.log.exception("internal error handling a job's start or end")
-            if self._tg is not None:
-                self._tg.start_soon(_reraise, e)
-
-    def _task_done(self) -> None:
-        self._tasks -= 1
-        if self._tasks == 0 and self._idle is not None:
-            self._idle.set()
-
-    def _served_started(self, launch: Launch, starting: Any) -> None:
-        run_id, proc = launch.run_id, starting.proc
-        watched = False
-        try:
-            if proc is None:
-                if starting.gone and self._tg is not None:  # the server died: start it here
-                    self._tg.start_soon(self._run, launch)
-                    watched = True  # _run ends the count
-                    return
-                self._kill_pending.discard(run_id)
-                self._dispatch(self.engine.exited(run_id, -1, time.time(), starting.error))
-                return
-            self._procs[run_id] = proc
-            self._dispatch(self.engine.started(run_id, time.time(), proc.pid))
-            if launch.spec.resources.wt is not None and self._timer_wake is not None:
-                self._timer_wake.set()
-            if run_id in self._kill_pending:
-                self._kill_pending.discard(run_id)
-                self._terminate(run_id, proc)
-            proc.on_exit(lambda code: self._guarded(self._served_exited, run_id, code))
-            watched = True
-        finally:
-            if not watched:
-                self._task_done()
-
-    def _served_exited(self, run_id: int, code: int) -> None:
-        try:
-            del self._procs[run_id]
-            self._journaled_runs.discard(run_id)
-            self._dispatch(self.engine.exited(run_id, code, time.time()))
-        finally:
-            self._task_done()
-
-    def _note_run(self, run_id: int, task: Task) -> None:
-        run = self.engine.runs.get(run_id)
-        if run is not None:
-            # Kept for every ended job: share the strings that repeat (memory per job).
-            wd, pname = task.cwd, os.path.basename(task.argv[0])
-            run.wd = self._last_wd = wd if wd != self._last_wd else self._last_wd
-            run.pname = self._last_pname = (pname if pname != self._last_pname
-                                            else self._last_pname)
-
-    async def _run(self, launch: Launch) -> None:
-        run_id = launch.run_id
-        engine = self.engine
-        proc: Process | None = None
-        try:
-            begun = self._begun.pop(run_id, None)
-            if begun is None:
-                task, starting = self._task_of(launch), None
-                self._note_run(run_id, task)
-            else:
-                task, starting = begun
-            if run_id in self._kill_pending and starting is None:  # never start it
-                self._kill_pending.discard(run_id)
-                self._dispatch(engine.exited(run_id, -1, time.time(), "stopped before it started"))
-                return
-            assert self._executor is not None
-            try:
-                proc = await (starting.result() if starting is not None
-                              else self._executor.start(task))
-            except LaunchError as e:
-                self._dispatch(engine.exited(run_id, -1, time.time(), str(e)))
-                return
-            except Exception as e:  # an executor bug must not take other jobs down
-                msg = f"job {task.label}: launch failed: {e!r}"
-                self._dispatch(engine.exited(run_id, -1, time.time(), msg))
-                return
-            self._procs[run_id] = proc
-            self._dispatch(engine.started(run_id, time.time(), proc.pid))
-            if launch.spec.resources.wt is not None and self._timer_wake is not None:
-                self._timer_wake.set()
-            if run_id in self._kill_pending:
-                self._kill_pending.discard(run_id)
-                self._terminate(run_id, proc)
-            # Shielded: leaving the pilot's block by a cancellation stops the
-            # jobs in _stop_jobs (SIGTERM, SIGKILL after kill_grace), not here.
-            with anyio.CancelScope(shield=True):
-                code = await proc.wait()
-            del self._procs[run_id]
-            self._journaled_runs.discard(run_id)
-            self._dispatch(engine.exited(run_id, code, time.time()))
-        finally:
-            self._task_done()
-
-    def _kill(self, kill: Kill) -> None:
-        proc = self._procs.get(kill.run_id)
-        if proc is None:
-            self._kill_pending.add(kill.run_id)
-        else:
-            self._terminate(kill.run_id, proc)
-
-    def _terminate(self, run_id: int, proc: Process) -> None:
-        if self._killing:
-            proc.kill()
-            return
-        proc.terminate()
-        assert self._tg is not None
-        self._tg.start_soon(self._escalate, run_id, proc)
-
-    async def _escalate(self, run_id: int, proc: Process) -> None:
-        await anyio.sleep(self.kill_grace)
-        if self._procs.get(run_id) is proc:
-            proc.kill()
-
     async def _journal_syncer(self) -> None:
         """fsync the journal at most every ``journal_sync`` s; record long-running processes."""
         journal = self.journal
@@ -818,7 +672,3 @@ class Pilot:
             "JobStats": service_stats(c, "Jobs"),
             "IterationStats": service_stats(it, "Iterations"),
         }
-
-
-async def _reraise(error: BaseException) -> None:
-    raise error
