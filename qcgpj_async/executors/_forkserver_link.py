@@ -263,16 +263,6 @@ class ForkServer:
         while data:
             data = data[os.write(self._wfd, data):]
 
-    async def start(self, label: str, argv: Sequence[str], env: Mapping[str, str], cwd: str,
-                    stdin: str | None, stdout: str | None, stderr: str | None
-                    ) -> ServedProcess:
-        """Start a process; see :meth:`.._posix_spawn.Launcher.launch`.
-
-        Raises:
-            LaunchError: it could not start, or the server is gone.
-        """
-        return await self.request(label, argv, env, cwd, stdin, stdout, stderr).result()
-
     def request(self, label: str, argv: Sequence[str], env: Mapping[str, str], cwd: str,
                 stdin: str | None, stdout: str | None, stderr: str | None) -> Starting:
         """Ask for a start now; :meth:`Starting.result` awaits it."""

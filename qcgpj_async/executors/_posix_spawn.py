@@ -27,7 +27,7 @@ import os
 import signal
 from collections.abc import Mapping, Sequence
 
-__all__ = ("LaunchFailure", "Launcher", "Spawner", "spawner")
+__all__ = ("LaunchFailure", "Launcher", "Spawner", "make_dir", "open_stream", "spawner")
 
 # glibc's flag values (bits/spawn.h); only used where glibc is the C library.
 _POSIX_SPAWN_SETSIGDEF = 0x04
@@ -182,6 +182,36 @@ class LaunchFailure(Exception):
     """A process could not start; the message names the job and says why."""
 
 
+WRITE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+
+
+def make_dir(label: str, cwd: str) -> None:
+    """Create job ``label``'s working directory.
+
+    Raises:
+        LaunchFailure: it cannot be created.
+    """
+    try:
+        os.makedirs(cwd, exist_ok=True)
+    except OSError as e:
+        msg = f"job {label}: cannot create working directory {cwd!r}: {e.strerror}"
+        raise LaunchFailure(msg) from None
+
+
+def open_stream(label: str, path: str, flags: int, what: str) -> int:
+    """Open job ``label``'s ``what`` (stdin, stdout, stderr); written ones with their folder.
+
+    Raises:
+        LaunchFailure: it cannot be opened.
+    """
+    try:
+        if flags & os.O_CREAT:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        return _high(os.open(path, flags | os.O_CLOEXEC, 0o666))
+    except OSError as e:
+        raise LaunchFailure(f"job {label}: cannot open {what} {path!r}: {e.strerror}") from None
+
+
 class Launcher:
     """Starts one job's process from plain data: wd, streams, program search, errors.
 
@@ -217,12 +247,11 @@ class Launcher:
         fds: list[int] = []
         try:
             fds.append(self._open(label, stdin, os.O_RDONLY, "stdin"))
-            fds.append(self._open(label, stdout, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "stdout"))
+            fds.append(self._open(label, stdout, WRITE, "stdout"))
             if stderr is not None and stderr == stdout:
                 fds.append(fds[1])
             else:
-                fds.append(self._open(label, stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
-                                      "stderr"))
+                fds.append(self._open(label, stderr, WRITE, "stderr"))
             return self._spawn(label, path, argv, env, cwd, fds)
         finally:
             for fd in set(fds):
@@ -234,21 +263,12 @@ class Launcher:
             if self._devnull < 0:
                 self._devnull = _high(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
             return self._devnull
-        try:
-            if flags & os.O_CREAT:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-            return _high(os.open(path, flags | os.O_CLOEXEC, 0o666))
-        except OSError as e:
-            raise LaunchFailure(f"job {label}: cannot open {what} {path!r}: {e.strerror}") from None
+        return open_stream(label, path, flags, what)
 
     def _make_wd(self, label: str, cwd: str) -> None:
         if cwd in self._wds:
             return
-        try:
-            os.makedirs(cwd, exist_ok=True)
-        except OSError as e:
-            msg = f"job {label}: cannot create working directory {cwd!r}: {e.strerror}"
-            raise LaunchFailure(msg) from None
+        make_dir(label, cwd)
         if len(self._wds) > 4096:
             self._wds.clear()
         self._wds.add(cwd)

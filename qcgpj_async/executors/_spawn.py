@@ -10,26 +10,23 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
-from typing import IO
 
 import attrs
 
 from ._base import LaunchError
-from ._posix_spawn import Launcher, LaunchFailure, spawner
+from ._posix_spawn import WRITE, Launcher, LaunchFailure, make_dir, open_stream, spawner
 from ._task import Task
 
 __all__ = ("Child", "Starter", "make_wd", "prepare_streams", "spawn")
 
 
-def _open(path: str | None, mode: str, what: str, label: str) -> IO[bytes] | None:
+def _open(path: str | None, flags: int, what: str, label: str) -> int | None:
     if path is None:
         return None
     try:
-        if mode[0] == "w":
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-        return open(path, mode)
-    except OSError as e:
-        raise LaunchError(f"job {label}: cannot open {what} {path!r}: {e.strerror}") from None
+        return open_stream(label, path, flags, what)
+    except LaunchFailure as e:
+        raise LaunchError(str(e)) from None
 
 
 def make_wd(task: Task) -> None:
@@ -39,10 +36,9 @@ def make_wd(task: Task) -> None:
         LaunchError: it cannot be created.
     """
     try:
-        os.makedirs(task.cwd, exist_ok=True)
-    except OSError as e:
-        msg = f"job {task.label}: cannot create working directory {task.cwd!r}: {e.strerror}"
-        raise LaunchError(msg) from None
+        make_dir(task.label, task.cwd)
+    except LaunchFailure as e:
+        raise LaunchError(str(e)) from None
 
 
 def prepare_streams(task: Task) -> None:
@@ -54,11 +50,11 @@ def prepare_streams(task: Task) -> None:
     Raises:
         LaunchError: a stream cannot be opened.
     """
-    for path, mode, what in ((task.stdin, "rb", "stdin"), (task.stdout, "wb", "stdout"),
-                             (task.stderr, "wb", "stderr")):
-        f = _open(path, mode, what, task.label)
-        if f is not None:
-            f.close()
+    for path, flags, what in ((task.stdin, os.O_RDONLY, "stdin"), (task.stdout, WRITE, "stdout"),
+                              (task.stderr, WRITE, "stderr")):
+        fd = _open(path, flags, what, task.label)
+        if fd is not None:
+            os.close(fd)
 
 
 def spawn(
@@ -87,28 +83,29 @@ def spawn(
     label = task.label
     if log is not None:
         task = attrs.evolve(task, stdin=None, stdout=log, stderr=log)
-    files: list[IO[bytes]] = []
+    fds: list[int] = []
     try:
-        fin = _open(task.stdin, "rb", "stdin", label)
-        if fin:
-            files.append(fin)
-        fout = _open(task.stdout, "wb", "stdout", label)
-        if fout:
-            files.append(fout)
+        fin = _open(task.stdin, os.O_RDONLY, "stdin", label)
+        if fin is not None:
+            fds.append(fin)
+        fout = _open(task.stdout, WRITE, "stdout", label)
+        if fout is not None:
+            fds.append(fout)
         if task.stderr is not None and task.stderr == task.stdout:
             ferr = fout
         else:
-            ferr = _open(task.stderr, "wb", "stderr", label)
-            if ferr:
-                files.append(ferr)
+            ferr = _open(task.stderr, WRITE, "stderr", label)
+            if ferr is not None:
+                fds.append(ferr)
+        dn = subprocess.DEVNULL
         try:
             return subprocess.Popen(
                 argv,
                 cwd=task.cwd,
                 env=task.env if env is None else env,
-                stdin=fin or subprocess.DEVNULL,
-                stdout=fout or subprocess.DEVNULL,
-                stderr=ferr or subprocess.DEVNULL,
+                stdin=dn if fin is None else fin,
+                stdout=dn if fout is None else fout,
+                stderr=dn if ferr is None else ferr,
                 start_new_session=True,
                 close_fds=True,
             )
@@ -119,8 +116,8 @@ def spawn(
         except OSError as e:
             raise LaunchError(f"job {label}: cannot start {argv[0]!r}: {e}") from None
     finally:
-        for f in files:
-            f.close()
+        for fd in fds:
+            os.close(fd)
 
 
 class Child:
@@ -180,10 +177,6 @@ class Starter:
                 task.stdin, task.stdout, task.stderr))
         except LaunchFailure as e:
             raise LaunchError(str(e)) from None
-
-    def make_wd(self, task: Task) -> None:
-        """:func:`make_wd`."""
-        make_wd(task)
 
     def close(self) -> None:
         """Close what the launcher holds open."""

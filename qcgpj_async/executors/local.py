@@ -29,7 +29,7 @@ from anyio.abc import TaskStatus
 from ._base import Process
 from ._forkserver_link import ForkServer, Starting
 from ._posix_spawn import spawner
-from ._spawn import Starter
+from ._spawn import Starter, make_wd
 from ._task import Task
 
 __all__ = ("LocalExecutor", "LocalProcess", "local_argv")
@@ -174,7 +174,8 @@ class LocalExecutor:
         """Ask the fork server to start ``task`` now; None where it does not start it.
 
         The pilot asks as soon as the engine launches a task, before it writes
-        the reports of what just ended, then awaits ``result()``.
+        the reports of what just ended, and follows the answer and the end with
+        callbacks (``on_answer``, then ``on_exit``); :meth:`start` awaits them.
         """
         server = self._server
         if server is not None and server.running and task.model not in ("openmpi", "intelmpi"):
@@ -191,7 +192,7 @@ class LocalExecutor:
             starter = self._starter = Starter(self.fast_spawn)
         hostfile = None
         if task.model in ("openmpi", "intelmpi"):
-            starter.make_wd(task)
+            make_wd(task)
             hostfile = os.path.join(self.scratch_dir or task.cwd, f".hostfile.{task.run_id}")
             with open(hostfile, "w") as hf:
                 hf.write(_hostfile_text(task))

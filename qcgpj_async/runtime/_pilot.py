@@ -143,9 +143,9 @@ class Pilot(RunsMixin):
         self._rcnt = 0
         self._procs: dict[int, Process] = {}
         self._kill_pending: set[int] = set()
-        # executor.begin(task): ask for a start at once (the fork server); its result awaited
+        # executor.begin(task): ask for a start at once (the fork server), then
+        # its answer and its end come as callbacks (``on_answer``, ``on_exit``)
         self._begin: Callable[[Task], Any] | None = None
-        self._begun: dict[int, tuple[Task, Any]] = {}
         self._served: set[int] = set()  # begun with callbacks: no _run task
         self._tasks = 0
         self._idle: anyio.Event | None = None

@@ -49,7 +49,6 @@ class RunsMixin:
     _last_wd: str
     _last_pname: str
     _begin: Callable[[Task], Any] | None
-    _begun: dict[int, tuple[Task, Any]]
     _served: set[int]
 
     def _dispatch(self, instructions: list[Instruction]) -> None:
@@ -71,14 +70,10 @@ class RunsMixin:
             return
         run_id = launch.run_id
         self._note_run(run_id, task)
-        on_answer = getattr(starting, "on_answer", None)
-        if on_answer is None:  # awaited by _run
-            self._begun[run_id] = (task, starting)
-            return
         # Followed by callbacks from the executor's event reader: no task per job.
         self._served.add(run_id)
         self._tasks += 1
-        on_answer(lambda st: self._guarded(self._served_started, launch, st))
+        starting.on_answer(lambda st: self._guarded(self._served_started, launch, st))
 
     def _guarded(self, fn: Callable[..., None], *args: Any) -> None:
         """``fn(*args)`` called back by the executor's reader, which must go on: a bug
@@ -143,20 +138,15 @@ class RunsMixin:
         engine = self.engine
         proc: Process | None = None
         try:
-            begun = self._begun.pop(run_id, None)
-            if begun is None:
-                task, starting = self._task_of(launch), None
-                self._note_run(run_id, task)
-            else:
-                task, starting = begun
-            if run_id in self._kill_pending and starting is None:  # never start it
+            task = self._task_of(launch)
+            self._note_run(run_id, task)
+            if run_id in self._kill_pending:  # cancelled before it started: never start it
                 self._kill_pending.discard(run_id)
                 self._dispatch(engine.exited(run_id, -1, time.time(), "stopped before it started"))
                 return
             assert self._executor is not None
             try:
-                proc = await (starting.result() if starting is not None
-                              else self._executor.start(task))
+                proc = await self._executor.start(task)
             except LaunchError as e:
                 self._dispatch(engine.exited(run_id, -1, time.time(), str(e)))
                 return
