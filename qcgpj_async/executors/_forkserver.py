@@ -43,13 +43,14 @@ if TYPE_CHECKING:  # typing costs the server's start 4 ms
     from typing import Any
 
 if __package__:
-    from ._posix_spawn import Launcher, LaunchFailure, Spawner
+    from ._posix_spawn import Launcher, LaunchFailure, Spawner, env_entry
 else:  # run as a script (python -I: its folder is not on sys.path)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from _posix_spawn import (  # type: ignore[import-not-found,no-redef]
         Launcher,
         LaunchFailure,
         Spawner,
+        env_entry,
     )
 
 __all__ = ("HEADER", "Reader", "pack", "serve")
@@ -98,6 +99,8 @@ class _Server:
         self.rfd, self.wfd = rfd, wfd
         self.launcher = Launcher(Spawner())
         self.env: dict[str, str] = {}
+        self.entries: dict[str, bytes] = {}  # the base environment, encoded
+        self.envp: list[bytes] | None = []
         self.pids: dict[int, int] = {}  # rid -> pid, until reaped
         self.out = bytearray()
         self.sel = selectors.DefaultSelector()
@@ -135,14 +138,9 @@ class _Server:
         kind = msg[0]
         if kind == "start":
             _, rid, label, argv, set_, unset, cwd, stdin, stdout, stderr = msg
-            env = self.env
-            if set_ or unset:
-                env = dict(env)
-                env.update(set_)
-                for k in unset:
-                    env.pop(k, None)
+            env, envp = self.environment(set_, unset)
             try:
-                pid = self.launcher.launch(label, argv, env, cwd, stdin, stdout, stderr)
+                pid = self.launcher.launch(label, argv, env, cwd, stdin, stdout, stderr, envp)
             except LaunchFailure as e:
                 self.out += pack(("failed", rid, str(e)))
                 return
@@ -159,6 +157,33 @@ class _Server:
                 _killpg(target, msg[2])
         elif kind == "env":
             self.env = msg[1]
+            try:
+                self.entries = {k: env_entry(k, v) for k, v in self.env.items()}
+                self.envp = list(self.entries.values())
+            except ValueError:  # a bad variable: encoded per start, the launcher says which
+                self.entries, self.envp = {}, None
+
+    def environment(self, set_: dict[str, str],
+                    unset: list[str]) -> tuple[dict[str, str], list[bytes] | None]:
+        """A start's environment, and encoded (None: the launcher encodes it, and says
+        what is wrong). Only what differs from the base is encoded per start."""
+        if not set_ and not unset:
+            return self.env, self.envp
+        env = dict(self.env)
+        env.update(set_)
+        for k in unset:
+            env.pop(k, None)
+        if self.envp is None:
+            return env, None
+        entries = self.entries.copy()
+        try:
+            for k, v in set_.items():
+                entries[k] = env_entry(k, v)
+        except ValueError:
+            return env, None
+        for k in unset:
+            entries.pop(k, None)
+        return env, list(entries.values())
 
     def reap(self, fd: int, rid: int, pid: int) -> None:
         _killpg(pid, signal.SIGKILL)  # leftovers of the group die with the job

@@ -1,7 +1,7 @@
 """The pilot's side of the fork server (:mod:`._forkserver`): requests out, events in.
 
-:meth:`ForkServer.serve` runs in the pilot's task group. The server process
-starts with the first request; from then on ``serve`` reads its events (on
+:meth:`ForkServer.serve` runs in the pilot's task group. It starts the server
+process at once (killed at the close if it never started a job) and reads its events (on
 asyncio in a reader callback of the loop) and hands each to whoever asked:
 a task awaiting :meth:`Starting.result` or :meth:`ServedProcess.wait`, or a
 callback (:meth:`Starting.on_answer`, :meth:`ServedProcess.on_exit`), which
@@ -139,11 +139,16 @@ class ForkServer:
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Deliver the server's events until :meth:`aclose` (not cancellable: call it).
 
-        The server process starts with the first :meth:`start` (a pilot that
-        runs no job pays nothing for it).
+        The server process starts now: its interpreter starts while the pilot
+        reads its requests (about 50 ms on the test machine, otherwise waited
+        for by the first job). Where it cannot start, the jobs start in the
+        pilot's process.
         """
         self.running = True
         task_status.started()
+        if self._proc is None and not self._closed:
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                self._launch()
         with anyio.CancelScope(shield=True):  # a start may come in while the pilot stops
             await self._needed.wait()
         if self._proc is None:  # closed before any job, or it could not start
@@ -223,6 +228,8 @@ class ForkServer:
             os.close(self._wfd)  # the server kills what still runs, then exits
             self._wfd = -1
         if self._proc is not None:
+            if self._rid == 0:  # it never started a job: no need to wait for its start
+                self._proc.kill()
             await anyio.to_thread.run_sync(self._proc.wait)
         if self._rfd >= 0:
             os.close(self._rfd)

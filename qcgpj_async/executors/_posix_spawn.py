@@ -27,7 +27,8 @@ import os
 import signal
 from collections.abc import Mapping, Sequence
 
-__all__ = ("LaunchFailure", "Launcher", "Spawner", "make_dir", "open_stream", "spawner")
+__all__ = ("LaunchFailure", "Launcher", "Spawner", "env_entry", "make_dir", "open_stream",
+           "spawner")
 
 # glibc's flag values (bits/spawn.h); only used where glibc is the C library.
 _POSIX_SPAWN_SETSIGDEF = 0x04
@@ -107,6 +108,7 @@ class Spawner:
         if not ok:
             raise OSError("posix_spawn attributes cannot be set")
         self._actions = ctypes.create_string_buffer(_ACTIONS_SIZE)
+        self._actions_key: tuple[str, int, int, int] | None = None
         self._pid = ctypes.c_int()
         self._argv = (ctypes.c_char_p * 16)()
         self._envp = (ctypes.c_char_p * 128)()
@@ -123,8 +125,11 @@ class Spawner:
         return arr
 
     def spawn(self, path: str, argv: Sequence[str], env: Mapping[str, str], cwd: str,
-              stdin: int, stdout: int, stderr: int) -> int:
+              stdin: int, stdout: int, stderr: int,
+              envp: Sequence[bytes] | None = None) -> int:
         """Start ``path`` with ``argv`` and ``env`` in ``cwd``, in a new session; its pid.
+
+        ``envp``, when given, is ``env`` already encoded (:func:`env_entry`).
 
         Raises:
             OSError: it could not start (errno of the chdir, a dup2 or the exec).
@@ -133,31 +138,57 @@ class Spawner:
         """
         enc = _encode
         bargv: list[ctypes.c_char_p | bytes | None] = [enc(a) for a in argv]
-        benv: list[ctypes.c_char_p | bytes | None] = []
-        for k, v in env.items():
-            if "=" in k or not k:
-                raise ValueError(f"illegal environment variable name {k!r}")
-            benv.append(enc(f"{k}={v}"))
-        bpath, bcwd = enc(path), enc(cwd)
+        benv: list[ctypes.c_char_p | bytes | None] = (
+            [env_entry(k, v) for k, v in env.items()] if envp is None else list(envp))
+        bpath = enc(path)
         self._argv = argv_arr = self._array(self._argv, bargv)
         self._envp = envp_arr = self._array(self._envp, benv)
-        fa = self._actions
-        if self._fa_init(fa) != 0:
-            raise OSError(ctypes.get_errno(), "posix_spawn_file_actions_init failed")
-        try:
-            rc = self._fa_chdir(fa, bcwd)
-            for src, dst in ((stdin, 0), (stdout, 1), (stderr, 2)):
-                rc = rc or self._fa_dup2(fa, src, dst)
-            for fd in self.close_fds:
-                rc = rc or self._fa_close(fa, fd)
-            if rc:
-                raise OSError(rc, os.strerror(rc))
-            rc = self._spawn(ctypes.byref(self._pid), bpath, fa, self._attr, argv_arr, envp_arr)
-        finally:
-            self._fa_destroy(fa)
+        fa = self._file_actions(cwd, stdin, stdout, stderr)
+        rc = self._spawn(ctypes.byref(self._pid), bpath, fa, self._attr, argv_arr, envp_arr)
         if rc:
             raise OSError(rc, os.strerror(rc), path)
         return self._pid.value
+
+    def _file_actions(self, cwd: str, stdin: int, stdout: int, stderr: int) -> ctypes.Array[
+            ctypes.c_char]:
+        """The chdir, the streams' dup2 and the closes, kept for the next start with the
+        same wd and descriptor numbers (the actions name numbers, resolved at each start).
+
+        Raises:
+            OSError: an action cannot be recorded.
+            ValueError: a NUL byte in ``cwd``.
+        """
+        key = (cwd, stdin, stdout, stderr)
+        fa = self._actions
+        if key == self._actions_key:
+            return fa
+        bcwd = _encode(cwd)
+        if self._actions_key is not None:
+            self._actions_key = None
+            self._fa_destroy(fa)
+        if self._fa_init(fa) != 0:
+            raise OSError(ctypes.get_errno(), "posix_spawn_file_actions_init failed")
+        rc = self._fa_chdir(fa, bcwd)
+        for src, dst in ((stdin, 0), (stdout, 1), (stderr, 2)):
+            rc = rc or self._fa_dup2(fa, src, dst)
+        for fd in self.close_fds:
+            rc = rc or self._fa_close(fa, fd)
+        if rc:
+            self._fa_destroy(fa)
+            raise OSError(rc, os.strerror(rc))
+        self._actions_key = key
+        return fa
+
+
+def env_entry(name: str, value: str) -> bytes:
+    """``name=value`` encoded for an environment block.
+
+    Raises:
+        ValueError: ``=`` in the name, an empty name, a NUL byte.
+    """
+    if "=" in name or not name:
+        raise ValueError(f"illegal environment variable name {name!r}")
+    return _encode(f"{name}={value}")
 
 
 def _encode(s: str) -> bytes:
@@ -229,11 +260,12 @@ class Launcher:
         self._paths: dict[tuple[str, str], str] = {}
 
     def launch(self, label: str, argv: Sequence[str], env: Mapping[str, str], cwd: str,
-               stdin: str | None, stdout: str | None, stderr: str | None) -> int:
+               stdin: str | None, stdout: str | None, stderr: str | None,
+               envp: Sequence[bytes] | None = None) -> int:
         """Start ``argv`` for job ``label`` (``job`` or ``job:it``); its pid.
 
         Unset streams are ``/dev/null``; stdout and stderr naming the same file
-        share one open file.
+        share one open file. ``envp``: ``env`` encoded, where the caller has it.
 
         Raises:
             LaunchFailure: the wd or a stream cannot be made, the program is
@@ -252,7 +284,7 @@ class Launcher:
                 fds.append(fds[1])
             else:
                 fds.append(self._open(label, stderr, WRITE, "stderr"))
-            return self._spawn(label, path, argv, env, cwd, fds)
+            return self._spawn(label, path, argv, env, cwd, fds, envp)
         finally:
             for fd in set(fds):
                 if fd != self._devnull:
@@ -274,11 +306,11 @@ class Launcher:
         self._wds.add(cwd)
 
     def _spawn(self, label: str, path: str, argv: Sequence[str], env: Mapping[str, str],
-               cwd: str, fds: list[int]) -> int:
+               cwd: str, fds: list[int], envp: Sequence[bytes] | None) -> int:
         prog = argv[0]
         for attempt in (1, 2):
             try:
-                return self._spawner.spawn(path, argv, env, cwd, fds[0], fds[1], fds[2])
+                return self._spawner.spawn(path, argv, env, cwd, fds[0], fds[1], fds[2], envp)
             except ValueError as e:
                 raise LaunchFailure(f"job {label}: cannot start {prog!r}: {e}") from None
             except OSError as e:

@@ -62,6 +62,9 @@ from ._journal import (
 from ._runs import RunsMixin
 from ._service import ServiceDir, default_id, service_stats, user_name
 
+#: Seconds by which lines of jobs.report and service.log may follow a job's end.
+REPORT_DELAY = 0.02
+
 __all__ = ("EventStream", "JobsLike", "Pilot", "local_nodes")
 
 
@@ -154,6 +157,7 @@ class Pilot(RunsMixin):
         self._all_done: anyio.Event | None = None
         self._subscribers: list[MemoryObjectSendStream[StateChanged]] = []
         self._timer_wake: anyio.Event | None = None
+        self._report_wake: anyio.Event | None = None  # lines of jobs.report/service.log wait
         self._submit_vars: dict[str, dict[str, str]] = {}
         self._base_env: dict[str, str] = {}
         self.journal: Journal | None = None
@@ -205,6 +209,7 @@ class Pilot(RunsMixin):
         self._open = True
         tg.start_soon(self._timer)
         tg.start_soon(self._journal_syncer)
+        tg.start_soon(self._report_flusher)
         serve = getattr(self._executor, "serve", None)  # e.g. the local executor's fork server
         if serve is not None:
             await tg.start(serve)
@@ -330,10 +335,11 @@ class Pilot(RunsMixin):
                     self._tg.start_soon(self._run, ins)
             else:
                 self._kill(ins)
-        if self.service is not None:
-            self.service.flush()
+        if self._report_wake is not None and self.service is not None and self.service.dirty:
+            self._report_wake.set()  # within REPORT_DELAY, in one write
+            self._report_wake = None
         if self.journal is not None:
-            self.journal.flush()
+            self.journal.flush()  # now: it is what a resume relies on
 
     def _on_state(self, ev: StateChanged) -> None:
         state = ev.state
@@ -381,6 +387,22 @@ class Pilot(RunsMixin):
         if self._all_done is not None and self.engine.unfinished == 0:
             self._all_done.set()
             self._all_done = None
+
+    def _reports_now(self) -> None:
+        """The ended jobs' report lines written now (a waiter may read them next)."""
+        if self.service is not None and self.service.dirty:
+            self.service.flush()
+
+    async def _report_flusher(self) -> None:
+        """Push jobs.report and service.log lines to their files REPORT_DELAY after the
+        first unwritten one: one write per file for many jobs' ends (at the close, all)."""
+        svc = self.service
+        assert svc is not None
+        while True:
+            wake = self._report_wake = anyio.Event()
+            await wake.wait()
+            await anyio.sleep(REPORT_DELAY)
+            svc.flush()
 
     async def _journal_syncer(self) -> None:
         """fsync the journal at most every ``journal_sync`` s; record long-running processes."""
@@ -483,6 +505,7 @@ class Pilot(RunsMixin):
             if n not in self.engine.jobs:
                 raise JobNotFoundError(n)
         await self._wait_events(names, timeout)
+        self._reports_now()
         return {n: self.engine.jobs[n].state for n in names}
 
     async def wait4all(self, timeout: float | None = None) -> None:
@@ -502,6 +525,7 @@ class Pilot(RunsMixin):
         except TimeoutError:
             raise PilotTimeoutError(f"timeout ({timeout} s) waiting for all jobs: "
                                     f"{self.engine.unfinished} not finished") from None
+        self._reports_now()
 
     async def wait4_any(self, names: str | Iterable[str] | None = None,
                         timeout: float | None = None) -> tuple[str, JobState]:

@@ -66,6 +66,7 @@ class ServiceDir:
         self.log.addHandler(self._handler)
         self.log_info = self.log.isEnabledFor(logging.INFO)
         self._stamp_sec, self._stamp, self._log_dirty = -1, "", False
+        self.dirty = False  # lines written since the last flush
         self._tails: dict[tuple[int, int], tuple[object, object, str]] = {}
         self.log_debug = self.log.isEnabledFor(logging.DEBUG)
 
@@ -85,7 +86,7 @@ class ServiceDir:
             self.log.info("%s", message)
             return
         stream.write(f"{self._stamp},{int((now - sec) * 1000):03d} INFO {message}\n")
-        self._log_dirty = True
+        self._log_dirty = self.dirty = True
 
     # -- report ----------------------------------------------------------------
 
@@ -116,6 +117,7 @@ class ServiceDir:
             self._report.write(line + "\n")
         else:
             self._write_text(label, run.state, run.history, runtime, messages)
+        self.dirty = True
 
     def _spec_tail(self, job: Job) -> str:
         """``, "execution": {...}, "resources": {...}`` of a job's report entry.
@@ -164,6 +166,7 @@ class ServiceDir:
             self._report.write(json.dumps(entry) + "\n")
         else:
             self._write_text(job.name, job.state, job.history, None, messages)
+        self.dirty = True
 
     def _write_text(self, label: str, state: JobState, history: list[tuple[JobState, float]],
                     runtime: dict[str, str] | None, messages: str | None) -> None:
@@ -178,6 +181,7 @@ class ServiceDir:
 
     def flush(self) -> None:
         """Push buffered report and log lines to their files."""
+        self.dirty = False
         if self._report is not None:
             self._report.flush()
         if self._log_dirty:

@@ -40,12 +40,20 @@ def children(pid: int) -> list[int]:
 
 async def test_jobs_are_children_of_the_fork_server(tmp_path: Path) -> None:
     async with Pilot(nodes="2", wd=tmp_path) as pilot:
-        assert children(os.getpid()) == []  # started with the first job
+        (server,) = children(os.getpid())  # started with the pilot
         await pilot.submit(Jobs().add(name="a", script="echo $PPID > ppid", iteration=3))
         assert await pilot.wait4("a", timeout=T) == {"a": JobState.SUCCEED}
-        (server,) = children(os.getpid())
+        assert children(os.getpid()) == [server]
     assert int((tmp_path / "ppid").read_text()) == server
     assert children(os.getpid()) == []  # gone with the pilot
+
+
+async def test_an_unused_fork_server_is_stopped_with_the_pilot(tmp_path: Path) -> None:
+    for _ in range(3):  # closed at once: before its interpreter has even started
+        async with Pilot(nodes="2", wd=tmp_path):
+            (server,) = children(os.getpid())
+        assert children(os.getpid()) == []
+        assert not os.path.exists(f"/proc/{server}")  # reaped, not a zombie
 
 
 async def test_without_the_fork_server_jobs_are_our_children(tmp_path: Path) -> None:

@@ -390,3 +390,17 @@ async def test_set_env_before_and_while_running(tmp_path: Path, monkeypatch: pyt
     assert (tmp_path / "b.out").read_text() == "during overridden\n"
     assert (tmp_path / "c.out").read_text() == "unset from-the-process\n"
     assert "QCGPJ_NEW" not in pilot.env
+
+
+async def test_report_lines_are_written_while_the_pilot_runs(tmp_path: Path) -> None:
+    async with Pilot(nodes="2", wd=tmp_path) as pilot:
+        await pilot.submit(Jobs().add(name="a", exec="/bin/true"))
+        assert await pilot.wait4("a", timeout=T) == {"a": JobState.SUCCEED}
+        assert report(tmp_path)["a"]["state"] == "SUCCEED"  # written when wait4 returns
+        await pilot.submit(Jobs().add(name="b", exec="/bin/true"))
+        await until(pilot, "b", JobState.SUCCEED)  # no wait4: the flusher writes it
+        with anyio.fail_after(T):
+            while "b" not in report(tmp_path):
+                await anyio.sleep(0.01)  # a file the pilot writes within REPORT_DELAY
+        log = (service_dir(tmp_path) / "service.log").read_text()
+        assert " b SUCCEED " in log
