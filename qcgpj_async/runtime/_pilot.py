@@ -78,8 +78,8 @@ class Pilot(RunsMixin):
             print(await pilot.wait4(names))
 
     Args:
-        nodes: ``"[name:]cores,..."`` (``"4"``, ``"n1:4,n2:4"``) or ``(name, cores)``
-            pairs; None: discover (``resources``).
+        nodes: ``"[name:]cores,..."`` (``"4"``, ``"n1:4,n2:4"``), a number of cores
+            on one node (``4``), or ``(name, cores)`` pairs; None: discover (``resources``).
         wd: the working directory; relative job paths join it.
         system_core: reserve core 0 of the first node for the manager.
         report_format: ``json``, ``text`` or ``none`` for ``jobs.report``.
@@ -105,7 +105,7 @@ class Pilot(RunsMixin):
 
     def __init__(
         self,
-        nodes: str | Sequence[tuple[str, int]] | None = None,
+        nodes: str | int | Sequence[tuple[str, int]] | None = None,
         wd: str | os.PathLike[str] = ".",
         *,
         system_core: bool = False,
@@ -121,8 +121,8 @@ class Pilot(RunsMixin):
         resume: str | os.PathLike[str] | None = None,
         journal_sync: float = 1.0,
     ) -> None:
-        if isinstance(nodes, str):
-            node_list = parse_nodes(nodes)
+        if isinstance(nodes, (str, int)):  # 4 is "4": one node of 4 cores
+            node_list = parse_nodes(str(nodes))
         elif nodes is None:
             node_list = discover(resources)
         else:

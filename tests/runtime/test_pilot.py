@@ -404,3 +404,11 @@ async def test_report_lines_are_written_while_the_pilot_runs(tmp_path: Path) -> 
                 await anyio.sleep(0.01)  # a file the pilot writes within REPORT_DELAY
         log = (service_dir(tmp_path) / "service.log").read_text()
         assert " b SUCCEED " in log
+
+
+async def test_nodes_as_a_number_of_cores(tmp_path: Path) -> None:
+    async with Pilot(nodes=3, wd=tmp_path) as pilot:
+        res = await pilot.resources()
+        assert (res.total_nodes, res.total_cores) == (1, 3)
+    with pytest.raises(JobDescriptionError, match="invalid entry '0'"):
+        Pilot(nodes=0, wd=tmp_path)
