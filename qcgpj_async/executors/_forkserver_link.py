@@ -228,8 +228,6 @@ class ForkServer:
             os.close(self._wfd)  # the server kills what still runs, then exits
             self._wfd = -1
         if self._proc is not None:
-            if self._rid == 0:  # it never started a job: no need to wait for its start
-                self._proc.kill()
             await anyio.to_thread.run_sync(self._proc.wait)
         if self._rfd >= 0:
             os.close(self._rfd)
@@ -297,9 +295,14 @@ class ForkServer:
                 self._send(("signal", rid, int(signum)))
 
     async def aclose(self) -> None:
-        """Close the request pipe: the server kills what still runs and exits."""
+        """Close the request pipe: the server kills what still runs and exits.
+
+        One that never started a job is killed at once (it may still be starting).
+        """
         self._closed = True
         self._needed.set()
         if self._wfd >= 0:
             os.close(self._wfd)
             self._wfd = -1
+        if self._rid == 0 and self._proc is not None and self._proc.returncode is None:
+            self._proc.kill()  # our child, not reaped yet: its pid is still its own
