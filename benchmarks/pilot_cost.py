@@ -1,0 +1,164 @@
+"""What the manager's CPU per job costs when the jobs and the manager share the cores.
+
+Usage: ``python benchmarks/pilot_cost.py [--runs 5] [-n 5000] [--cores 2] [--cost 0,50,100,200]``
+
+Batch mode at ``--nodes 2`` on a 2-core machine runs two ``/bin/true`` at a
+time on the same two cores as the manager. This script separates what the
+start mechanism costs from what the manager's own work per job costs, in
+alternating rounds (A B C ... A B C ...):
+
+- ``xargs -P <cores>``: the machine's limit, the reference;
+- ``server + C µs``: our fork server (``qcgpj_async/executors/_forkserver.py``,
+  as the pilot starts it) driven by a stand-in manager that, for each job that
+  ends, asks for the next start and then burns C µs of CPU (the engine, the
+  report, journal and log lines, the next task's environment, in the real
+  pilot);
+- ``batch mode``: ``python -m qcgpj_async --file-path F --nodes <cores>``, with
+  its own CPU per job (its process only, not the server's nor the jobs').
+
+Prints a markdown table (median wall time, jobs/s, speed relative to xargs,
+manager CPU per job) and one JSON line. The slope of the ``server + C``
+rows says what each microsecond of manager CPU per job costs in throughput,
+and where the real pilot sits on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SERVER = REPO / "qcgpj_async" / "executors" / "_forkserver.py"
+
+
+def drive(n: int, cores: int, cost_us: float, wd: str) -> None:
+    """The stand-in manager (runs in a process of its own): n starts, ``cores`` at a time."""
+    sys.path.insert(0, str(SERVER.parent))
+    from _forkserver import Reader, pack  # type: ignore[import-not-found]
+
+    req_r, req_w = os.pipe()
+    ev_r, ev_w = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-I", "-S", str(SERVER), str(req_r), str(ev_w)],
+                            pass_fds=(req_r, ev_w), stdin=subprocess.DEVNULL)
+    os.close(req_r)
+    os.close(ev_w)
+    os.write(req_w, pack(("env", dict(os.environ))))
+    cost = cost_us * 1e-6
+    clock = time.perf_counter
+    rid = 0
+
+    def start() -> None:
+        nonlocal rid
+        rid += 1
+        os.write(req_w, pack(("start", rid, f"j{rid}", ["/bin/true"],
+                              {"QCG_PM_STEP_ID": str(rid)}, [], wd, None, None, None)))
+
+    for _ in range(min(cores, n)):
+        start()
+    reader = Reader(ev_r)
+    done = failed = 0
+    while done < n:
+        msgs = reader.read()
+        if msgs is None:
+            raise SystemExit("the fork server ended")
+        for msg in msgs:
+            if msg[0] == "failed":
+                raise SystemExit(f"a start failed: {msg[2]}")
+            if msg[0] == "exited":
+                done += 1
+                failed += msg[2] != 0
+                if rid < n:
+                    start()
+                t = clock()
+                while clock() - t < cost:  # the manager's work for the job that ended
+                    pass
+    os.close(req_w)
+    proc.wait()
+    if failed:
+        raise SystemExit(f"{failed} jobs failed")
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+    t = time.perf_counter()
+    subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+_RUSAGE = """import atexit, resource, runpy, sys
+OUT = sys.argv[1]
+def _out():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    with open(OUT, "w") as f:
+        f.write(str(r.ru_utime + r.ru_stime))
+atexit.register(_out)
+sys.argv = ["qcgpj_async", *sys.argv[2:]]
+runpy.run_module("qcgpj_async", run_name="__main__", alter_sys=True)
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("-n", type=int, default=5000)
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--cost", default="0,50,100,200", help="µs of manager CPU per job")
+    ap.add_argument("--drive", nargs=3, help=argparse.SUPPRESS)  # n cost_us wd
+    args = ap.parse_args()
+    if args.drive:
+        drive(int(args.drive[0]), args.cores, float(args.drive[1]), args.drive[2])
+        return
+    n, cores = args.n, args.cores
+    costs = [float(c) for c in args.cost.split(",")]
+    tmp = Path(tempfile.mkdtemp(prefix="pilot-cost-"))
+    reqs = tmp / "reqs.json"
+    reqs.write_text(json.dumps([{"request": "submit", "jobs": [
+        {"name": f"j{i}", "execution": {"exec": "/bin/true"}} for i in range(n)]}]))
+    wrapper = tmp / "rusage.py"
+    wrapper.write_text(_RUSAGE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    names = ["xargs", *(f"server + {c:g} µs" for c in costs), "batch mode"]
+    walls: dict[str, list[float]] = {k: [] for k in names}
+    cpu: list[float] = []
+    for r in range(args.runs):
+        walls["xargs"].append(timed(
+            ["sh", "-c", f"seq {n} | xargs -P {cores} -n 1 /bin/true"]))
+        for c in costs:
+            walls[f"server + {c:g} µs"].append(timed(
+                [sys.executable, __file__, "--cores", str(cores), "--drive", str(n), str(c),
+                 str(tmp)]))
+        wd = tmp / f"batch{r}"
+        out = tmp / f"cpu{r}"
+        walls["batch mode"].append(timed(
+            [sys.executable, str(wrapper), str(out), "--file-path", str(reqs), "--nodes",
+             str(cores), "--wd", str(wd)], env))
+        cpu.append(float(out.read_text()))
+        print(f"round {r + 1}/{args.runs}: " + ", ".join(
+            f"{k} {v[-1]:.2f} s" for k, v in walls.items()), file=sys.stderr)
+    ref = statistics.median(walls["xargs"])
+    print(f"\n{n:,} x /bin/true, {cores} at a time, {args.runs} alternating rounds "
+          f"(machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f})\n")
+    print("| variant | wall median | jobs/s | speed vs xargs | manager CPU per job |")
+    print("|---|---|---|---|---|")
+    rows = {}
+    for k, v in walls.items():
+        med = statistics.median(v)
+        per_job = (f"{statistics.median(cpu) / n * 1e6:.0f} µs (whole process)"
+                   if k == "batch mode" else "-" if k == "xargs" else k.split("+ ")[1])
+        rows[k] = {"wall_s": med, "vs_xargs": ref / med}
+        print(f"| {k} | {med:.2f} s | {n / med:,.0f} | {ref / med:.2f}x | {per_job} |")
+    rows["batch mode"]["cpu_per_job_us"] = statistics.median(cpu) / n * 1e6
+    print("\n" + json.dumps({"n": n, "cores": cores, "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
