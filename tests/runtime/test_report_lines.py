@@ -1,0 +1,53 @@
+"""jobs.report lines built as text are exactly what json.dumps writes of the original's dict."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+import pytest
+
+from qcgpj_async import Jobs, Pilot
+from qcgpj_async.runtime._info import RunInfo
+from qcgpj_async.runtime._service import run_json
+
+pytestmark = pytest.mark.anyio
+T = 30
+
+
+def reference(label: str, run, messages: str | None) -> str:  # type: ignore[no-untyped-def]
+    entry = {
+        "name": label,
+        "state": run.state.value,
+        "history": [{"state": s.value, "date": datetime.datetime.fromtimestamp(t).isoformat()}
+                    for s, t in run.history],
+        "runtime": RunInfo.of(run).to_dict(),
+    }
+    if messages:
+        entry["messages"] = messages
+    return json.dumps(entry)
+
+
+async def test_run_lines_match_json_dumps(tmp_path: Path) -> None:
+    jobs = (Jobs()
+            .add(name="plain", exec="/bin/true")
+            .add(name="fails", script="exit 3")
+            .add(name="missing", exec="no-such-program-here")
+            .add(name="it", exec="/bin/true", iteration=3, wd="wd-zażółć x\ty")
+            .add(name="ünïcode-żółw", exec="/bin/true"))
+    async with Pilot(nodes="2", wd=tmp_path) as pilot:
+        await pilot.submit(jobs)
+        await pilot.wait4all(timeout=T)
+        checked = 0
+        for name, job in pilot.engine.jobs.items():
+            for index, run in job.runs.items():
+                label = name if index is None else f"{name}:{index}"
+                for messages in (run.message, None, 'two\nlines "quoted" \\ ü'):
+                    assert (run_json(label, run, str(run.allocation), messages)
+                            == reference(label, run, messages))
+                    checked += 1
+        assert checked >= 3 * 7
+        kinds = {(r.exit_code, r.pid is None) for j in pilot.engine.jobs.values()
+                 for r in j.runs.values()}
+        assert (3, False) in kinds and (-1, True) in kinds  # a failure, and a run never started
