@@ -128,7 +128,8 @@ class ForkServer:
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
         self._wfd = self._rfd = -1
-        self._env: dict[str, str] = {}
+        self._env: dict[str, str] = {}  # the base environment the server has
+        self._base_src: Mapping[str, str] | None = None  # what it was sent from
         self._starts: dict[int, Starting] = {}
         self._procs: dict[int, ServedProcess] = {}
         self._rid = 0
@@ -269,19 +270,35 @@ class ForkServer:
             data = data[os.write(self._wfd, data):]
 
     def request(self, label: str, argv: Sequence[str], env: Mapping[str, str], cwd: str,
-                stdin: str | None, stdout: str | None, stderr: str | None) -> Starting:
-        """Ask for a start now; :meth:`Starting.result` awaits it."""
+                stdin: str | None, stdout: str | None, stderr: str | None,
+                base: Mapping[str, str] | None = None,
+                extra: dict[str, str] | None = None) -> Starting:
+        """Ask for a start now; :meth:`Starting.result` awaits it.
+
+        ``env`` is ``base`` plus ``extra`` where both are given (``base`` never
+        changes in place): only ``extra`` is sent, ``base`` in full when it is a
+        new one. Otherwise what differs from the last environment sent in full.
+        """
         if not self.running:
             return Starting(label, f"job {label}: the fork server is not running")
         if self._proc is None:
             self._launch()
-        base = self._env
-        set_ = {k: v for k, v in env.items() if base.get(k) != v}
-        unset = [k for k in base if k not in env]
-        if len(set_) + len(unset) > 32:  # the base changed: send it in full, once
-            self._env = base = dict(env)
-            self._send(("env", base))
-            set_, unset = {}, []
+        if base is not None and extra is not None:
+            if base is not self._base_src:
+                self._base_src = base
+                self._env = dict(base)
+                self._send(("env", self._env))
+            set_: Mapping[str, str] = extra
+            unset: list[str] = []
+        else:
+            self._base_src = None
+            sent = self._env
+            set_ = {k: v for k, v in env.items() if sent.get(k) != v}
+            unset = [k for k in sent if k not in env]
+            if len(set_) + len(unset) > 32:  # the base changed: send it in full, once
+                self._env = sent = dict(env)
+                self._send(("env", sent))
+                set_, unset = {}, []
         self._rid += 1
         rid = self._rid
         start = self._starts[rid] = Starting(label)

@@ -34,6 +34,9 @@ class Task:
     allocation: Allocation
     model: str
     model_opts: Mapping[str, object]
+    #: ``env`` is ``env_base`` (shared by many tasks, never changed) plus ``env_extra``.
+    env_base: Mapping[str, str] | None = None
+    env_extra: Mapping[str, str] | None = None
 
     @property
     def label(self) -> str:
@@ -117,13 +120,14 @@ def prepare_task(
         return substitute(text, sub)
 
     cwd = os.path.join(root_wd, s(ex.wd)) if ex.wd else root_wd
-    env = dict(base_env)
-    env.update(qcg_environment(launch.allocation, step_id))
+    extra = qcg_environment(launch.allocation, step_id)
     if ex.env:
-        env.update({k: s(v) for k, v in ex.env.items()})
+        extra.update({k: s(v) for k, v in ex.env.items()})
     model = ex.model or "default"
     if model == "threads":
-        env["OMP_NUM_THREADS"] = str(launch.allocation.cores)
+        extra["OMP_NUM_THREADS"] = str(launch.allocation.cores)
+    env = dict(base_env)
+    env.update(extra)
 
     def stream(name: str | None) -> str | None:
         return os.path.join(cwd, s(name)) if name else None
@@ -141,4 +145,6 @@ def prepare_task(
         allocation=launch.allocation,
         model=model,
         model_opts=dict(ex.model_opts or {}),
+        env_base=base_env,
+        env_extra=extra,
     )

@@ -276,12 +276,15 @@ class Pilot(RunsMixin):
         else:
             self.env[name] = value
         if self._base_env:  # running: jobs inherit this copy, built at the start
+            # A new dict, never changed in place: executors may keep the one they sent.
+            env = dict(self._base_env)
             if value is not None:
-                self._base_env[name] = value
+                env[name] = value
             elif name in os.environ:
-                self._base_env[name] = os.environ[name]
+                env[name] = os.environ[name]
             else:
-                self._base_env.pop(name, None)
+                env.pop(name, None)
+            self._base_env = env
 
     def kill_all(self) -> None:
         """SIGKILL every running job's process group now (the CLI's second Ctrl-C).

@@ -122,3 +122,30 @@ async def test_a_bug_in_a_callback_fails_the_pilot_loudly(tmp_path: Path,
     assert "RuntimeError('engine bug')" in repr(caught.value)  # in the task group's group
     log = next(tmp_path.glob(".qcgpjm-service-*/service.log")).read_text()
     assert "internal error handling a job's start or end" in log
+
+
+async def test_each_job_gets_the_base_environment_and_only_its_own_variables(
+        tmp_path: Path) -> None:
+    def env_of(name: str) -> dict[str, str]:
+        lines = (tmp_path / f"{name}.env").read_text().splitlines()
+        return dict(line.split("=", 1) for line in lines if "=" in line)
+
+    dump = "env > ${jname}.env"
+    async with Pilot(nodes="2", wd=tmp_path) as pilot:
+        await pilot.submit(Jobs().add(name="t", exec="bash", args=["-c", dump], model="threads",
+                                      numCores=2, env={"ONLY_T": "yes"}))
+        assert await pilot.wait4("t", timeout=T) == {"t": JobState.SUCCEED}
+        await pilot.submit(Jobs().add(name="plain", script=dump))
+        assert await pilot.wait4("plain", timeout=T) == {"plain": JobState.SUCCEED}
+        pilot.set_env("QCGPJ_TEST_SET", "1")
+        await pilot.submit(Jobs().add(name="set", script=dump))
+        assert await pilot.wait4("set", timeout=T) == {"set": JobState.SUCCEED}
+        pilot.set_env("QCGPJ_TEST_SET", None)
+        await pilot.submit(Jobs().add(name="unset", script=dump))
+        assert await pilot.wait4("unset", timeout=T) == {"unset": JobState.SUCCEED}
+    t, plain, set_, unset = (env_of(n) for n in ("t", "plain", "set", "unset"))
+    assert (t["OMP_NUM_THREADS"], t["ONLY_T"], t["QCG_PM_NPROCS"]) == ("2", "yes", "2")
+    assert "OMP_NUM_THREADS" not in plain and "ONLY_T" not in plain  # not the last job's
+    assert plain["QCG_PM_NPROCS"] == "1" and plain["PATH"] == os.environ["PATH"]
+    assert len({e["QCG_PM_STEP_ID"] for e in (t, plain, set_, unset)}) == 4
+    assert set_["QCGPJ_TEST_SET"] == "1" and "QCGPJ_TEST_SET" not in unset

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import random
+import time
 from pathlib import Path
 
 import pytest
@@ -51,3 +53,16 @@ async def test_run_lines_match_json_dumps(tmp_path: Path) -> None:
         kinds = {(r.exit_code, r.pid is None) for j in pilot.engine.jobs.values()
                  for r in j.runs.values()}
         assert (3, False) in kinds and (-1, True) in kinds  # a failure, and a run never started
+
+
+def test_iso_dates_match_datetime() -> None:
+    from qcgpj_async.runtime._service import _iso
+
+    rng = random.Random(5)
+    now = time.time()
+    stamps = [now + rng.uniform(-1e6, 1e6) for _ in range(20_000)]
+    stamps += [float(int(now)), int(now) + 0.5e-6, int(now) + 1.5e-6, int(now) + 0.9999995,
+               int(now) + 0.9999994, int(now) + 2.5e-6, 0.0, 1e9 + 0.25, -1.5]
+    stamps += [int(now) + k / 1e6 for k in range(2000)]  # every microsecond near a second
+    for t in stamps:
+        assert _iso(t) == datetime.datetime.fromtimestamp(t).isoformat(), t
