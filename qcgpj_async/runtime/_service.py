@@ -3,7 +3,10 @@
 ``service.log`` is concise: one INFO line per job or iteration that ends
 (with its allocation, exit code and run time), DEBUG for the steps between.
 ``jobs.report`` holds one line (JSON) or block (text) per finished iteration
-and per finished job, in the original's format.
+and per finished job, in the original's format. Both reach their files at
+most 20 ms after a job's end (one write for many), at once when a ``wait4``
+returns, and at the close; the journal (``_journal``) is written at every
+batch of events.
 """
 
 from __future__ import annotations
@@ -112,8 +115,8 @@ class ServiceDir:
     def _info(self, message: str) -> None:
         """One INFO line of a job's end, as ``self.log.info`` writes it, at a fifth of its cost.
 
-        Written to the log's stream without a flush (:meth:`flush` does it, after
-        each batch of events); the other lines go through ``logging``.
+        Written to the log's stream without a flush (:meth:`flush` does it, at most
+        ``REPORT_DELAY`` later, see the Pilot); the other lines go through ``logging``.
         """
         now = time.time()
         sec = int(now)
