@@ -34,22 +34,23 @@ def default_id() -> str:
     return f"{socket.gethostname()}.{os.getpid()}"
 
 
-_iso_sec, _iso_text = -1, ""
+_iso_second: tuple[int, str] = (-1, "")  # one second and its text: one object, read at once
 
 
 def _iso(t: float) -> str:
     """``datetime.fromtimestamp(t).isoformat()`` (same rounding), the date part made once
     per second: four of them per report line cost more than the rest of it."""
-    global _iso_sec, _iso_text
+    global _iso_second
+    if t < 0:  # before 1970: not worth a fast path
+        return _dt.datetime.fromtimestamp(t).isoformat()
     sec = int(t)
     us = round((t - sec) * 1_000_000)  # half to even, as datetime rounds
     if us >= 1_000_000:
         sec, us = sec + 1, us - 1_000_000
-    if sec != _iso_sec or t < 0:
-        if t < 0:  # before 1970: not worth a fast path
-            return _dt.datetime.fromtimestamp(t).isoformat()
-        _iso_sec, _iso_text = sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(sec))
-    return f"{_iso_text}.{us:06d}" if us else _iso_text
+    cached = _iso_second
+    if cached[0] != sec:
+        cached = _iso_second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(sec)))
+    return f"{cached[1]}.{us:06d}" if us else cached[1]
 
 
 _q = json.encoder.encode_basestring_ascii  # a JSON string, as json.dumps writes it
