@@ -5,8 +5,8 @@ process at once (killed at the close if it never started a job) and reads its ev
 asyncio in a reader callback of the loop) and hands each to whoever asked:
 a task awaiting :meth:`Starting.result` or :meth:`ServedProcess.wait`, or a
 callback (:meth:`Starting.on_answer`, :meth:`ServedProcess.on_exit`), which
-the pilot uses so that no task per job is needed. Each start sends only what
-differs from the last environment sent in full. If the server cannot start,
+the pilot uses so that no task per job is needed. The base environment is sent
+once; each start sends only the job's own variables. If the server cannot start,
 or ends, :attr:`ForkServer.running` turns False and the executor starts jobs
 in the pilot's process instead.
 """
@@ -272,7 +272,7 @@ class ForkServer:
     def request(self, label: str, argv: Sequence[str], env: Mapping[str, str], cwd: str,
                 stdin: str | None, stdout: str | None, stderr: str | None,
                 base: Mapping[str, str] | None = None,
-                extra: dict[str, str] | None = None) -> Starting:
+                extra: Mapping[str, str] | None = None) -> Starting:
         """Ask for a start now; :meth:`Starting.result` awaits it.
 
         ``env`` is ``base`` plus ``extra`` where both are given (``base`` never
@@ -288,7 +288,7 @@ class ForkServer:
                 self._base_src = base
                 self._env = dict(base)
                 self._send(("env", self._env))
-            set_: Mapping[str, str] = extra
+            set_: Mapping[str, str] = extra if type(extra) is dict else dict(extra)
             unset: list[str] = []
         else:
             self._base_src = None

@@ -180,11 +180,9 @@ class LocalExecutor:
         server = self._server
         if server is not None and server.running and task.model not in ("openmpi", "intelmpi"):
             try:
-                extra = task.env_extra
                 return server.request(task.label, local_argv(task), task.env, task.cwd,
                                       task.stdin, task.stdout, task.stderr, task.env_base,
-                                      extra if isinstance(extra, dict) or extra is None
-                                      else dict(extra))
+                                      task.env_extra)
             except (OSError, subprocess.SubprocessError):  # it cannot start: start here
                 return None
         return None
