@@ -34,6 +34,14 @@ def test_messages_are_framed_across_reads() -> None:
     assert got == msgs * 50
 
 
+def running(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie (killed, not reaped yet) does not."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):  # gone, or being reaped while read (ESRCH)
+        return False
+
+
 def children(pid: int) -> list[int]:
     return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
@@ -77,8 +85,7 @@ async def test_a_dead_fork_server_fails_its_jobs_and_the_next_start_here(tmp_pat
         info = (await pilot.info("long"))["long"]
         assert info.runtime is not None and info.runtime.exit_code == -signal.SIGKILL
         with anyio.fail_after(T):  # its process was killed, not left running
-            while os.path.exists(f"/proc/{job_pid}") and "Z" not in Path(
-                    f"/proc/{job_pid}/stat").read_text().rpartition(")")[2].split()[0]:
+            while running(job_pid):
                 await anyio.sleep(0.01)
         await pilot.submit(Jobs().add(name="next", script="echo $PPID > ppid"))
         assert await pilot.wait4("next", timeout=T) == {"next": JobState.SUCCEED}
