@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 import pytest
+from procfs import alive
 
 from qcgpj_async import JobState, NullExecutor, Pilot, __version__
 from qcgpj_async.cli import _progress, _progress_line
@@ -544,15 +545,6 @@ def test_request_errors_in_a_file(tmp_path: Path) -> None:
 
 
 # -- signals ------------------------------------------------------------------------------------
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie does not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):  # gone, or being reaped while read (ESRCH)
-        return False
 
 
 @pytest.mark.parametrize(("sig", "code", "word"), [

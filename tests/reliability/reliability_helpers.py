@@ -13,16 +13,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from procfs import alive
+
 T = 30  # seconds: a generous bound for what should take milliseconds
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs: a zombie (killed, waiting to be reaped) does not."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):  # gone, or being reaped while read (ESRCH)
-        return False
 
 
 def until(check: Callable[[], Any], what: str, timeout: float = T) -> Any:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from procfs import alive
 
 from qcgpj_async import (
     JobDescriptionError,
@@ -33,15 +34,6 @@ async def until(pilot: Pilot, label: str, state: JobState) -> None:
                 await events.__anext__()
     finally:
         await events.aclose()  # type: ignore[attr-defined]
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs: a zombie (killed, waiting for init to reap it) does not."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):  # gone, or being reaped while read (ESRCH)
-        return False
 
 
 async def gone(pids: list[int]) -> list[int]:
