@@ -1,7 +1,7 @@
 """Where the cores go while batch mode runs short jobs: a ``perf sched`` trace, classified.
 
 Usage: ``python benchmarks/sched_share.py [-n 1000] [--nodes 2]`` (needs ``perf`` and the
-right to trace the scheduler: root, or ``kernel.perf_event_paranoid`` <= 1)
+right to trace the scheduler system-wide: root, or ``kernel.perf_event_paranoid`` = -1)
 
 Runs ``python -m qcgpj_async --file-path F --nodes N`` (N ``/bin/true`` jobs) and
 ``seq N | xargs -P N -n 1 /bin/true`` under ``perf sched record``, and reads
@@ -32,8 +32,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 _LINE = re.compile(r"^\s*(\d+\.\d+)\s+\[(\d+)\]\s+(.+?)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$")
 _TASK = re.compile(r"^(.*)\[(\d+)(?:/(\d+))?\]$")
@@ -55,8 +55,8 @@ def timeline(data: str) -> dict[str, list[tuple[float, float, str, int]]]:
     return cpus
 
 
-def classify(cpus: dict[str, list[tuple[float, float, str, int]]], kind_of: Any,
-             jobs: int) -> tuple[dict[str, float], dict[str, float]]:
+def classify(cpus: dict[str, list[tuple[float, float, str, int]]],
+             kind_of: Callable[[str, int], str], jobs: int) -> tuple[dict[str, float], dict[str, float]]:
     """Shares of time per combination of kinds, and µs of CPU per job per kind."""
     t0 = max(v[0][0] for v in cpus.values())
     t1 = min(v[-1][1] for v in cpus.values())
@@ -79,8 +79,8 @@ def classify(cpus: dict[str, list[tuple[float, float, str, int]]], kind_of: Any,
         t += 1e-5
     for slices in cpus.values():
         for start, end, comm, pid in slices:
-            cpu_us[kind_of(comm, pid)] += (min(end, hi) - max(start, lo)) * 1e6 \
-                if end > lo and start < hi else 0
+            if end > lo and start < hi:  # the part inside the window
+                cpu_us[kind_of(comm, pid)] += (min(end, hi) - max(start, lo)) * 1e6
     total = sum(shares.values())
     frac = (hi - lo) / span  # the jobs of the window, assuming an even pace
     return ({k: v / total for k, v in shares.most_common()},
@@ -121,7 +121,7 @@ def main() -> None:
                 return "P"
             if pid == server:
                 return "S"
-            if comm in ("true", "python") or comm.startswith("python"):
+            if comm == "true" or comm.startswith("python"):  # a job, before its exec too
                 return "J"
             return "I" if comm.startswith("<idle>") else "O"
 
