@@ -9,7 +9,11 @@ runs batch mode (``python -m qcgpj_async --file-path F --nodes 2``) under
 ``valgrind --tool=callgrind`` with ``--small`` and ``--large`` ``/bin/true``
 jobs and prints ``(large - small) / (large - small jobs)``: the instructions
 the pilot's process executes per job, start-up excluded. The same code gives
-the same figure within about 1%.
+the same figure within about 1%. Compare rows and commits with it, not
+microseconds: valgrind slows the pilot ~50x while the jobs run at full speed,
+so what the pilot does per unit of time (the report flush every 20 ms, the
+journal's sync every second) and how many events one read brings differ
+from a real run.
 
 Only the pilot is counted: valgrind does not follow the fork server nor the
 jobs (they are other programs). valgrind 3.19 (Debian 12) lacks the
