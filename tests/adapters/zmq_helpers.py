@@ -7,6 +7,7 @@ import logging
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,10 @@ class OriginalClients:
         # One INFO line per event costs more than the service's work.
         logging.getLogger("qcg.pilotjob.api").setLevel(logging.WARNING)
         self.made.append(m)
+        # Its SUB socket connected in the constructor; its subscriptions reach the service
+        # a moment later (ZMQ's slow joiner). Its wait4 reads the status once, then only
+        # events: one missed while it joins would make a test wait for its timeout.
+        time.sleep(0.2)
         return m
 
     def close(self) -> None:
