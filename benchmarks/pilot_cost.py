@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _peers import ours_env  # benchmarks/ is this script's folder
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SERVER = REPO / "qcgpj_async" / "executors" / "_forkserver.py"
@@ -124,8 +126,7 @@ def main() -> None:
         {"name": f"j{i}", "execution": {"exec": "/bin/true"}} for i in range(n)]}]))
     wrapper = tmp / "rusage.py"
     wrapper.write_text(_RUSAGE)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    env = {**os.environ, **ours_env()}
     names = ["xargs", *(f"server + {c:g} µs" for c in costs), "batch mode"]
     walls: dict[str, list[float]] = {k: [] for k in names}
     cpu: list[float] = []

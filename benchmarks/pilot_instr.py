@@ -37,7 +37,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from _peers import ours_env  # benchmarks/ is this script's folder
 
 _BOOT = """import runpy, sys
 import qcgpj_async.executors.local as local
@@ -68,13 +68,11 @@ def count(tmp: Path, n: int, nodes: int, extra: list[str]) -> int:
         reqs.write_text(json.dumps([{"request": "submit", "jobs": [
             {"name": f"j{i}", "execution": {"exec": "/bin/true"}} for i in range(n)]}]))
     wd = Path(tempfile.mkdtemp(dir=tmp, prefix=f"wd{n}-"))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
     proc = subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/callgrind.out.%p",
          sys.executable, str(tmp / "boot.py"), "--file-path", str(reqs), "--nodes", str(nodes),
          "--wd", str(wd), *extra],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+        env={**os.environ, **ours_env()}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.splitlines()[-5:])
         raise SystemExit(f"batch mode of {n} jobs exited {proc.returncode}:\n{tail}")
