@@ -80,7 +80,7 @@ def classify(cpus: dict[str, list[Slice]],
     """Shares of time per combination of kinds, and µs of CPU per job per kind."""
     lo, hi, span = _window(cpus)
     shares: collections.Counter[str] = collections.Counter()
-    cpu_us: collections.Counter[str] = collections.Counter()
+    cpu_us: dict[str, float] = collections.defaultdict(float)
     pos = dict.fromkeys(cpus, 0)
     t = lo
     while t < hi:
@@ -113,7 +113,7 @@ def wake_waits(cpus: dict[str, list[Slice]], kind_of: Callable[[str, int], str],
     idle = {cpu: sorted((a, b) for a, b, comm, _, _ in v if comm.startswith("<idle>"))
             for cpu, v in cpus.items()}
     delays: dict[str, list[float]] = collections.defaultdict(list)
-    stranded: collections.Counter[str] = collections.Counter()
+    stranded: dict[str, float] = collections.defaultdict(float)
     for cpu, slices in cpus.items():
         for start, _, comm, pid, delay in slices:
             kind = kind_of(comm, pid)
