@@ -23,9 +23,9 @@ and that two jobs run at once only a quarter of the time (xargs: see its row).
 A second table gives, for the pilot (or xargs) and the fork server, the delay from
 each wake-up to its run (median and 90th percentile) and the time per job it spent
 woken but waiting for a CPU while another CPU was idle. At ``--nodes 2`` on the
-test machine the fork server's p90 is ~0.6 ms against xargs' ~0.03 ms: it is
+test machine the fork server's p90 is 0.5-0.6 ms against xargs' ~0.03 ms: it is
 woken onto the CPU of a job that has just started, does not preempt it and waits
-for its end (~50 µs per job while the other CPU idles; xargs: ~5).
+for its end (50-65 µs per job while the other CPU idles; xargs: 5-10).
 """
 
 from __future__ import annotations
