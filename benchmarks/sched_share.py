@@ -108,7 +108,8 @@ def wake_waits(cpus: dict[str, list[Slice]], kind_of: Callable[[str, int], str],
                jobs: int) -> dict[str, tuple[float, float, float]]:
     """Per kind other than jobs, idle and other: the median and 90th percentile of its
     wake-up delays (µs), and the µs per job it spent woken but waiting for a CPU while
-    another CPU was idle (the scheduler did not move it there)."""
+    another CPU was idle (the scheduler did not move it there; summed over the other CPUs,
+    so with more than two a wait beside two idle CPUs counts twice)."""
     lo, hi, span = _window(cpus)
     idle = {cpu: sorted((a, b) for a, b, comm, _, _ in v if comm.startswith("<idle>"))
             for cpu, v in cpus.items()}
