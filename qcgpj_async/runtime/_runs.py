@@ -103,13 +103,7 @@ class RunsMixin:
                 self._kill_pending.discard(run_id)
                 self._dispatch(self.engine.exited(run_id, -1, time.time(), starting.error))
                 return
-            self._procs[run_id] = proc
-            self._dispatch(self.engine.started(run_id, time.time(), proc.pid))
-            if launch.spec.resources.wt is not None and self._timer_wake is not None:
-                self._timer_wake.set()
-            if run_id in self._kill_pending:
-                self._kill_pending.discard(run_id)
-                self._terminate(run_id, proc)
+            self._run_started(launch, proc)
             proc.on_exit(lambda code: self._guarded(self._served_exited, run_id, code))
             watched = True
         finally:
@@ -118,11 +112,26 @@ class RunsMixin:
 
     def _served_exited(self, run_id: int, code: int) -> None:
         try:
-            del self._procs[run_id]
-            self._journaled_runs.discard(run_id)
-            self._dispatch(self.engine.exited(run_id, code, time.time()))
+            self._run_exited(run_id, code)
         finally:
             self._task_done()
+
+    def _run_started(self, launch: Launch, proc: Process) -> None:
+        """The engine hears that ``launch`` started as ``proc``; a kill asked meanwhile is sent."""
+        run_id = launch.run_id
+        self._procs[run_id] = proc
+        self._dispatch(self.engine.started(run_id, time.time(), proc.pid))
+        if launch.spec.resources.wt is not None and self._timer_wake is not None:
+            self._timer_wake.set()
+        if run_id in self._kill_pending:
+            self._kill_pending.discard(run_id)
+            self._terminate(run_id, proc)
+
+    def _run_exited(self, run_id: int, code: int) -> None:
+        """The engine hears that run ``run_id``'s process ended with ``code``."""
+        del self._procs[run_id]
+        self._journaled_runs.discard(run_id)
+        self._dispatch(self.engine.exited(run_id, code, time.time()))
 
     def _note_run(self, run_id: int, task: Task) -> None:
         run = self.engine.runs.get(run_id)
@@ -154,20 +163,12 @@ class RunsMixin:
                 msg = f"job {task.label}: launch failed: {e!r}"
                 self._dispatch(engine.exited(run_id, -1, time.time(), msg))
                 return
-            self._procs[run_id] = proc
-            self._dispatch(engine.started(run_id, time.time(), proc.pid))
-            if launch.spec.resources.wt is not None and self._timer_wake is not None:
-                self._timer_wake.set()
-            if run_id in self._kill_pending:
-                self._kill_pending.discard(run_id)
-                self._terminate(run_id, proc)
+            self._run_started(launch, proc)
             # Shielded: leaving the pilot's block by a cancellation stops the
             # jobs in _stop_jobs (SIGTERM, SIGKILL after kill_grace), not here.
             with anyio.CancelScope(shield=True):
                 code = await proc.wait()
-            del self._procs[run_id]
-            self._journaled_runs.discard(run_id)
-            self._dispatch(engine.exited(run_id, code, time.time()))
+            self._run_exited(run_id, code)
         finally:
             self._task_done()
 
