@@ -199,15 +199,23 @@ def alternate(
     runs: int,
     *,
     progress: bool = True,
+    first_round: int = 0,
 ) -> dict[str, list[Measurement]]:
-    """Run the variants interleaved, A B C A B C ..., ``runs`` times each.
+    """Run the variants interleaved, ``runs`` times each, the order rotated each round:
+    A B C, B C A, C A B, ...
 
-    Interleaving spreads the machine's noise evenly over the variants. With
-    ``progress`` one line per run goes to stderr.
+    Interleaving spreads the machine's noise evenly over the variants; rotating
+    spreads the aftermath of each one (a heavy run's exit, its files' removal)
+    over the others, instead of always on the one after it. ``first_round``:
+    the rotation of the first round (a caller running one round at a time).
+    With ``progress`` one line per run goes to stderr.
     """
     results: dict[str, list[Measurement]] = {name: [] for name in variants}
+    names = list(variants)
     for i in range(runs):
-        for name, fn in variants.items():
+        k = (first_round + i) % len(names) if names else 0
+        for name in names[k:] + names[:k]:
+            fn = variants[name]
             m = fn()
             results[name].append(m)
             if progress:

@@ -166,7 +166,7 @@ def run_group(g: Group, min_runs: int, t0: float, soft_limit: float) -> dict[str
         if i >= min_runs and time.perf_counter() - t0 > soft_limit:
             print(f"  time budget: {i} rounds", file=sys.stderr, flush=True)
             break
-        for name, ms in alternate(g.variants, 1, progress=False).items():
+        for name, ms in alternate(g.variants, 1, progress=False, first_round=i).items():
             m = ms[0]
             results[name].append(m)
             rss = f"{m.peak_rss_mb:.1f} MB" if m.peak_rss_mb is not None else "? MB"
@@ -228,6 +228,11 @@ def build(cfg: Config, venv: Path, root: Path) -> tuple[list[Group], list[View]]
                   f"batch: one /bin/true job of {n:,} iterations, --nodes {nodes}",
                   write_iteration_job(n), nodes, n, 1, n,
                   (f"xargs -P {nodes}", xargs_cmd(n, int(nodes))), rounds)
+    # One slot on this 2-vCPU machine: a core is left for the pilot. Beside --nodes 2
+    # (every core a job slot) it shows what the manager's CPU costs there.
+    n = cfg.big
+    batch(f"sep-{n}-n1", f"batch: {n:,} separate /bin/true, --nodes 1", write_true_jobs(n),
+          "1", n, n, None, ("xargs -P 1", xargs_cmd(n, 1)), cfg.runs_big)
     n = cfg.script_n
     batch(f"script-{n}-n2", f'batch: {n} x script "true", --nodes 2', write_script_jobs(n),
           "2", n, n, None, ("xargs -P 2 bash -c true", xargs_cmd(n, 2, ["bash", "-c", "true"])),
@@ -550,6 +555,7 @@ def headline(rows: list[RowResult], cfg: Config) -> list[str]:
                      f"{fmt_t(o.time.median)} (**{_x(o.time.median / r.time.median)}** faster)")
     n = cfg.big
     speed(f"sep-{n}-n2", f"batch, {n:,} separate jobs, --nodes 2")
+    speed(f"sep-{n}-n1", f"batch, {n:,} separate jobs, --nodes 1 (a core left for the pilot)")
     speed(f"sep-{n}-n64", f"batch, {n:,} separate jobs, --nodes 64")
     speed(f"iter-{n}-n2", f"batch, one {n:,}-iteration job, --nodes 2")
     speed(f"iter-{n}-n64", f"batch, one {n:,}-iteration job, --nodes 64")
