@@ -3,28 +3,33 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+_BENCH = str(Path(__file__).resolve().parent.parent / "benchmarks")
+sys.path.insert(0, _BENCH)
+try:
+    from _harness import Measurement, alternate
+finally:
+    sys.path.remove(_BENCH)
 
-from _harness import Measurement, alternate
 
-
-def _variants(order: list[str]) -> dict[str, object]:
-    def make(name: str):  # type: ignore[no-untyped-def]
+def _variants(order: list[str]) -> dict[str, Callable[[], Measurement]]:
+    """Three stand-in tools that note when they ran; their wall time is their turn (1, 2, ...)."""
+    def make(name: str) -> Callable[[], Measurement]:
         def run() -> Measurement:
             order.append(name)
-            return Measurement(wall_s=0.01 * len(order), returncode=0)
+            return Measurement(wall_s=float(len(order)), returncode=0)
         return run
     return {n: make(n) for n in ("orig", "ours", "xargs")}
 
 
 def test_rounds_rotate_so_no_variant_always_follows_the_same_one() -> None:
     order: list[str] = []
-    results = alternate(_variants(order), 3, progress=False)  # type: ignore[arg-type]
+    results = alternate(_variants(order), 3, progress=False)
     assert order == ["orig", "ours", "xargs", "ours", "xargs", "orig", "xargs", "orig", "ours"]
-    # results stay per variant, in the order each ran
-    assert [m.wall_s for m in results["ours"]] == [0.02, 0.04, 0.09]
+    # the results stay per variant, in the order of the rounds
+    assert [m.wall_s for m in results["ours"]] == [2.0, 4.0, 9.0]
     assert list(results) == ["orig", "ours", "xargs"]
 
 
@@ -32,7 +37,7 @@ def test_one_round_at_a_time_rotates_with_first_round() -> None:
     order: list[str] = []
     variants = _variants(order)
     for i in range(4):
-        alternate(variants, 1, progress=False, first_round=i)  # type: ignore[arg-type]
+        alternate(variants, 1, progress=False, first_round=i)
     assert order[:3] == ["orig", "ours", "xargs"]
     assert order[3:6] == ["ours", "xargs", "orig"]
     assert order[6:9] == ["xargs", "orig", "ours"]
