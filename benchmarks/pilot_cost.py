@@ -1,6 +1,7 @@
 """What the manager's CPU per job costs when the jobs and the manager share the cores.
 
-Usage: ``python benchmarks/pilot_cost.py [--runs 5] [-n 5000] [--cores 2] [--cost 0,50,100,200]``
+Usage: ``python benchmarks/pilot_cost.py [--runs 5] [-n 5000] [--cores 2] [--cost 0,50,100,200]
+[--asyncio]``
 
 Batch mode at ``--nodes 2`` on a 2-core machine runs two ``/bin/true`` at a
 time on the same two cores as the manager. This script separates what the
@@ -12,12 +13,14 @@ alternating rounds (A B C ... A B C ...):
   as the pilot starts it) driven by a stand-in manager that, for each job that
   ends, asks for the next start and then burns C µs of CPU (the engine, the
   report, journal and log lines, the next task's environment, in the real
-  pilot);
+  pilot). With ``--asyncio`` the stand-in reads the server's events in an
+  asyncio reader callback, as the pilot does, instead of blocking reads;
 - ``batch mode``: ``python -m qcgpj_async --file-path F --nodes <cores>``, with
   its own CPU per job (its process only, not the server's nor the jobs').
 
 Prints a markdown table (median wall time, jobs/s, speed relative to xargs,
-manager CPU per job) and one JSON line. The slope of the ``server + C``
+manager CPU per job: for the stand-in, the µs it burns and what its process
+measured in all, loop and messages included) and one JSON line. The slope of the ``server + C``
 rows says what each microsecond of manager CPU per job costs in throughput,
 and where the real pilot sits on it.
 """
@@ -25,8 +28,10 @@ and where the real pilot sits on it.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -41,8 +46,10 @@ REPO = HERE.parent
 SERVER = REPO / "qcgpj_async" / "executors" / "_forkserver.py"
 
 
-def drive(n: int, cores: int, cost_us: float, wd: str) -> None:
-    """The stand-in manager (runs in a process of its own): n starts, ``cores`` at a time."""
+def drive(n: int, cores: int, cost_us: float, wd: str, use_asyncio: bool = False) -> None:
+    """The stand-in manager (runs in a process of its own): n starts, ``cores`` at a time.
+
+    Prints its own CPU (user + system) per job, in µs."""
     sys.path.insert(0, str(SERVER.parent))
     from _forkserver import Reader, pack  # type: ignore[import-not-found]
 
@@ -63,11 +70,11 @@ def drive(n: int, cores: int, cost_us: float, wd: str) -> None:
         os.write(req_w, pack(("start", rid, f"j{rid}", ["/bin/true"],
                               {"QCG_PM_STEP_ID": str(rid)}, [], wd, None, None, None)))
 
-    for _ in range(min(cores, n)):
-        start()
     reader = Reader(ev_r)
     done = failed = 0
-    while done < n:
+
+    def handle() -> None:
+        nonlocal done, failed
         msgs = reader.read()
         if msgs is None:
             raise SystemExit("the fork server ended")
@@ -82,17 +89,47 @@ def drive(n: int, cores: int, cost_us: float, wd: str) -> None:
                 t = clock()
                 while clock() - t < cost:  # the manager's work for the job that ended
                     pass
+
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    for _ in range(min(cores, n)):
+        start()
+    if use_asyncio:
+        async def loop() -> None:
+            ev = asyncio.get_running_loop()
+            finished = ev.create_future()
+
+            def readable() -> None:
+                handle()
+                if done >= n and not finished.done():
+                    finished.set_result(None)
+
+            ev.add_reader(ev_r, readable)
+            await finished
+            ev.remove_reader(ev_r)
+
+        asyncio.run(loop())
+    else:
+        while done < n:
+            handle()
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
     os.close(req_w)
     proc.wait()
     if failed:
         raise SystemExit(f"{failed} jobs failed")
+    used = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    print(f"{used / n * 1e6:.1f}")
 
 
 def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+    return timed_out(argv, env)[0]
+
+
+def timed_out(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+    """Wall time and standard output of a command."""
     t = time.perf_counter()
-    subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    out = subprocess.run(argv, check=True, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True).stdout
+    return time.perf_counter() - t, out
 
 
 _RUSAGE = """import atexit, resource, runpy, sys
@@ -113,10 +150,12 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=5000)
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--cost", default="0,50,100,200", help="µs of manager CPU per job")
+    ap.add_argument("--asyncio", action="store_true",
+                    help="the stand-in reads events in an asyncio reader callback, as the pilot")
     ap.add_argument("--drive", nargs=3, help=argparse.SUPPRESS)  # n cost_us wd
     args = ap.parse_args()
     if args.drive:
-        drive(int(args.drive[0]), args.cores, float(args.drive[1]), args.drive[2])
+        drive(int(args.drive[0]), args.cores, float(args.drive[1]), args.drive[2], args.asyncio)
         return
     n, cores = args.n, args.cores
     costs = [float(c) for c in args.cost.split(",")]
@@ -130,13 +169,17 @@ def main() -> None:
     names = ["xargs", *(f"server + {c:g} µs" for c in costs), "batch mode"]
     walls: dict[str, list[float]] = {k: [] for k in names}
     cpu: list[float] = []
+    stand_in_cpu: dict[str, list[float]] = {k: [] for k in names if k.startswith("server")}
+    mode = ["--asyncio"] if args.asyncio else []
     for r in range(args.runs):
         walls["xargs"].append(timed(
             ["sh", "-c", f"seq {n} | xargs -P {cores} -n 1 /bin/true"]))
         for c in costs:
-            walls[f"server + {c:g} µs"].append(timed(
-                [sys.executable, __file__, "--cores", str(cores), "--drive", str(n), str(c),
-                 str(tmp)]))
+            key = f"server + {c:g} µs"
+            wall, printed = timed_out([sys.executable, __file__, "--cores", str(cores), *mode,
+                                       "--drive", str(n), str(c), str(tmp)])
+            walls[key].append(wall)
+            stand_in_cpu[key].append(float(printed.split()[-1]))
         wd = tmp / f"batch{r}"
         out = tmp / f"cpu{r}"
         walls["batch mode"].append(timed(
@@ -146,19 +189,26 @@ def main() -> None:
         print(f"round {r + 1}/{args.runs}: " + ", ".join(
             f"{k} {v[-1]:.2f} s" for k, v in walls.items()), file=sys.stderr)
     ref = statistics.median(walls["xargs"])
-    print(f"\n{n:,} x /bin/true, {cores} at a time, {args.runs} alternating rounds "
+    print(f"\n{n:,} x /bin/true, {cores} at a time, {args.runs} alternating rounds, "
+          f"stand-in {'in an asyncio loop' if args.asyncio else 'with blocking reads'} "
           f"(machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f})\n")
     print("| variant | wall median | jobs/s | speed vs xargs | manager CPU per job |")
     print("|---|---|---|---|---|")
     rows = {}
     for k, v in walls.items():
         med = statistics.median(v)
-        per_job = (f"{statistics.median(cpu) / n * 1e6:.0f} µs (whole process)"
-                   if k == "batch mode" else "-" if k == "xargs" else k.split("+ ")[1])
         rows[k] = {"wall_s": med, "vs_xargs": ref / med}
+        if k == "batch mode":
+            per_job = f"{statistics.median(cpu) / n * 1e6:.0f} µs (whole process)"
+        elif k == "xargs":
+            per_job = "-"
+        else:
+            measured = statistics.median(stand_in_cpu[k])
+            rows[k]["cpu_per_job_us"] = measured
+            per_job = f"{k.split('+ ')[1]} burned, {measured:.0f} µs in all"
         print(f"| {k} | {med:.2f} s | {n / med:,.0f} | {ref / med:.2f}x | {per_job} |")
     rows["batch mode"]["cpu_per_job_us"] = statistics.median(cpu) / n * 1e6
-    print("\n" + json.dumps({"n": n, "cores": cores, "rows": rows}))
+    print("\n" + json.dumps({"n": n, "cores": cores, "asyncio": args.asyncio, "rows": rows}))
 
 
 if __name__ == "__main__":
