@@ -39,7 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _peers import ours_env  # benchmarks/ is this script's folder
+from _harness import Measurement, run_cmd  # benchmarks/ is this script's folder
+from _peers import ours_env
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -117,19 +118,16 @@ def drive(n: int, cores: int, cost_us: float, wd: str, use_asyncio: bool = False
     if failed:
         raise SystemExit(f"{failed} jobs failed")
     used = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-    print(f"{used / n * 1e6:.1f}")
+    print(json.dumps({"stand_in_cpu_us": used / n * 1e6}))
 
 
-def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
-    return timed_out(argv, env)[0]
-
-
-def timed_out(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
-    """Wall time and standard output of a command."""
-    t = time.perf_counter()
-    out = subprocess.run(argv, check=True, env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True).stdout
-    return time.perf_counter() - t, out
+def timed(argv: list[str], env: dict[str, str] | None = None) -> Measurement:
+    """One run through the harness's ``run_cmd`` (``env``: added variables); a failure
+    ends the script."""
+    m = run_cmd(argv, env=env)
+    if not m.ok:
+        raise SystemExit(f"{' '.join(argv[:3])} ...: {m.error}\n{m.stderr_tail}")
+    return m
 
 
 _RUSAGE = """import atexit, resource, runpy, sys
@@ -165,7 +163,7 @@ def main() -> None:
         {"name": f"j{i}", "execution": {"exec": "/bin/true"}} for i in range(n)]}]))
     wrapper = tmp / "rusage.py"
     wrapper.write_text(_RUSAGE)
-    env = {**os.environ, **ours_env()}
+    env = ours_env()
     names = ["xargs", *(f"server + {c:g} µs" for c in costs), "batch mode"]
     walls: dict[str, list[float]] = {k: [] for k in names}
     cpu: list[float] = []
@@ -173,18 +171,18 @@ def main() -> None:
     mode = ["--asyncio"] if args.asyncio else []
     for r in range(args.runs):
         walls["xargs"].append(timed(
-            ["sh", "-c", f"seq {n} | xargs -P {cores} -n 1 /bin/true"]))
+            ["sh", "-c", f"seq {n} | xargs -P {cores} -n 1 /bin/true"]).wall_s)
         for c in costs:
             key = f"server + {c:g} µs"
-            wall, printed = timed_out([sys.executable, __file__, "--cores", str(cores), *mode,
-                                       "--drive", str(n), str(c), str(tmp)])
-            walls[key].append(wall)
-            stand_in_cpu[key].append(float(printed.split()[-1]))
+            m = timed([sys.executable, __file__, "--cores", str(cores), *mode,
+                       "--drive", str(n), str(c), str(tmp)])
+            walls[key].append(m.wall_s)
+            stand_in_cpu[key].append(m.figures["stand_in_cpu_us"])
         wd = tmp / f"batch{r}"
         out = tmp / f"cpu{r}"
         walls["batch mode"].append(timed(
             [sys.executable, str(wrapper), str(out), "--file-path", str(reqs), "--nodes",
-             str(cores), "--wd", str(wd)], env))
+             str(cores), "--wd", str(wd)], env).wall_s)
         cpu.append(float(out.read_text()))
         print(f"round {r + 1}/{args.runs}: " + ", ".join(
             f"{k} {v[-1]:.2f} s" for k, v in walls.items()), file=sys.stderr)
