@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -137,13 +138,27 @@ def run_cmd(
         proc = subprocess.Popen(
             wrapped, cwd=cwd, env=full_env, stdout=out, stderr=err, start_new_session=True
         )
+        ended, timed_out = threading.Lock(), threading.Event()
+
+        def stop() -> None:  # its group, only while its leader is not reaped (still ours)
+            if ended.acquire(blocking=False):
+                timed_out.set()
+                os.killpg(proc.pid, signal.SIGKILL)
+
+        timer = threading.Timer(timeout, stop)
+        timer.daemon = True
+        timer.start()
         try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            rc = proc.wait()
+            # A blocking wait for the end, without reaping it: Popen.wait(timeout=...)
+            # polls with sleeps of up to 50 ms, which put every wall time 0-50 ms late.
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+            wall = time.perf_counter() - t0
+            ended.acquire(blocking=False)  # from now on the timer signals nothing
+        finally:
+            timer.cancel()
+        rc = proc.wait()
+        if timed_out.is_set():
             error = f"timeout after {timeout:g} s"
-        wall = time.perf_counter() - t0
         usage_data = _parse_rusage(usage.read())
         out.seek(0)
         err.seek(0)
