@@ -34,7 +34,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from _harness import Measurement, alternate, run_cmd, summarize
+from _harness import Measurement, alternate, run_cmd, run_in_fresh_wd, summarize
 from _peers import batch_verifier, ours_batch_cmd, ours_env, write_true_jobs, xargs_cmd
 
 HERE = Path(__file__).resolve().parent
@@ -93,26 +93,25 @@ def main() -> int:
         cpu: dict[str, list[float]] = {"C posix_spawn": [], "C fork+exec": []}
 
         def batch(name: str | None, fork: bool = False) -> Callable[[], Measurement]:
-            def run() -> Measurement:
-                wd = Path(tempfile.mkdtemp(dir=tmp))
-                env = ours_env()
+            env = ours_env()
+            times = tmp / f"server-times-{fork}"  # the C server appends a line at its exit
+            if name is not None:
+                env["QCGPJ_FSC_TIMES"] = str(times)
+            if fork:
+                env["QCGPJ_FSC_FORK"] = "1"
+
+            def cmd(wd: Path) -> list[str]:
                 if name is None:
-                    cmd = ours_batch_cmd(reqs, nodes, wd)
-                else:
-                    times = wd / "server-times"
-                    env |= {"QCGPJ_FSC_TIMES": str(times)}
-                    if fork:
-                        env["QCGPJ_FSC_FORK"] = "1"
-                    cmd = [sys.executable, "-c", _WRAPPER, str(binary), "--file-path", str(reqs),
-                           "--nodes", str(nodes), "--wd", str(wd)]
-                m = run_cmd(cmd, cwd=wd, env=env)
-                if m.ok:
-                    m.error = verify(wd)
+                    return ours_batch_cmd(reqs, nodes, wd)
+                return [sys.executable, "-c", _WRAPPER, str(binary), "--file-path", str(reqs),
+                        "--nodes", str(nodes), "--wd", str(wd)]
+
+            def run() -> Measurement:
+                m = run_in_fresh_wd(cmd, verify=verify, tag="fsc", env=env)
                 if name is not None and m.ok:
                     per_job = server_cpu_per_job(times, n)
                     if per_job is not None:
                         cpu[name].append(per_job)
-                shutil.rmtree(wd, ignore_errors=True)
                 return m
             return run
 

@@ -542,6 +542,48 @@ static int high(int fd) {
     return h;
 }
 
+/* posix_spawn: returns once the child has called exec; 0 or an errno. */
+static int spawn_start(const char *path, char **argv, char **envp, const char *cwd,
+                       const int fds[3], pid_t *pid) {
+    posix_spawn_file_actions_t fa;
+    int e = posix_spawn_file_actions_init(&fa);
+    if (e) return e;
+    e = posix_spawn_file_actions_addchdir_np(&fa, cwd);
+    for (int k = 0; k < 3 && !e; k++) e = posix_spawn_file_actions_adddup2(&fa, fds[k], k);
+    for (size_t k = 0; k < n_close && !e; k++)
+        e = posix_spawn_file_actions_addclose(&fa, close_fds[k]);
+    if (!e) e = posix_spawn(pid, path, &fa, &attr, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    return e;
+}
+
+/* fork and exec (QCGPJ_FSC_FORK): returns at once; 0 or an errno. A failed exec is
+ * told on the close-on-exec pipe left in pend_fd, read when it becomes readable. */
+static int fork_start(const char *path, char **argv, char **envp, const char *cwd,
+                      const int fds[3], pid_t *pid) {
+    int pp[2];
+    if (pipe2(pp, O_CLOEXEC) != 0) return errno;
+    pid_t c = fork();
+    if (c == 0) {
+        setsid();
+        signal(SIGPIPE, SIG_DFL); signal(SIGXFSZ, SIG_DFL);
+        signal(SIGINT, SIG_DFL); signal(SIGTERM, SIG_DFL);
+        int err = 0;
+        if (chdir(cwd) != 0) err = errno;
+        for (int k = 0; k < 3 && !err; k++) if (dup2(fds[k], k) < 0) err = errno;
+        for (size_t k = 0; k < n_close; k++) close(close_fds[k]);
+        if (!err) { execve(path, argv, envp); err = errno; }
+        (void)!write(pp[1], &err, sizeof err);
+        _exit(127);
+    }
+    int e = c < 0 ? errno : 0;
+    close(pp[1]);
+    if (e) { close(pp[0]); return e; }
+    *pid = c;
+    pend_fd = pp[0];
+    return 0;
+}
+
 /* The start of one job; 0, or -1 with the message in *why. The checks come in the
  * Python server's order: wd, program, streams, arguments, environment, spawn. */
 static int launch(const val *label, val **argv, size_t argc, char **envp, const char *env_error,
@@ -629,39 +671,8 @@ static int launch(const val *label, val **argv, size_t argc, char **envp, const 
         goto done;
     }
     for (int attempt = 1; attempt <= 2; attempt++) {
-        posix_spawn_file_actions_t fa;
-        int e = posix_spawn_file_actions_init(&fa);
-        e = e ? e : posix_spawn_file_actions_addchdir_np(&fa, cwd->s);
-        for (int k = 0; k < 3 && !e; k++) e = posix_spawn_file_actions_adddup2(&fa, fds[k], k);
-        for (size_t k = 0; k < n_close && !e; k++)
-            e = posix_spawn_file_actions_addclose(&fa, close_fds[k]);
-        if (!e && use_fork) {
-            int pp[2];
-            if (pipe2(pp, O_CLOEXEC) != 0) e = errno;
-            else {
-                pid_t c = fork();
-                if (c == 0) {
-                    setsid();
-                    signal(SIGPIPE, SIG_DFL); signal(SIGXFSZ, SIG_DFL);
-                    signal(SIGINT, SIG_DFL); signal(SIGTERM, SIG_DFL);
-                    int err = 0;
-                    if (chdir(cwd->s) != 0) err = errno;
-                    for (int k = 0; k < 3 && !err; k++) if (dup2(fds[k], k) < 0) err = errno;
-                    for (size_t k = 0; k < n_close; k++) close(close_fds[k]);
-                    if (!err) { execve(path, cargv, envp); err = errno; }
-                    (void)!write(pp[1], &err, sizeof err);
-                    _exit(127);
-                }
-                close(pp[1]);
-                if (c < 0) { e = errno; close(pp[0]); }
-                else { *pid = c; pend_fd = pp[0]; }
-            }
-            posix_spawn_file_actions_destroy(&fa);
-            if (!e) { rc = 0; goto done; }
-            goto done;
-        }
-        if (!e) e = posix_spawn(pid, path, &fa, &attr, cargv, envp);
-        posix_spawn_file_actions_destroy(&fa);
+        int e = use_fork ? fork_start(path, cargv, envp, cwd->s, fds, pid)
+                         : spawn_start(path, cargv, envp, cwd->s, fds, pid);
         if (!e) { rc = 0; goto done; }
         path_forget(prog->s, search);
         if (attempt == 1 && !is_dir(cwd->s)) { /* removed since it was made */
