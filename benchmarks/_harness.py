@@ -16,6 +16,7 @@ and quote ratios of medians, never absolute numbers.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -366,7 +367,7 @@ def machine_info() -> dict[str, str]:
         pass
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {
+    info = {
         "cores": f"{usable} usable / {os.cpu_count()} total",
         "cpu": cpu_model,
         "python": f"{platform.python_implementation()} {platform.python_version()}",
@@ -374,6 +375,49 @@ def machine_info() -> dict[str, str]:
         "loadavg": " ".join(f"{x:.2f}" for x in load) if load else "?",
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
+    idle = idle_setting()
+    if idle is not None:
+        info["cpuidle"] = idle
+    return info
+
+
+#: The guest halt-polling time of Linux's cpuidle-haltpoll driver (a KVM guest's
+#: idle vCPU polls this long before it halts; 0: it halts at once).
+HALT_POLL = Path("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+
+
+def idle_setting() -> str | None:
+    """The cpuidle driver, and the guest halt-polling time where it is haltpoll.
+
+    On the test VM ``haltpoll, guest_halt_poll_ns=0``: an idle vCPU halts at
+    once and waking it is slow, which costs a pilot's serial job-to-job path
+    much more than xargs' (docs/performance.md). None where unknown.
+    """
+    try:
+        driver = Path("/sys/devices/system/cpu/cpuidle/current_driver").read_text().strip()
+    except OSError:
+        return None
+    if driver == "haltpoll":
+        with contextlib.suppress(OSError):
+            return f"haltpoll, guest_halt_poll_ns={HALT_POLL.read_text().strip()}"
+    return driver
+
+
+def proc_stat_cpu(text: str) -> tuple[int, int]:
+    """(busy, idle) jiffies of all CPUs from the text of ``/proc/stat``.
+
+    Busy is user + nice + system + irq + softirq + steal; idle is idle + iowait.
+
+    Raises:
+        ValueError: no ``cpu`` line.
+    """
+    for line in text.splitlines():
+        if line.startswith("cpu "):
+            f = [int(x) for x in line.split()[1:]]
+            f += [0] * (8 - len(f))
+            user, nice, system, idle, iowait, irq, softirq, steal = f[:8]
+            return user + nice + system + irq + softirq + steal, idle + iowait
+    raise ValueError("no 'cpu' line in /proc/stat")
 
 
 def format_machine_info(info: Mapping[str, str] | None = None) -> str:
