@@ -10,6 +10,7 @@ request file or a request was invalid (130/143 when interrupted).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ("build_parser", "main")
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "notset")
+#: The request file of ``--file`` without ``--file-path`` (the original's default).
+DEFAULT_REQUESTS = "qcg_pm_reqs.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"qcgpj_async {__version__}")
     p.add_argument("--file", action="store_true",
-                   help="enable the file interface (implied by --file-path)")
+                   help="enable the file interface (implied by --file-path; alone, the "
+                   "request file is qcg_pm_reqs.json, as the original's default)")
     p.add_argument("--file-path", help="the request file: a JSON list of requests, run in order")
     p.add_argument("--wd", default=".", help="working directory of the service (default: .)")
     p.add_argument("--nodes", help='resources: "[name:]cores,..." e.g. "4" or "n1:4,n2:4" '
@@ -63,10 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="go on from a previous run: DIR is its service directory, or a working "
                    "directory holding several (the newest is taken); jobs that ended keep their "
                    "state and are not run again, the others run (--file-path is optional)")
-    p.add_argument("--kill-grace", type=float, default=10.0, metavar="SECONDS",
+    p.add_argument("--kill-grace", type=_seconds, default=10.0, metavar="SECONDS",
                    help="seconds between SIGTERM and SIGKILL when a job is stopped (default 10)")
     _add_net_args(p)
     return p
+
+
+def _seconds(text: str) -> float:
+    """A duration in seconds: a finite number >= 0 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text!r}")
+    return value
 
 
 def _err(msg: str) -> None:
@@ -76,6 +91,8 @@ def _err(msg: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the service; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    if args.file and not args.file_path:
+        args.file_path = DEFAULT_REQUESTS
     if _net_enabled(args):
         return _net_main(args)
     if not args.file_path and not args.resume:
@@ -269,8 +286,9 @@ async def _progress(pilot: object, out: TextIO, t0: float) -> None:
 # a ``finish`` request or a signal. With ``--file-path`` too, the file's requests
 # are processed first, then the service keeps serving; if the file (or a client)
 # sent ``control finishAfterAllTasksDone``, it ends once every job has ended (as
-# the original). ``finish`` stops unfinished jobs, as in batch mode. Exit codes
-# are batch mode's.
+# the original). ``finish`` stops unfinished jobs, as in batch mode. At the end
+# the interface stays up until the last events are published, and answers
+# requests for ``--net-linger`` more seconds. Exit codes are batch mode's.
 
 
 def _add_net_args(p: argparse.ArgumentParser) -> None:
@@ -285,6 +303,10 @@ def _add_net_args(p: argparse.ArgumentParser) -> None:
                    "default 2222)")
     g.add_argument("--net-port-max", type=int, help="end of the random port range "
                    "(implies --net; default 9999)")
+    g.add_argument("--net-linger", type=_seconds, default=1.0, metavar="SECONDS",
+                   help="after the end (a finish request, or finishAfterAllTasksDone with "
+                   "every job ended), keep answering requests this long, so that a client's "
+                   "last status or wait4all gets its answer (default 1; new submits are refused)")
     g.add_argument("--net-bind", metavar="ADDR", help="interface to bind (implies --net; "
                    "default 127.0.0.1; '*' for all, then this host's address is advertised)")
 
@@ -325,10 +347,14 @@ async def _net(args: argparse.Namespace, requests: list[object] | None) -> int:
             if requests is not None:
                 run = await run_requests(protocol, requests, _err)
             await _until_finish(pilot, protocol)
+            # The end, still serving: the jobs' last events are published, and
+            # requests are answered (submits refused) for --net-linger seconds.
+            protocol.closing = True
+            if protocol.finish.is_set():
+                await _stop_unfinished(pilot)
+            await pilot.wait4all()
+            await anyio.sleep(args.net_linger)
             tg.cancel_scope.cancel()
-        if protocol.finish.is_set():
-            await _stop_unfinished(pilot)
-        await pilot.wait4all()
         if args.show_progress:
             _progress_line(pilot, sys.stderr, t0, final=True)
     return _exit_code(pilot, run)

@@ -72,6 +72,9 @@ def _error_for(message: str, reply: Mapping[str, Any] | None = None) -> QcgpjErr
     if "doesn't exist" in message:
         name = re.search(r"Job(?:/iteration)? '?([^' ]+)'? doesn't exist", message)
         return JobNotFoundError(name.group(1) if name else "?", message)
+    unknown_it = re.match(r"Unknown iteration (\S+) for job (\S+)$", message)
+    if unknown_it:
+        return JobNotFoundError(f"{unknown_it.group(2)}:{unknown_it.group(1)}", message)
     if "not finished - can not be removed" in message:
         return InvalidTransition(message)
     if message.startswith("Finish request already requested"):
@@ -295,21 +298,28 @@ class Client:
     async def cancel(self, names: str | Iterable[str]) -> int:
         """Cancel jobs or iterations; returns how many were cancelled.
 
+        Names that had already finished are left as they are (as :meth:`Pilot.cancel`).
+
         Raises:
-            JobNotFoundError: an unknown name.
-            RequestError: e.g. every name had already finished.
+            JobNotFoundError: an unknown name (the others were cancelled).
         """
         data = await self._call({"request": "cancelJob", "jobNames": _names(names)})
+        errors = data.get("errors") or {}
+        for message in errors.values():
+            if not str(message).endswith("already finished"):
+                raise _error_for(str(message), data)
         return int(data.get("canceled", 0))
 
     async def remove(self, names: str | Iterable[str]) -> int:
         """Forget finished jobs; returns how many were removed.
 
         Raises:
-            JobNotFoundError: an unknown name.
-            InvalidTransition: a job has not finished.
+            JobNotFoundError: an unknown name (the others were removed).
+            InvalidTransition: a job has not finished (the others were removed).
         """
         data = await self._call({"request": "removeJob", "jobNames": _names(names)})
+        for message in (data.get("errors") or {}).values():
+            raise _error_for(str(message), data)
         return int(data.get("removed", 0))
 
     async def resources(self) -> ResourcesInfo:

@@ -228,8 +228,12 @@ class ZmqServer:
         # events() subscribes at once: nothing submitted after start() returns is missed.
         async with pilot.events() as events:
             task_status.started()
-            async for ev in events:
-                self._publish_one(pub, manager, active, ev)
+            try:
+                async for ev in events:
+                    self._publish_one(pub, manager, active, ev)
+            finally:  # closing: what already happened still goes out
+                for ev in events.drain():
+                    self._publish_one(pub, manager, active, ev)
 
     def _publish_one(self, pub: zmq.Socket[bytes], manager: str, active: set[str],
                      ev: StateChanged) -> None:

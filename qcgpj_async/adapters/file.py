@@ -1,8 +1,9 @@
 """The file transport: a JSON list of requests, processed in order (batch mode).
 
-Each reply is logged to the pilot's service.log; a rejected request is also
-reported on stderr, one line each, so a batch user sees it (the original
-writes it only to its log).
+Each reply is logged to the pilot's service.log; a rejected request, and each
+name a cancelJob or removeJob could not act on (the reply is a success with
+``errors``, as the original's), is also reported on stderr, one line each, so
+a batch user sees it (the original writes it only to its log).
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ async def run_requests(protocol: Protocol, requests: list[Any],
         protocol: serves the requests.
         requests: as loaded by :func:`load_requests`; each entry is set to None
             as its request is taken.
-        report: called with one line for each rejected request.
+        report: called with one line for each rejected request, and for each
+            name a cancelJob or removeJob could not act on (both make the exit code 2).
     """
     run = FileRun()
     log = protocol.log
@@ -85,6 +87,12 @@ async def run_requests(protocol: Protocol, requests: list[Any],
             log.warning("request #%d (%s) rejected: %s", i, name, reply.get("message"))
         else:
             log.info("request #%d (%s): %s", i, name, json.dumps(reply)[:2000])
+            errors = reply.get("data", {}).get("errors") if isinstance(reply.get("data"),
+                                                                        dict) else None
+            if errors:  # cancelJob, removeJob: a success naming what could not be done
+                run.rejected += 1
+                for job, message in errors.items():
+                    report(f"request #{i} ({name}): {job}: {message}")
         if protocol.finish.is_set():
             run.finish = True
             break

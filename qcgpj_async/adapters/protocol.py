@@ -25,7 +25,7 @@ from ..model import (
 )
 from ..runtime import Pilot
 
-__all__ = ("Protocol", "error_reply", "ok_reply")
+__all__ = ("Protocol", "error_reply", "invalid_reply", "ok_reply")
 
 Reply = dict[str, Any]
 
@@ -45,10 +45,15 @@ def error_reply(message: str) -> Reply:
     return {"code": 1, "message": message}
 
 
+def invalid_reply(message: str) -> Reply:
+    """The error reply of a request of the wrong form (the original's prefix)."""
+    return error_reply(f"Invalid request: {message}")
+
+
 def _names(request: dict[str, Any], what: str) -> list[str] | Reply:
     names = request.get("jobNames")
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        return error_reply(f"Wrong {what} request - missing job names")
+        return invalid_reply(f"Wrong {what} request - missing job names")
     return names
 
 
@@ -70,8 +75,11 @@ class Protocol:
         self.log = log or logging.getLogger("qcgpj_async.protocol")
         #: Set by a ``finish`` request: stop now, killing running jobs.
         self.finish = anyio.Event()
-        #: Set by ``control finishAfterAllTasksDone``: stop once every job ended.
+        #: Set by ``control finishAfterAllTasksDone``: stop once every job ended
+        #: (jobs submitted meanwhile count too, as in the original).
         self.finish_after_all = anyio.Event()
+        #: Set by the transport when the service is ending: no more submits.
+        self.closing = False
         self._handlers: dict[str, Callable[[dict[str, Any]], Awaitable[Reply]]] = {
             "submit": self._submit,
             "jobStatus": self._job_status,
@@ -95,13 +103,13 @@ class Protocol:
     async def handle(self, request: object) -> Reply:
         """Answer one request; never raises (but for cancellation)."""
         if not isinstance(request, dict):
-            return error_reply("Invalid request: Invalid request")
+            return invalid_reply("Invalid request")
         name = request.get("request")
         if not isinstance(name, str) or not name:
-            return error_reply("Invalid request: Invalid request")
+            return invalid_reply("Invalid request")
         handler = self._handlers.get(name)
         if handler is None:
-            return error_reply(f"Invalid request: Unknown request name: {name}")
+            return invalid_reply(f"Unknown request name: {name}")
         try:
             return await handler(request)
         except QcgpjError as e:
@@ -113,8 +121,8 @@ class Protocol:
     async def _submit(self, request: dict[str, Any]) -> Reply:
         jobs = request.get("jobs")
         if not isinstance(jobs, list) or not jobs:
-            return error_reply("Wrong submit request - missing jobs data")
-        if self.finishing:
+            return invalid_reply("Wrong submit request - missing jobs data")
+        if self.finish.is_set() or self.closing:
             return error_reply("Finish request already requested - no more jobs accepted")
         try:
             names = await self.pilot.submit(jobs)
@@ -127,12 +135,9 @@ class Protocol:
         if isinstance(names, dict):
             return names
         out: dict[str, Any] = {}
-        for n in names:
-            try:
-                state = (await self.pilot.status(n))[n]
-                out[n] = {"status": 0, "data": {"jobName": n, "status": state.value}}
-            except JobNotFoundError as e:
-                out[n] = {"status": 1, "message": str(e)}
+        for n in names:  # an unknown name fails the whole request, as in the original
+            state = (await self.pilot.status(n))[n]
+            out[n] = {"status": 0, "data": {"jobName": n, "status": state.value}}
         return ok_reply({"jobs": out})
 
     async def _job_info(self, request: dict[str, Any]) -> Reply:
@@ -142,46 +147,48 @@ class Protocol:
         params = request.get("params")
         childs = bool(params.get("withChilds")) if isinstance(params, dict) else False
         out: dict[str, Any] = {}
-        for n in names:
-            try:
-                info = (await self.pilot.info(n, with_childs=childs))[n]
-                out[n] = {"status": 0, "data": info.to_dict()}
-            except JobNotFoundError as e:
-                out[n] = {"status": 1, "message": str(e)}
+        for n in names:  # an unknown name fails the whole request, as in the original
+            info = (await self.pilot.info(n, with_childs=childs))[n]
+            out[n] = {"status": 0, "data": info.to_dict()}
         return ok_reply({"jobs": out})
 
     async def _cancel(self, request: dict[str, Any]) -> Reply:
         names = _names(request, "cancel job")
         if isinstance(names, dict):
             return names
+        # As the original: success with the errors by name, even when nothing was cancelled.
         canceled, errors = 0, {}
         for n in names:
             try:
                 self.pilot.engine.lookup(n)
-            except JobNotFoundError:
-                errors[n] = f"Job/iteration {n} doesn't exist"
+            except JobNotFoundError as e:
+                unknown_job = e.name == n.partition(":")[0]  # else: an unknown iteration
+                errors[n] = f"Job/iteration {e.name} doesn't exist" if unknown_job else str(e)
                 continue
             if await self.pilot.cancel(n):
                 canceled += 1
             else:
                 errors[n] = f"Job/iteration {n} already finished"
-        if not canceled and errors:
-            return error_reply("; ".join(errors.values()))
+        self._log_errors("cancelJob", errors)
         return ok_reply({"canceled": canceled, **({"errors": errors} if errors else {})})
 
     async def _remove(self, request: dict[str, Any]) -> Reply:
         names = _names(request, "remove job")
         if isinstance(names, dict):
             return names
+        # As the original: success with the errors by name, even when nothing was removed.
         removed, errors = 0, {}
         for n in names:
             try:
                 removed += await self.pilot.remove(n)
             except (JobNotFoundError, InvalidTransition) as e:
                 errors[n] = str(e)
-        if not removed and errors:
-            return error_reply("; ".join(errors.values()))
+        self._log_errors("removeJob", errors)
         return ok_reply({"removed": removed, **({"errors": errors} if errors else {})})
+
+    def _log_errors(self, what: str, errors: dict[str, str]) -> None:
+        for name, message in errors.items():
+            self.log.warning("%s %s: %s", what, name, message)
 
     async def _list(self, request: dict[str, Any]) -> Reply:
         jobs: dict[str, Any] = {}
@@ -210,13 +217,13 @@ class Protocol:
     async def _control(self, request: dict[str, Any]) -> Reply:
         command = request.get("command")
         if not command:
-            return error_reply("Wrong control request - missing command")
+            return invalid_reply("Wrong control request - missing command")
         if not isinstance(command, str):
             # Never format it: a deeply nested list has no repr (RecursionError).
-            return error_reply("Wrong control request - command: expected a string, got "
-                               f"{type(command).__name__}")
+            return invalid_reply("Wrong control request - command: expected a string, got "
+                                 f"{type(command).__name__}")
         if command != "finishAfterAllTasksDone":
-            return error_reply(f'Wrong control request - unknown command "{command}"')
+            return invalid_reply(f'Wrong control request - unknown command "{command}"')
         if self.finishing:
             return error_reply("Finish request already requested")
         self.finish_after_all.set()

@@ -29,6 +29,15 @@ class EventStream:
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             raise StopAsyncIteration from None
 
+    def drain(self) -> list[StateChanged]:
+        """The events already in, without waiting (e.g. once the reader is cancelled)."""
+        out: list[StateChanged] = []
+        while True:
+            try:
+                out.append(self._recv.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                return out
+
     async def aclose(self) -> None:
         """Stop collecting events."""
         if self._send in self._subscribers:

@@ -19,6 +19,7 @@ __all__ = (
     "RunInfo",
     "format_history",
     "format_time",
+    "iteration_info",
     "job_info",
 )
 
@@ -158,6 +159,22 @@ def job_info(engine: Engine, job: Job, with_childs: bool = False) -> JobInfo:
         runtime=RunInfo.of(run) if run is not None else None,
         iterations=counts,
         childs=childs,
+    )
+
+
+def iteration_info(engine: Engine, job: Job, index: int) -> JobInfo:
+    """The info of iteration ``index`` of an iteration job (named ``job:index``).
+
+    As the original: its state, and the history, message and runtime of its
+    run where it started (an iteration that never started has no history).
+    """
+    run = job.run_at(index)
+    return JobInfo(
+        name=f"{job.name}:{index}",
+        state=engine.iteration_state(job, index),
+        history=tuple(run.history) if run is not None else (),
+        messages=(run.message,) if run is not None and run.message else (),
+        runtime=RunInfo.of(run) if run is not None else None,
     )
 
 

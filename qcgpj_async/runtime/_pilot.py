@@ -16,7 +16,6 @@ import contextlib
 import datetime as _dt
 import math
 import os
-import platform
 import socket
 import sys
 import time
@@ -49,7 +48,7 @@ from ..model import (
     PilotTimeoutError,
 )
 from ._events import EventStream
-from ._info import JobInfo, ResourcesInfo, job_info
+from ._info import JobInfo, ResourcesInfo, iteration_info, job_info
 from ._inputs import JobsLike, as_specs, discover, local_nodes, names_of
 from ._journal import (
     JOURNAL,
@@ -578,17 +577,17 @@ class Pilot(RunsMixin):
 
     async def info(self, names: str | Iterable[str],
                    with_childs: bool = False) -> dict[str, JobInfo]:
-        """Everything known about each job (``to_dict()`` gives the original's form).
+        """Everything known about each job (``name``) or iteration (``name:it``);
+        ``to_dict()`` gives the original's form.
 
         Raises:
-            JobNotFoundError: an unknown job.
+            JobNotFoundError: an unknown job or iteration.
         """
         out = {}
         for n in names_of(names):
-            job = self.engine.jobs.get(n)
-            if job is None:
-                raise JobNotFoundError(n)
-            out[n] = job_info(self.engine, job, with_childs)
+            job, index = self.engine.lookup(n)
+            out[n] = (job_info(self.engine, job, with_childs) if index is None
+                      else iteration_info(self.engine, job, index))
         return out
 
     async def list(self) -> dict[str, JobState]:
@@ -681,14 +680,14 @@ class Pilot(RunsMixin):
                 "Generated": str(_dt.datetime.fromtimestamp(now)),
                 "Uptime": str(_dt.timedelta(seconds=now - self._started_at)),
                 "Zmqaddress": zmq_address,
-                "Ifaces": [zmq_address] if zmq_address else [],
+                "Ifaces": ["ZMQ"] if zmq_address else [],
                 "StatusPublisher": publisher,
                 "Host": socket.gethostname(),
                 "Account": user_name(),
                 "Wd": self.root_wd,
-                "PythonVersion": sys.version.split()[0],
+                "PythonVersion": sys.version.replace("\n", " "),
                 "Python": sys.executable,
-                "Platform": platform.platform(),
+                "Platform": sys.platform,
             },
             "Resources": {
                 "TotalNodes": pool.total_nodes,

@@ -8,6 +8,7 @@ top-level key whose value is None.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -130,13 +131,25 @@ async def test_submit_duplicate_name_and_too_big(instant: Protocol) -> None:
 @pytest.mark.parametrize("jobs", [None, [], "a", {"name": "a"}])
 async def test_submit_without_jobs(instant: Protocol, jobs: object) -> None:
     request = {"request": "submit"} if jobs is None else {"request": "submit", "jobs": jobs}
-    assert err(await instant.handle(request)) == "Wrong submit request - missing jobs data"
+    assert (err(await instant.handle(request))
+            == "Invalid request: Wrong submit request - missing jobs data")
 
 
-async def test_submit_after_finish_is_refused(instant: Protocol) -> None:
+async def test_submit_after_finish_after_all_is_accepted(instant: Protocol) -> None:
+    # as the original: the service ends once every job ended, these included
     ok(await instant.handle({"request": "control", "command": "finishAfterAllTasksDone"}))
+    assert ok(await instant.handle({"request": "submit", "jobs": [echo("late")]}))["jobs"] == [
+        "late"]
+
+
+async def test_submit_after_finish_or_at_the_end_is_refused(instant: Protocol) -> None:
+    instant.closing = True  # the transport ends the service
     msg = err(await instant.handle({"request": "submit", "jobs": [echo("late")]}))
-    assert msg.startswith("Finish request already requested")
+    assert msg == "Finish request already requested - no more jobs accepted"
+    instant.closing = False
+    ok(await instant.handle({"request": "finish"}))
+    msg = err(await instant.handle({"request": "submit", "jobs": [echo("later")]}))
+    assert msg == "Finish request already requested - no more jobs accepted"
 
 
 # -- jobStatus --------------------------------------------------------------------------
@@ -146,15 +159,17 @@ async def test_job_status(instant: Protocol) -> None:
     ok(await instant.handle({"request": "submit", "jobs": [
         echo("j1"), {**echo("it"), "iteration": {"stop": 3}}]}))
     await instant.pilot.wait4all(timeout=T)
-    data = ok(await instant.handle({"request": "jobStatus",
-                                    "jobNames": ["j1", "it", "it:2", "nope", "it:9"]}))
+    data = ok(await instant.handle({"request": "jobStatus", "jobNames": ["j1", "it", "it:2"]}))
     assert data == {"jobs": {
         "j1": {"status": 0, "data": {"jobName": "j1", "status": "SUCCEED"}},
         "it": {"status": 0, "data": {"jobName": "it", "status": "SUCCEED"}},
         "it:2": {"status": 0, "data": {"jobName": "it:2", "status": "SUCCEED"}},
-        "nope": {"status": 1, "message": "Job 'nope' doesn't exist"},
-        "it:9": {"status": 1, "message": "Unknown iteration 9 for job it"},
     }}
+    # as the original: one unknown name fails the whole request
+    for names, message in ((["j1", "nope"], "Job 'nope' doesn't exist"),
+                           (["it:9", "j1"], "Unknown iteration 9 for job it"),
+                           (["j1:0"], "Unknown iteration 0 for job j1")):
+        assert err(await instant.handle({"request": "jobStatus", "jobNames": names})) == message
 
 
 @pytest.mark.parametrize("names", [None, [], "j1", [1], ["a", None]])
@@ -162,7 +177,8 @@ async def test_job_status_missing_names(instant: Protocol, names: object) -> Non
     request: dict[str, Any] = {"request": "jobStatus"}
     if names is not None:
         request["jobNames"] = names
-    assert err(await instant.handle(request)) == "Wrong job status request - missing job names"
+    assert (err(await instant.handle(request))
+            == "Invalid request: Wrong job status request - missing job names")
 
 
 # -- jobInfo -------------------------------------------------------------------------------
@@ -171,8 +187,9 @@ async def test_job_status_missing_names(instant: Protocol, names: object) -> Non
 async def test_job_info_plain_job(real: Protocol, tmp_path: Path) -> None:
     ok(await real.handle({"request": "submit", "jobs": [echo("j1")]}))
     await real.pilot.wait4("j1", timeout=T)
-    data = ok(await real.handle({"request": "jobInfo", "jobNames": ["j1", "nope"]}))
-    assert data["jobs"]["nope"] == {"status": 1, "message": "Job 'nope' doesn't exist"}
+    assert (err(await real.handle({"request": "jobInfo", "jobNames": ["j1", "nope"]}))
+            == "Job 'nope' doesn't exist")
+    data = ok(await real.handle({"request": "jobInfo", "jobNames": ["j1"]}))
     entry = data["jobs"]["j1"]
     assert entry["status"] == 0
     info = entry["data"]
@@ -210,6 +227,25 @@ async def test_job_info_iterations_and_childs(instant: Protocol) -> None:
     assert all(c["runtime"]["allocation"].startswith("n") for c in childs)
 
 
+async def test_job_info_of_one_iteration(real: Protocol) -> None:
+    ok(await real.handle({"request": "submit", "jobs": [
+        {"name": "it", "iteration": {"start": 1, "stop": 3},
+         "execution": {"script": "exit $((${it} - 1))"}}]}))
+    await real.pilot.wait4all(timeout=T)
+    data = ok(await real.handle({"request": "jobInfo", "jobNames": ["it:1", "it:2"]}))["jobs"]
+    one, two = data["it:1"]["data"], data["it:2"]["data"]
+    assert one["jobName"] == "it:1" and one["status"] == "SUCCEED"
+    assert two["jobName"] == "it:2" and two["status"] == "FAILED"
+    assert "iterations" not in one and "childs" not in one and "messages" not in one
+    assert one["runtime"]["exit_code"] == "0" and two["runtime"]["exit_code"] == "1"
+    assert two["messages"]  # why it failed
+    lines = one["history"][1:].split("\n")
+    assert all(HISTORY_LINE.fullmatch(line) for line in lines), one["history"]
+    assert [line.rsplit(": ", 1)[1] for line in lines][-2:] == ["EXECUTING", "SUCCEED"]
+    assert (err(await real.handle({"request": "jobInfo", "jobNames": ["it:3"]}))
+            == "Unknown iteration 3 for job it")
+
+
 async def test_job_info_messages_of_a_failed_job(real: Protocol) -> None:
     ok(await real.handle({"request": "submit", "jobs": [
         {"name": "missing", "execution": {"exec": "/no/such/program"}}]}))
@@ -223,7 +259,7 @@ async def test_job_info_messages_of_a_failed_job(real: Protocol) -> None:
 
 async def test_job_info_missing_names(instant: Protocol) -> None:
     assert (err(await instant.handle({"request": "jobInfo"}))
-            == "Wrong job info request - missing job names")
+            == "Invalid request: Wrong job info request - missing job names")
 
 
 # -- listJobs, resourcesInfo -------------------------------------------------------------------
@@ -314,8 +350,10 @@ async def test_status_advertises_zmq_addresses(tmp_path: Path) -> None:
                             publisher="tcp://127.0.0.1:5556")
         system = ok(await protocol.handle({"request": "status"}))["System"]
     assert system["Zmqaddress"] == "tcp://127.0.0.1:5555"
-    assert system["Ifaces"] == ["tcp://127.0.0.1:5555"]
+    assert system["Ifaces"] == ["ZMQ"]  # the original's interface names
     assert system["StatusPublisher"] == "tcp://127.0.0.1:5556"
+    assert system["PythonVersion"] == sys.version.replace("\n", " ")
+    assert system["Platform"] == sys.platform
 
 
 async def test_status_counts_failed_omitted_queued_executing(real: Protocol) -> None:
@@ -346,17 +384,19 @@ async def test_cancel(real: Protocol) -> None:
 
 
 async def test_cancel_errors(real: Protocol) -> None:
-    assert (err(await real.handle({"request": "cancelJob", "jobNames": ["nope"]}))
-            == "Job/iteration nope doesn't exist")
+    # as the original: a success reply naming the errors, even when nothing was cancelled
+    assert ok(await real.handle({"request": "cancelJob", "jobNames": ["nope", "nope:1"]})) == {
+        "canceled": 0, "errors": {"nope": "Job/iteration nope doesn't exist",
+                                  "nope:1": "Job/iteration nope doesn't exist"}}
     ok(await real.handle({"request": "submit",
                           "jobs": [{**echo("it"), "iteration": {"stop": 2}}]}))
-    assert (err(await real.handle({"request": "cancelJob", "jobNames": ["it:9"]}))
-            == "Job/iteration it:9 doesn't exist")
+    assert ok(await real.handle({"request": "cancelJob", "jobNames": ["it:9"]})) == {
+        "canceled": 0, "errors": {"it:9": "Unknown iteration 9 for job it"}}
     await real.pilot.wait4("it", timeout=T)
-    assert "already finished" in err(await real.handle({"request": "cancelJob",
-                                                        "jobNames": ["it"]}))
+    assert ok(await real.handle({"request": "cancelJob", "jobNames": ["it"]})) == {
+        "canceled": 0, "errors": {"it": "Job/iteration it already finished"}}
     assert (err(await real.handle({"request": "cancelJob"}))
-            == "Wrong cancel job request - missing job names")
+            == "Invalid request: Wrong cancel job request - missing job names")
 
 
 # -- removeJob ------------------------------------------------------------------------------------
@@ -366,8 +406,8 @@ async def test_remove(real: Protocol) -> None:
     ok(await real.handle({"request": "submit", "jobs": [echo("x"), echo("y")]}))
     await real.pilot.wait4all(timeout=T)
     assert ok(await real.handle({"request": "removeJob", "jobNames": ["x"]})) == {"removed": 1}
-    data = ok(await real.handle({"request": "jobStatus", "jobNames": ["x"]}))
-    assert data["jobs"]["x"] == {"status": 1, "message": "Job 'x' doesn't exist"}
+    assert (err(await real.handle({"request": "jobStatus", "jobNames": ["x"]}))
+            == "Job 'x' doesn't exist")
     # a removed name can be used again
     ok(await real.handle({"request": "submit", "jobs": [echo("x")]}))
     await real.pilot.wait4("x", timeout=T)
@@ -376,13 +416,14 @@ async def test_remove(real: Protocol) -> None:
 
 
 async def test_remove_errors(real: Protocol) -> None:
-    assert (err(await real.handle({"request": "removeJob", "jobNames": ["nope"]}))
-            == "Job 'nope' doesn't exist")
+    # as the original: a success reply naming the errors, even when nothing was removed
+    assert ok(await real.handle({"request": "removeJob", "jobNames": ["nope"]})) == {
+        "removed": 0, "errors": {"nope": "Job 'nope' doesn't exist"}}
     ok(await real.handle({"request": "submit", "jobs": [sleeper("x")]}))
-    assert (err(await real.handle({"request": "removeJob", "jobNames": ["x"]}))
-            == "Job 'x' not finished - can not be removed")
+    assert ok(await real.handle({"request": "removeJob", "jobNames": ["x"]})) == {
+        "removed": 0, "errors": {"x": "Job 'x' not finished - can not be removed"}}
     assert (err(await real.handle({"request": "removeJob", "jobNames": []}))
-            == "Wrong remove job request - missing job names")
+            == "Invalid request: Wrong remove job request - missing job names")
 
 
 # -- control, finish ------------------------------------------------------------------------------
@@ -390,9 +431,9 @@ async def test_remove_errors(real: Protocol) -> None:
 
 async def test_control(instant: Protocol) -> None:
     assert (err(await instant.handle({"request": "control"}))
-            == "Wrong control request - missing command")
+            == "Invalid request: Wrong control request - missing command")
     assert (err(await instant.handle({"request": "control", "command": "X"}))
-            == 'Wrong control request - unknown command "X"')
+            == 'Invalid request: Wrong control request - unknown command "X"')
     reply = await instant.handle({"request": "control", "command": "finishAfterAllTasksDone"})
     assert reply == {"code": 0, "message": "finishAfterAllTasksDone command accepted"}
     assert instant.finish_after_all.is_set() and not instant.finish.is_set()
@@ -408,8 +449,9 @@ async def test_control_command_not_a_string(instant: Protocol) -> None:
         deep = [deep]
     for command in (deep, ["finishAfterAllTasksDone"], 7, {"a": 1}, True):
         reply = await instant.handle({"request": "control", "command": command})
-        assert reply == {"code": 1, "message": "Wrong control request - command: expected a "
-                                               f"string, got {type(command).__name__}"}
+        assert reply == {"code": 1, "message": "Invalid request: Wrong control request - "
+                                               "command: expected a string, got "
+                                               f"{type(command).__name__}"}
     assert not instant.finishing
     ok(await instant.handle({"request": "control", "command": "finishAfterAllTasksDone"}))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -140,16 +141,17 @@ def test_add_std_with_resource_ranges(service: Service, manager: OriginalClients
 
 
 def test_unknown_jobs(service: Service, manager: OriginalClients) -> None:
+    # As with the original service: an unknown name fails status, info and wait4;
+    # cancel and remove answer success with the errors by name (the client returns).
     m = manager(service.address)
-    assert m.status("nope") == {
-        "jobs": {"nope": {"status": 1, "message": "Job 'nope' doesn't exist"}}}
-    assert m.info("nope")["jobs"]["nope"]["status"] == 1
-    with pytest.raises(errors.QCGPJMAError):
+    with pytest.raises(errors.ConnectionError, match="Job 'nope' doesn't exist"):
+        m.status("nope")
+    with pytest.raises(errors.ConnectionError, match="doesn't exist"):
+        m.info("nope")
+    with pytest.raises(errors.ConnectionError, match="Job 'nope' doesn't exist"):
         m.wait4("nope", timeout=5)
-    with pytest.raises(errors.ConnectionError, match="doesn't exist"):
-        m.cancel("nope")
-    with pytest.raises(errors.ConnectionError, match="doesn't exist"):
-        m.remove("nope")
+    assert m.cancel("nope") is None
+    assert m.remove("nope") is None
 
 
 def test_list_cancel_remove_resources(service: Service, manager: OriginalClients) -> None:
@@ -157,8 +159,8 @@ def test_list_cancel_remove_resources(service: Service, manager: OriginalClients
     m.submit(Jobs().add(name="long", exec="/bin/sleep", args=["30"], numCores=2))
     listed = m.list()
     assert listed["long"]["status"] in {"QUEUED", "SCHEDULED", "EXECUTING"}
-    with pytest.raises(errors.ConnectionError, match="not finished"):
-        m.remove("long")
+    m.remove("long")  # not finished: an error by name in the reply, the client returns
+    assert "long" in m.list()
     m.cancel("long")
     assert m.wait4("long", timeout=20) == {"long": "CANCELED"}
     assert m.resources() == {"total_nodes": 2, "total_cores": 8, "used_cores": 0,
@@ -269,6 +271,44 @@ def test_finish_ends_the_service(tmp_path: Path, manager: OriginalClients) -> No
         assert {r["name"]: r["state"] for r in report} == {"done": "SUCCEED",
                                                            "stuck": "CANCELED"}
         assert "1 succeeded, 1 cancelled" in svc.stderr_text()
+    finally:
+        svc.close()
+
+
+def test_finish_lets_a_waiting_client_see_the_end(tmp_path: Path,
+                                                  manager: OriginalClients) -> None:
+    # Client A waits for a running and a queued job; client B sends finish. A's
+    # wait4 returns with both CANCELED: their final events are published before
+    # the interface closes.
+    svc = Service(tmp_path, "--nodes", "1", "--kill-grace", "1")
+    try:
+        a, b = manager(svc.address), manager(svc.address)
+        names = a.submit(Jobs().add(name="long", exec="/bin/sleep", args=["30"])
+                         .add(name="queued", exec="/bin/sleep", args=["30"]))
+        got: dict[str, Any] = {}
+        waiter = threading.Thread(target=lambda: got.update(a.wait4(names, timeout=20)))
+        waiter.start()
+        b.finish()
+        waiter.join(30)
+        assert got == {"long": "CANCELED", "queued": "CANCELED"}
+        assert svc.wait(20) == 1
+    finally:
+        svc.close()
+
+
+def test_finish_after_all_still_answers_the_last_requests(tmp_path: Path,
+                                                          manager: OriginalClients) -> None:
+    # As the original: jobs submitted after finishAfterAllTasksDone still run, and
+    # a client's wait4all right after its jobs ended is answered (--net-linger).
+    svc = Service(tmp_path, "--nodes", "2")
+    try:
+        m = manager(svc.address)
+        first = m.submit(Jobs().add(name="first", exec="/bin/sleep", args=["1"]))
+        m.send_request({"request": "control", "command": "finishAfterAllTasksDone"})
+        names = m.submit(Jobs().add(name="late", exec="/bin/sleep", args=["0.3"]))
+        assert m.wait4(first + names, timeout=20) == {"first": "SUCCEED", "late": "SUCCEED"}
+        m.wait4all(timeout_secs=5)  # answered: the service lingers after the last end
+        assert svc.wait(20) == 0
     finally:
         svc.close()
 

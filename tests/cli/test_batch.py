@@ -176,6 +176,23 @@ def test_bad_flag_is_a_usage_error(tmp_path: Path) -> None:
     assert "invalid choice: 'xml'" in proc.stderr
 
 
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "soon"])
+def test_bad_durations_are_usage_errors(tmp_path: Path, value: str) -> None:
+    for flag in ("--kill-grace", "--net-linger"):
+        proc = qcgpj(f"{flag}={value}", "--file-path", "r.json", cwd=tmp_path)
+        assert proc.returncode == 2
+        assert f"argument {flag}: " in proc.stderr and repr(value) in proc.stderr
+
+
+def test_file_alone_reads_the_original_default_file(tmp_path: Path) -> None:
+    batch(tmp_path / "qcg_pm_reqs.json", job("a"))
+    proc = qcgpj("--file", "--nodes", "1", cwd=tmp_path)
+    assert proc.returncode == 0 and summary(proc).group(1, 2) == ("1", "1")
+    (tmp_path / "empty").mkdir()
+    missing = qcgpj("--file", "--nodes", "1", cwd=tmp_path / "empty")
+    assert missing.returncode == 2 and "qcg_pm_reqs.json" in missing.stderr
+
+
 def test_rejected_requests_do_not_stop_the_others(tmp_path: Path) -> None:
     f = requests_file(tmp_path / "r.json", [
         {"request": "submit", "jobs": [{"name": "bad", "execution": {}}]},
@@ -445,7 +462,7 @@ def test_every_request_in_a_file(tmp_path: Path) -> None:
     f = requests_file(tmp_path / "r.json", [
         {"request": "submit", "jobs": [job("hold", "sleep 30"), job("b", "true"),
                                        job("c", "true", dependencies={"after": ["b"]})]},
-        {"request": "jobStatus", "jobNames": ["hold", "b", "nope"]},
+        {"request": "jobStatus", "jobNames": ["hold", "b"]},
         {"request": "jobInfo", "jobNames": ["hold"], "params": {"withChilds": True}},
         {"request": "listJobs"},
         {"request": "resourcesInfo"},
@@ -475,7 +492,6 @@ def test_every_request_in_a_file(tmp_path: Path) -> None:
     statuses = r[2]["data"]["jobs"]
     assert statuses["hold"]["data"]["status"] in ("SCHEDULED", "EXECUTING")
     assert statuses["b"] == {"status": 0, "data": {"jobName": "b", "status": "QUEUED"}}
-    assert statuses["nope"] == {"status": 1, "message": "Job 'nope' doesn't exist"}
     info = r[3]["data"]["jobs"]["hold"]["data"]
     assert info["jobName"] == "hold" and info["runtime"]["allocation"] == "n0[0]"
     assert info["history"].startswith("\n")
@@ -536,10 +552,13 @@ def test_request_errors_in_a_file(tmp_path: Path) -> None:
     proc = qcgpj("--file-path", f, "--wd", str(tmp_path), "--nodes", "1", cwd=tmp_path)
     assert proc.returncode == 2
     assert lines(proc)[:-1] == [
-        "qcgpj-async: request #2 (removeJob) rejected: Job 'hold' not finished - can not be removed",
-        "qcgpj-async: request #3 (jobStatus) rejected: Wrong job status request - missing job names",
-        "qcgpj-async: request #4 (control) rejected: Wrong control request - missing command",
-        'qcgpj-async: request #5 (control) rejected: Wrong control request - unknown command "X"',
+        "qcgpj-async: request #2 (removeJob): hold: Job 'hold' not finished - can not be removed",
+        "qcgpj-async: request #3 (jobStatus) rejected: Invalid request: Wrong job status request"
+        " - missing job names",
+        "qcgpj-async: request #4 (control) rejected: Invalid request: Wrong control request - "
+        "missing command",
+        "qcgpj-async: request #5 (control) rejected: Invalid request: Wrong control request - "
+        'unknown command "X"',
         "qcgpj-async: request #8 (control) rejected: Finish request already requested",
     ]
 
