@@ -19,6 +19,7 @@ from .model import (
     JobSpec,
     JobState,
     PilotClosedError,
+    PilotStartError,
     PilotTimeoutError,
     QcgpjError,
 )
@@ -36,6 +37,7 @@ __all__ = (
     "NullExecutor",
     "Pilot",
     "PilotClosedError",
+    "PilotStartError",
     "PilotTimeoutError",
     "QcgpjError",
     "ResourcesInfo",

@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="enable the file interface (implied by --file-path; alone, the "
                    "request file is qcg_pm_reqs.json, as the original's default)")
     p.add_argument("--file-path", help="the request file: a JSON list of requests, run in order")
-    p.add_argument("--wd", default=".", help="working directory of the service (default: .)")
+    p.add_argument("--wd", help="working directory of the service (default: the current "
+                   "directory; with --resume, the resumed run's)")
     p.add_argument("--nodes", help='resources: "[name:]cores,..." e.g. "4" or "n1:4,n2:4" '
                    "(default: discovered, see --resources)")
     p.add_argument("--resources", default="auto", choices=("auto", "local", "slurm"),

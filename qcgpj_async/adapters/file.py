@@ -39,12 +39,17 @@ def load_requests(path: str | os.PathLike[str]) -> list[Any]:
         raise RequestFileError(f"request file {name!r} not found") from None
     except OSError as e:
         raise RequestFileError(f"request file {name!r}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise RequestFileError(f"request file {name!r}: not UTF-8 text (byte {e.start})"
+                               ) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise RequestFileError(
             f"request file {name!r}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"
         ) from None
+    except RecursionError:
+        raise RequestFileError(f"request file {name!r}: JSON nested too deeply") from None
     if isinstance(data, dict) and "request" in data:
         data = [data]  # one request alone: be lenient
     if not isinstance(data, list):

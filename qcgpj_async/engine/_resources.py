@@ -96,6 +96,10 @@ class Requirement:
 _NODE = re.compile(r"(?:([^:,\s]+):)?(\d+)")
 
 
+#: The most cores :func:`parse_nodes` accepts (the pool keeps a few bytes per core).
+MAX_CORES = 10_000_000
+
+
 def parse_nodes(spec: str) -> list[tuple[str, int]]:
     """Parse a nodes spec like ``"4"``, ``"n1:2"``, ``"4,2,2"``, ``"n1:4,n2:4"``.
 
@@ -115,6 +119,10 @@ def parse_nodes(spec: str) -> list[tuple[str, int]]:
     names = [n for n, _ in out]
     if len(set(names)) != len(names):
         raise JobDescriptionError([f"nodes: duplicate node name in {spec!r}"])
+    total = sum(c for _, c in out)
+    if total > MAX_CORES:  # each core has its slot in the pool's tables
+        raise JobDescriptionError([f"nodes: {total} cores in {spec!r}, more than the "
+                                   f"{MAX_CORES:,} one pilot manages"])
     return out
 
 

@@ -9,6 +9,7 @@ from ._errors import (
     JobDescriptionError,
     JobNotFoundError,
     PilotClosedError,
+    PilotStartError,
     PilotTimeoutError,
     QcgpjError,
 )
@@ -47,6 +48,7 @@ __all__ = (
     "JobState",
     "Jobs",
     "PilotClosedError",
+    "PilotStartError",
     "PilotTimeoutError",
     "QcgpjError",
     "ResourceCount",

@@ -15,6 +15,7 @@ __all__ = (
     "JobDescriptionError",
     "JobNotFoundError",
     "PilotClosedError",
+    "PilotStartError",
     "PilotTimeoutError",
     "QcgpjError",
 )
@@ -64,6 +65,11 @@ class PilotTimeoutError(QcgpjError, builtins.TimeoutError):
 
 class PilotClosedError(QcgpjError, RuntimeError):
     """The pilot is closed or closing and takes no more requests."""
+
+
+class PilotStartError(QcgpjError, OSError):
+    """The pilot cannot start: its working directory, service directory or report file
+    cannot be made (the message says which, and why)."""
 
 
 class InvalidTransition(QcgpjError, RuntimeError):

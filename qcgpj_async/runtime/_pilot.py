@@ -45,6 +45,7 @@ from ..model import (
     JobNotFoundError,
     JobState,
     PilotClosedError,
+    PilotStartError,
     PilotTimeoutError,
 )
 from ._events import EventStream
@@ -54,6 +55,7 @@ from ._journal import (
     JOURNAL,
     Journal,
     Recovered,
+    find_journal,
     load_journal,
     restore_engine,
     stop_orphans,
@@ -79,7 +81,10 @@ class Pilot(RunsMixin):
     Args:
         nodes: ``"[name:]cores,..."`` (``"4"``, ``"n1:4,n2:4"``), a number of cores
             on one node (``4``), or ``(name, cores)`` pairs; None: discover (``resources``).
-        wd: the working directory; relative job paths join it.
+        wd: the working directory; relative job paths join it (default: the
+            current directory; with ``resume``, the working directory of the run
+            resumed, so that its jobs' relative paths and the new service
+            directory land where the old ones are).
         system_core: reserve core 0 of the first node for the manager.
         report_format: ``json``, ``text`` or ``none`` for ``jobs.report``.
         report_file: the report's name inside the service directory.
@@ -105,7 +110,7 @@ class Pilot(RunsMixin):
     def __init__(
         self,
         nodes: str | int | Sequence[tuple[str, int]] | None = None,
-        wd: str | os.PathLike[str] = ".",
+        wd: str | os.PathLike[str] | None = None,
         *,
         system_core: bool = False,
         report_format: str = "json",
@@ -127,6 +132,8 @@ class Pilot(RunsMixin):
         else:
             node_list = list(nodes)
         self.id = instance_id or default_id()
+        if wd is None:  # a service directory's parent is its run's working directory
+            wd = os.path.dirname(os.path.dirname(find_journal(resume))) if resume else "."
         self.root_wd = os.path.abspath(os.fspath(wd))
         self.engine = Engine(ResourcePool(node_list, system_core=system_core, crs=crs))
         self._executor = executor
@@ -176,7 +183,11 @@ class Pilot(RunsMixin):
     # == lifetime ===============================================================
 
     async def __aenter__(self) -> Pilot:
-        os.makedirs(self.root_wd, exist_ok=True)
+        try:
+            os.makedirs(self.root_wd, exist_ok=True)
+        except OSError as e:
+            raise PilotStartError(f"cannot create the working directory {self.root_wd!r}: "
+                                  f"{e.strerror or e}") from None
         self.service = ServiceDir(self.root_wd, self.id, report_format=self._report_format,
                                   report_file=self._report_file, log_level=self._log_level)
         if self._executor is None:
@@ -366,6 +377,8 @@ class Pilot(RunsMixin):
                 it_run = job.run_at(ev.iteration)
                 if it_run is not None:
                     svc.report_run(job, it_run)
+                else:  # cancelled while queued, or omitted (a:${it} dependency)
+                    svc.report_iteration(job.name, ev.iteration, state, ev.time)
                 return
             run = job.run_at(None)
             if run is not None:

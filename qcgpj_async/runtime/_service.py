@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from ..engine import Job, Run
-from ..model import JobState, job_to_std
+from ..model import JobSpec, JobState, PilotStartError, job_to_std
 from ._info import RunInfo, format_rtime, format_time
 
 __all__ = ("ServiceDir", "default_id", "service_stats", "user_name")
@@ -77,6 +77,19 @@ def run_json(label: str, run: Run, alloc: str, messages: str | None) -> str:
             f'"runtime": {{{rt}}}{tail}}}')
 
 
+#: A job's resources when it gives none (as the original's report shows them).
+_DEFAULT_RESOURCES = {"numCores": {"exact": 1}}
+
+
+def _spec_entries(spec: JobSpec) -> dict[str, Any]:
+    """The ``execution``, ``resources`` and (where given) ``dependencies`` of a report entry."""
+    std = job_to_std(spec)
+    out = {"execution": std["execution"], "resources": std.get("resources") or _DEFAULT_RESOURCES}
+    if std.get("dependencies"):
+        out["dependencies"] = std["dependencies"]
+    return out
+
+
 class ServiceDir:
     """Creates and writes the files of one pilot's service directory."""
 
@@ -85,6 +98,9 @@ class ServiceDir:
         """Create the directory (a numbered suffix when the id is taken) and open its files."""
         if report_format not in ("json", "text", "none"):
             raise ValueError(f"report format {report_format!r}: one of json, text, none")
+        if not report_file or os.sep in report_file or report_file in (".", ".."):
+            raise PilotStartError(f"report file {report_file!r}: a file name in the service "
+                                  "directory, without a directory part")
         base = os.path.join(root_wd, f".qcgpjm-service-{instance_id}")
         path, n = base, 0
         while True:
@@ -94,13 +110,21 @@ class ServiceDir:
             except FileExistsError:
                 n += 1
                 path = f"{base}.{n}"
+            except OSError as e:
+                raise PilotStartError(f"cannot create the service directory {path!r}: "
+                                      f"{e.strerror or e}") from None
         self.path = path
         self.report_format = report_format
         self.report_path = os.path.join(path, report_file) if report_format != "none" else None
-        self._report: IO[str] | None = (
-            open(self.report_path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
-            if self.report_path else None
-        )
+        try:
+            self._report: IO[str] | None = (
+                open(self.report_path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+                if self.report_path else None
+            )
+        except OSError as e:
+            os.rmdir(path)  # still empty
+            raise PilotStartError(f"cannot create the report file {self.report_path!r}: "
+                                  f"{e.strerror or e}") from None
         self.log = logging.getLogger(f"qcgpj_async.service.{os.path.basename(path)}")
         self.log.propagate = False
         self.log.setLevel(getattr(logging, log_level.upper(), logging.INFO))
@@ -167,14 +191,27 @@ class ServiceDir:
         hit = self._tails.get(key)
         if hit is not None and hit[0] is spec.execution and hit[1] is spec.resources:
             return hit[2]
-        std = job_to_std(spec)
-        tail = json.dumps({"execution": std["execution"],
-                           "resources": std.get("resources", {})})[1:-1]
-        tail = ", " + tail
+        tail = ", " + json.dumps(_spec_entries(spec))[1:-1]
         if len(self._tails) > 1024:
             self._tails.clear()
         self._tails[key] = (spec.execution, spec.resources, tail)
         return tail
+
+    def report_iteration(self, job: str, index: int, state: JobState, t: float) -> None:
+        """An iteration that ended without running (CANCELED while queued, OMITTED), as the
+        original: its final state at ``t`` and an empty runtime."""
+        label = f"{job}:{index}"
+        if self.log_info:
+            self._info(f"{label} {state.value}")
+        if self._report is None:
+            return
+        if self.report_format == "json":
+            self._report.write(f'{{"name": {_q(label)}, "state": "{state.value}", "history": '
+                               f'[{{"state": "{state.value}", "date": "{_iso(t)}"}}], '
+                               '"runtime": {}}\n')
+        else:
+            self._write_text(label, state, [(state, t)], None, None)
+        self.dirty = True
 
     def report_job(self, job: Job) -> None:
         """A finished job that has no single run: iteration jobs, never-run jobs."""
@@ -196,9 +233,7 @@ class ServiceDir:
                                        "finished": job.done, "failed": job.failed}
             if messages:
                 entry["messages"] = messages
-            std = job_to_std(job.spec)
-            entry["execution"] = std["execution"]
-            entry["resources"] = std.get("resources", {})
+            entry.update(_spec_entries(job.spec))
             self._report.write(json.dumps(entry) + "\n")
         else:
             self._write_text(job.name, job.state, job.history, None, messages)

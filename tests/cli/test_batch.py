@@ -144,6 +144,33 @@ def test_invalid_json_names_line_and_column(tmp_path: Path) -> None:
                            "line 3 column 13: ")
 
 
+def test_unreadable_request_files(tmp_path: Path) -> None:
+    (tmp_path / "bin.json").write_bytes(b'[{"request": "status"}, "\xff"]')
+    assert one_error(qcgpj("--file-path", "bin.json", cwd=tmp_path)) == (
+        "qcgpj-async: error: request file 'bin.json': not UTF-8 text (byte 25)")
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert one_error(qcgpj("--file-path", "deep.json", cwd=tmp_path)) == (
+        "qcgpj-async: error: request file 'deep.json': JSON nested too deeply")
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--wd", "r.json"], "cannot create the working directory '{wd}/r.json': File exists"),
+    (["--wd", "/proc/qcgpj-nope"], "cannot create the working directory '/proc/qcgpj-nope': "),
+    (["--report-file", "sub/r.txt"], "report file 'sub/r.txt': a file name in the service "
+                                     "directory, without a directory part"),
+    (["--report-file="], "report file '': a file name"),
+    (["--nodes", "9999999999"], "nodes: 9999999999 cores in '9999999999', more than the "
+                                "10,000,000 one pilot manages"),
+])
+def test_setup_errors_are_one_line(tmp_path: Path, flags: list[str], message: str) -> None:
+    f = batch(tmp_path / "r.json", job("a"))
+    proc = qcgpj("--file-path", f, *(["--nodes", "1"] if "--nodes" not in flags else []),
+                 *flags, cwd=tmp_path)
+    line = one_error(proc)
+    assert line.startswith("qcgpj-async: error: " + message.format(wd=tmp_path)), line
+    assert not list(tmp_path.glob(".qcgpjm-service-*"))  # nothing left behind
+
+
 def test_empty_file(tmp_path: Path) -> None:
     (tmp_path / "r.json").write_text("")
     assert "invalid JSON at line 1 column 1" in one_error(
@@ -533,9 +560,60 @@ def test_finish_request_stops_at_once(tmp_path: Path) -> None:
               .splitlines()]
     # the two running iterations were killed; the queued third one never ran
     assert {e["name"]: e["state"] for e in report} == {
-        "s:0": "CANCELED", "s:1": "CANCELED", "s": "CANCELED"}
+        "s:0": "CANCELED", "s:1": "CANCELED", "s:2": "CANCELED", "s": "CANCELED"}
+    by_name = {e["name"]: e for e in report}
+    assert by_name["s:2"]["runtime"] == {} and "allocation" in by_name["s:0"]["runtime"]
     assert report[-1]["iterations"] == {"start": 0, "stop": 3, "total": 3, "finished": 3,
                                         "failed": 3}
+
+
+def test_iterations_that_never_ran_are_reported(tmp_path: Path) -> None:
+    # as the original: one report line per ended iteration, also for those
+    # cancelled while queued or omitted by an a:${it} dependency
+    f = requests_file(tmp_path / "r.json", [
+        {"request": "submit", "jobs": [
+            {"name": "a", "execution": {"exec": "false"}, "iteration": {"stop": 2}},
+            {"name": "b", "execution": {"exec": "true"}, "iteration": {"stop": 2},
+             "dependencies": {"after": ["a:${it}"]}},
+            {"name": "q", "execution": {"exec": "sleep", "args": ["30"]},
+             "iteration": {"stop": 6}}]},
+        {"request": "cancelJob", "jobNames": ["q"]},
+    ])
+    for fmt in ("json", "text"):
+        wd = tmp_path / fmt
+        proc = qcgpj("--file-path", f, "--wd", str(wd), "--nodes", "4", "--kill-grace", "1",
+                     "--report-format", fmt, cwd=tmp_path)
+        assert proc.returncode == 1
+        text = (service_dir(wd) / "jobs.report").read_text()
+        if fmt == "json":
+            states = {e["name"]: e for e in map(json.loads, text.splitlines())}
+        else:
+            states = {m.group(1): m.group(2) for m in re.finditer(r"^(\S+) \((\w+)\)$", text,
+                                                                   re.MULTILINE)}
+        expected = {"a:0": "FAILED", "a:1": "FAILED", "b:0": "OMITTED", "b:1": "OMITTED",
+                    **{f"q:{i}": "CANCELED" for i in range(6)}}
+        for name, state in expected.items():
+            entry = states[name]
+            assert (entry["state"] if fmt == "json" else entry) == state, (name, entry)
+        if fmt == "json":
+            assert states["q:5"]["runtime"] == {}
+            assert [h["state"] for h in states["b:1"]["history"]] == ["OMITTED"]
+        log = (service_dir(wd) / "service.log").read_text()
+        assert " INFO b:1 OMITTED\n" in log and " INFO q:5 CANCELED\n" in log
+
+
+def test_resume_without_wd_goes_on_in_the_resumed_runs_wd(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    f = batch(tmp_path / "r.json", job("a", "echo a > a.out"))
+    assert qcgpj("--file-path", f, "--wd", str(run), "--nodes", "1", cwd=tmp_path).returncode == 0
+    (first,) = run.glob(".qcgpjm-service-*")
+    for target in (run, first):  # a working directory, or a service directory in it
+        proc = qcgpj("--resume", str(target), "--nodes", "1", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert "1 job: 1 succeeded" in proc.stderr  # restored, not run again
+    assert len(list(run.glob(".qcgpjm-service-*"))) == 3
+    assert not list(tmp_path.glob(".qcgpjm-service-*"))
+    assert (run / "a.out").read_text() == "a\n"
 
 
 def test_request_errors_in_a_file(tmp_path: Path) -> None:

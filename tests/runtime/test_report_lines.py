@@ -66,3 +66,25 @@ def test_iso_dates_match_datetime() -> None:
     stamps += [int(now) + k / 1e6 for k in range(2000)]  # every microsecond near a second
     for t in stamps:
         assert _iso(t) == datetime.datetime.fromtimestamp(t).isoformat(), t
+
+
+async def test_job_entries_carry_resources_and_dependencies(tmp_path: Path) -> None:
+    # as the original's: the default resources spelled out, dependencies where given
+    jobs = (Jobs()
+            .add(name="a", exec="/bin/true")
+            .add(name="b", exec="/bin/true", numCores=2, after=["a"])
+            .add(name="it", exec="/bin/true", iteration=2, after=["a"]))
+    async with Pilot(nodes="2", wd=tmp_path) as pilot:
+        await pilot.submit(jobs)
+        await pilot.wait4all(timeout=T)
+        assert pilot.service is not None
+        report = pilot.service.report_path
+    assert report is not None
+    entries = {e["name"]: e for e in map(json.loads, Path(report).read_text().splitlines())}
+    assert entries["a"]["resources"] == {"numCores": {"exact": 1}}
+    assert "dependencies" not in entries["a"]
+    assert entries["b"]["resources"] == {"numCores": {"exact": 2}}
+    assert entries["b"]["dependencies"] == {"after": ["a"]}
+    assert entries["it"]["dependencies"] == {"after": ["a"]}  # the iteration job's own line
+    assert entries["it"]["execution"]["exec"] == "/bin/true"
+    assert "dependencies" not in entries["it:0"] and "execution" not in entries["it:0"]
