@@ -52,8 +52,12 @@ class Jobs:
         return self._put(job_from_std(job if job is not None else kw, len(self._jobs)))
 
     def add_spec(self, spec: JobSpec) -> Jobs:
-        """Add an already built :class:`JobSpec`."""
-        return self._put(spec)
+        """Add an already built :class:`JobSpec` (checked as :meth:`add_std` checks a dict).
+
+        Raises:
+            JobDescriptionError: the job is invalid or its name is taken.
+        """
+        return self._put(job_from_std(job_to_std(spec), len(self._jobs)))
 
     def remove(self, name: str) -> Jobs:
         """Remove a job by name.

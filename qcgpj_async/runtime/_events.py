@@ -29,6 +29,12 @@ class EventStream:
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             raise StopAsyncIteration from None
 
+    def end(self) -> None:
+        """No more events: the iteration ends once the ones already in are read."""
+        if self._send in self._subscribers:
+            self._subscribers.remove(self._send)
+        self._send.close()
+
     def drain(self) -> list[StateChanged]:
         """The events already in, without waiting (e.g. once the reader is cancelled)."""
         out: list[StateChanged] = []

@@ -7,7 +7,7 @@ import socket
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..model import Jobs, JobSpec, job_from_std, jobs_from_std
+from ..model import Jobs, JobSpec, job_from_std, job_to_std, jobs_from_std
 
 __all__ = ("JobsLike", "as_specs", "discover", "local_nodes", "names_of")
 
@@ -34,18 +34,22 @@ def discover(resources: str) -> list[tuple[str, int]]:
 
 
 def as_specs(jobs: JobsLike) -> list[JobSpec]:
+    """The validated models of a submit's jobs.
+
+    A :class:`JobSpec` built by hand is checked as a dict is (through its
+    standard form): attrs does not check what the format forbids.
+
+    Raises:
+        JobDescriptionError: every problem of every job, each naming the job (or
+            its index in the batch) and the field.
+    """
     if isinstance(jobs, Jobs):
-        return jobs.jobs()
-    if isinstance(jobs, JobSpec):
-        return [jobs]
+        return jobs.jobs()  # checked as they were added
     if isinstance(jobs, Mapping):
         return [job_from_std(dict(jobs))]
-    items = list(jobs)
-    if all(isinstance(j, JobSpec) for j in items):
-        return items  # type: ignore[return-value]
-    # Raw items may be anything, None included (a JSON null): only specs pass as they are.
-    checked = iter(jobs_from_std([j for j in items if not isinstance(j, JobSpec)]))
-    return [j if isinstance(j, JobSpec) else next(checked) for j in items]
+    items = [jobs] if isinstance(jobs, JobSpec) else list(jobs)
+    # Raw items may be anything, None included (a JSON null).
+    return jobs_from_std([job_to_std(j) if isinstance(j, JobSpec) else j for j in items])
 
 
 def names_of(names: str | Iterable[str]) -> list[str]:

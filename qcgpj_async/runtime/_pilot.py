@@ -148,6 +148,8 @@ class Pilot(RunsMixin):
         self._tg: TaskGroup | None = None
         self._open = False
         self._closing = False
+        self._used = False  # entered once: a Pilot runs once
+        self._closed = False  # its block has ended: nothing may change any more
         self._started_at = 0.0
         self._rcnt = 0
         self._procs: dict[int, Process] = {}
@@ -183,6 +185,10 @@ class Pilot(RunsMixin):
     # == lifetime ===============================================================
 
     async def __aenter__(self) -> Pilot:
+        if self._used:
+            raise PilotClosedError(f"pilot {self.id} has run already: a Pilot runs once, "
+                                   "make a new one")
+        self._used = True
         try:
             os.makedirs(self.root_wd, exist_ok=True)
         except OSError as e:
@@ -208,24 +214,52 @@ class Pilot(RunsMixin):
         rec = self._recovered
         self.journal = Journal(os.path.join(self.service.path, JOURNAL), self.id,
                                self._started_at, rec.path if rec else None)
-        if rec is not None:
-            log.info("resuming from %s: %d jobs, %d ended", rec.path, len(rec.specs),
-                     sum(1 for j in self.engine.jobs.values() if j.state in FINAL_STATES))
-            self.journal.restored(rec, self._started_at)
-            await stop_orphans(rec, log, max(self.kill_grace, 1.0))
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
-        self._open = True
-        tg.start_soon(self._timer)
-        tg.start_soon(self._journal_syncer)
-        tg.start_soon(self._report_flusher)
-        serve = getattr(self._executor, "serve", None)  # e.g. the local executor's fork server
-        if serve is not None:
-            await tg.start(serve)
+        try:
+            if rec is not None:
+                log.info("resuming from %s: %d jobs, %d ended", rec.path, len(rec.specs),
+                         sum(1 for j in self.engine.jobs.values() if j.state in FINAL_STATES))
+                self.journal.restored(rec, self._started_at)
+                await stop_orphans(rec, log, max(self.kill_grace, 1.0))
+            tg = anyio.create_task_group()
+            await tg.__aenter__()
+            self._tg = tg
+            self._open = True
+            tg.start_soon(self._timer)
+            tg.start_soon(self._journal_syncer)
+            tg.start_soon(self._report_flusher)
+            serve = getattr(self._executor, "serve", None)  # e.g. the local fork server
+            if serve is not None:
+                # Shielded: it says "started" at once, and a cancelled start() would wait
+                # for the task it cancels, which holds out until aclose(): a deadlock.
+                # A cancellation pending now reaches the block's first await instead.
+                with anyio.CancelScope(shield=True):
+                    await tg.start(serve)
+        except BaseException:  # e.g. cancelled while entering: undo, then let it through
+            with anyio.CancelScope(shield=True):
+                await self._abort_enter()
+            raise
         restored, self._restored = self._restored, []
         self._dispatch(restored)  # also writes the journal's first lines, atomically
         return self
+
+    async def _abort_enter(self) -> None:
+        """Undo a start that did not finish: nothing ran, nothing is journaled."""
+        self._closing = True
+        if self._executor is not None:
+            await self._executor.aclose()  # releases the fork server's task
+        tg, self._tg = self._tg, None
+        if tg is not None:
+            tg.cancel_scope.cancel()
+            with contextlib.suppress(Exception):  # the cause propagates, not this
+                await tg.__aexit__(None, None, None)
+        self.journal = None  # never written: a resume does not take this directory
+        self._open = False
+        self._closed = True
+        for sub in self._subscribers:
+            sub.close()
+        if self.service is not None:
+            self.service.log.info("pilot %s did not start", self.id)
+            self.service.close()
 
     async def __aexit__(self, et: type[BaseException] | None, ev: BaseException | None,
                         tb: TracebackType | None) -> bool | None:
@@ -308,6 +342,9 @@ class Pilot(RunsMixin):
 
     def _finish(self) -> None:
         self._open = False
+        self._closed = True
+        for _, wake, _ in self._any_waiters:  # nothing more will end
+            wake.set()
         for s in self._subscribers:
             s.close()
         self._subscribers.clear()
@@ -317,6 +354,11 @@ class Pilot(RunsMixin):
             self.service.write_final_status(self.service_status())
             self.service.log.info("pilot %s finished", self.id)
             self.service.close()
+
+    def _check_not_closed(self) -> None:
+        """Changes after the block would be lost (the journal is closed)."""
+        if self._closed:
+            raise PilotClosedError(f"pilot {self.id} is closed")
 
     def _check_open(self) -> None:
         if not self._open or self._closing:
@@ -554,8 +596,12 @@ class Pilot(RunsMixin):
         Raises:
             JobNotFoundError: an unknown name.
             PilotTimeoutError: none ended within ``timeout`` seconds.
+            PilotClosedError: the pilot closed (or is closed) before one ended.
+            ValueError: ``names`` is empty.
         """
         wanted = None if names is None else set(names_of(names))
+        if wanted is not None and not wanted:
+            raise ValueError("wait4_any: no job names given")
         for n in wanted or ():
             if n not in self.engine.jobs:
                 raise JobNotFoundError(n)
@@ -563,6 +609,8 @@ class Pilot(RunsMixin):
         for n in pool:
             if self.engine.jobs[n].state in FINAL_STATES:
                 return n, self.engine.jobs[n].state
+        if self._closed:
+            raise PilotClosedError(f"pilot {self.id} is closed: no job will end")
         wake = anyio.Event()
         slot: list[str] = []
         entry = (wanted, wake, slot)
@@ -574,6 +622,8 @@ class Pilot(RunsMixin):
             raise PilotTimeoutError(f"timeout ({timeout} s): none of the jobs ended") from None
         finally:
             self._any_waiters.remove(entry)
+        if not slot:  # woken by the close
+            raise PilotClosedError(f"pilot {self.id} closed before any of the jobs ended")
         return slot[0], self.engine.jobs[slot[0]].state
 
     async def status(self, names: str | Iterable[str]) -> dict[str, JobState]:
@@ -619,8 +669,10 @@ class Pilot(RunsMixin):
 
         Raises:
             JobNotFoundError: an unknown name (checked before anything is cancelled).
+            PilotClosedError: the pilot's block has ended.
         """
-        names = names_of(names)
+        self._check_not_closed()
+        names = list(dict.fromkeys(names_of(names)))  # a name given twice counts once
         for n in names:
             self.engine.lookup(n)
         if self.journal is not None:
@@ -638,10 +690,12 @@ class Pilot(RunsMixin):
         """Forget finished jobs (their names can be used again).
 
         Raises:
-            JobNotFoundError: an unknown name.
+            JobNotFoundError: an unknown name (nothing is removed then).
             InvalidTransition: a job has not finished (nothing is removed then).
+            PilotClosedError: the pilot's block has ended.
         """
-        names = names_of(names)
+        self._check_not_closed()
+        names = list(dict.fromkeys(names_of(names)))  # a name given twice counts once
         for n in names:
             job = self.engine.jobs.get(n)
             if job is None:
@@ -675,7 +729,10 @@ class Pilot(RunsMixin):
             An async iterator of :class:`StateChanged`; close it (``aclose()`` or
             ``async with``) when done, or it keeps collecting until the pilot closes.
         """
-        return EventStream(self._subscribers)
+        stream = EventStream(self._subscribers)
+        if self._closed:  # nothing more will happen: the stream ends at once
+            stream.end()
+        return stream
 
     # == service-level status ==================================================
 
