@@ -92,8 +92,8 @@ async def run_requests(protocol: Protocol, requests: list[Any],
             log.warning("request #%d (%s) rejected: %s", i, name, reply.get("message"))
         else:
             log.info("request #%d (%s): %s", i, name, json.dumps(reply)[:2000])
-            errors = reply.get("data", {}).get("errors") if isinstance(reply.get("data"),
-                                                                        dict) else None
+            data = reply.get("data")
+            errors = data.get("errors") if isinstance(data, dict) else None
             if errors:  # cancelJob, removeJob: a success naming what could not be done
                 run.rejected += 1
                 for job, message in errors.items():

@@ -46,9 +46,7 @@ class EventStream:
 
     async def aclose(self) -> None:
         """Stop collecting events."""
-        if self._send in self._subscribers:
-            self._subscribers.remove(self._send)
-        self._send.close()
+        self.end()
         self._recv.close()
 
     async def __aenter__(self) -> EventStream:

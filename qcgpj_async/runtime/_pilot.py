@@ -253,10 +253,7 @@ class Pilot(RunsMixin):
             with contextlib.suppress(Exception):  # the cause propagates, not this
                 await tg.__aexit__(None, None, None)
         self.journal = None  # never written: a resume does not take this directory
-        self._open = False
-        self._closed = True
-        for sub in self._subscribers:
-            sub.close()
+        self._end_waits()
         if self.service is not None:
             self.service.log.info("pilot %s did not start", self.id)
             self.service.close()
@@ -340,14 +337,18 @@ class Pilot(RunsMixin):
         for proc in list(self._procs.values()):
             proc.kill()
 
-    def _finish(self) -> None:
+    def _end_waits(self) -> None:
+        """Closed: waits on future ends and event subscriptions end (nothing more happens)."""
         self._open = False
         self._closed = True
-        for _, wake, _ in self._any_waiters:  # nothing more will end
+        for _, wake, _ in self._any_waiters:
             wake.set()
         for s in self._subscribers:
             s.close()
         self._subscribers.clear()
+
+    def _finish(self) -> None:
+        self._end_waits()
         if self.journal is not None:
             self.journal.close(time.time(), len(self._interrupted))
         if self.service is not None:
