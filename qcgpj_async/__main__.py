@@ -1,5 +1,5 @@
 """``python -m qcgpj_async``: the service's command line."""
 
-from .cli import main
+from .cli import run
 
-raise SystemExit(main())
+run()

@@ -82,10 +82,14 @@ def job_from_std(raw: object, index: int = 0) -> JobSpec:
     return _STD.structure(norm, JobSpec)
 
 
-def jobs_from_std(raws: Iterable[object]) -> list[JobSpec]:
+def jobs_from_std(raws: Iterable[object],
+                  stds: list[dict[str, Any]] | None = None) -> list[JobSpec]:
     """Validate a batch; every problem of every job is reported at once.
 
-    Duplicate names inside the batch are a problem too.
+    Duplicate names inside the batch are a problem too. ``stds``, when given,
+    receives each job's normalized standard dict (what :func:`job_to_std` of
+    its model would give, as far as :func:`job_from_std` can tell): the
+    journal records those instead of converting each model back.
 
     Raises:
         JobDescriptionError: when any job is invalid (the whole batch is rejected).
@@ -104,6 +108,8 @@ def jobs_from_std(raws: Iterable[object]) -> list[JobSpec]:
             continue
         seen.add(name)
         specs.append(_STD.structure(norm, JobSpec))
+        if stds is not None:
+            stds.append(norm)
     if problems:
         raise JobDescriptionError(problems)
     return specs

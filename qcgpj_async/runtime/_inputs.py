@@ -7,7 +7,7 @@ import socket
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..model import Jobs, JobSpec, job_from_std, job_to_std, jobs_from_std
+from ..model import Jobs, JobSpec, job_to_std, jobs_from_std
 
 __all__ = ("JobsLike", "as_specs", "discover", "local_nodes", "names_of")
 
@@ -33,11 +33,13 @@ def discover(resources: str) -> list[tuple[str, int]]:
     return local_nodes()
 
 
-def as_specs(jobs: JobsLike) -> list[JobSpec]:
+def as_specs(jobs: JobsLike, stds: list[dict[str, Any]] | None = None) -> list[JobSpec]:
     """The validated models of a submit's jobs.
 
     A :class:`JobSpec` built by hand is checked as a dict is (through its
-    standard form): attrs does not check what the format forbids.
+    standard form): attrs does not check what the format forbids. ``stds``,
+    when given, receives the standard dict of each job, in order, where the
+    check made one (dicts and lists); it stays empty for a :class:`Jobs`.
 
     Raises:
         JobDescriptionError: every problem of every job, each naming the job (or
@@ -46,10 +48,11 @@ def as_specs(jobs: JobsLike) -> list[JobSpec]:
     if isinstance(jobs, Jobs):
         return jobs.jobs()  # checked as they were added
     if isinstance(jobs, Mapping):
-        return [job_from_std(dict(jobs))]
-    items = [jobs] if isinstance(jobs, JobSpec) else list(jobs)
+        items: list[Any] = [dict(jobs)]
+    else:
+        items = [jobs] if isinstance(jobs, JobSpec) else list(jobs)
     # Raw items may be anything, None included (a JSON null).
-    return jobs_from_std([job_to_std(j) if isinstance(j, JobSpec) else j for j in items])
+    return jobs_from_std([job_to_std(j) if isinstance(j, JobSpec) else j for j in items], stds)
 
 
 def names_of(names: str | Iterable[str]) -> list[str]:

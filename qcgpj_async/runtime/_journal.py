@@ -101,15 +101,19 @@ class Journal:
         self._buf.append(self.submit_record(specs, variables, now))
 
     @staticmethod
-    def submit_record(specs: Sequence[JobSpec], variables: dict[str, str], now: float) -> str:
+    def submit_record(specs: Sequence[JobSpec], variables: dict[str, str], now: float,
+                      stds: Sequence[Mapping[str, Any]] | None = None) -> str:
         """The line of a batch, made before it is accepted (see :meth:`append`).
+
+        ``stds``: the jobs' standard dicts when the caller has them (from the
+        validation of a submit); else each model is converted.
 
         Raises:
             RecursionError: a job description nested too deeply to be written.
             ValueError: ... or holding what JSON cannot carry.
         """
         return _dumps({"t": "submit", "time": now, "vars": variables,
-                       "jobs": [job_to_std(s) for s in specs]}) + "\n"
+                       "jobs": stds if stds else [job_to_std(s) for s in specs]}) + "\n"
 
     def append(self, record: str) -> None:
         """A line made by :meth:`submit_record`."""

@@ -499,7 +499,8 @@ class Pilot(RunsMixin):
             PilotClosedError: the pilot is not running.
         """
         self._check_open()
-        specs = as_specs(jobs)
+        stds: list[dict[str, Any]] = []
+        specs = as_specs(jobs, stds)
         if not specs:
             return []
         now = time.time()
@@ -516,7 +517,7 @@ class Pilot(RunsMixin):
         if self.journal is not None:
             # Before the engine accepts anything: what cannot be journaled is refused.
             try:
-                record = self.journal.submit_record(specs, request_vars, now)
+                record = self.journal.submit_record(specs, request_vars, now, stds)
             except (RecursionError, ValueError, TypeError) as e:
                 raise JobDescriptionError([f"the jobs cannot be recorded: {e}"]) from None
         instructions = self.engine.submit(specs, now)

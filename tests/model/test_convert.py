@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qcgpj_async import JobDescriptionError, Jobs, JobState
-from qcgpj_async.model import job_from_std, job_to_std
+from qcgpj_async.model import job_from_std, job_to_std, jobs_from_std
 
 names = st.from_regex(r"[A-Za-z0-9_.\-]{1,12}", fullmatch=True)
 text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=20)
@@ -99,6 +99,28 @@ def test_std_round_trip_is_exact(job: dict[str, Any]) -> None:
 @given(std_jobs())
 def test_std_survives_json(job: dict[str, Any]) -> None:
     assert job_to_std(job_from_std(json.loads(json.dumps(job)))) == job
+
+
+@given(std_jobs())
+def test_batch_std_dicts_are_the_models_std(job: dict[str, Any]) -> None:
+    # The journal records these dicts in place of job_to_std of each model.
+    raws = [job, {**job, "name": job["name"] + "_2"}]
+    stds: list[dict[str, Any]] = []
+    specs = jobs_from_std(raws, stds)
+    assert stds == [job_to_std(s) for s in specs]
+
+
+def test_batch_std_dicts_are_normalized() -> None:
+    raw = {"name": "a", "execution": {"exec": "x", "args": [1, 2.5], "model": "THREADS",
+                                       "env": {"N": 3}},
+           "resources": {"numCores": 2, "wt": "10m"}, "attributes": None}
+    stds: list[dict[str, Any]] = []
+    [spec] = jobs_from_std([raw], stds)
+    assert stds == [job_to_std(spec)]
+    assert stds[0]["execution"] == {"exec": "x", "args": ["1", "2.5"], "model": "threads",
+                                    "env": {"N": "3"}}
+    assert stds[0]["resources"]["numCores"] == {"exact": 2}
+    assert "attributes" not in stds[0]
 
 
 def test_simple_format_maps_to_standard() -> None:
