@@ -230,6 +230,8 @@ async def _batch(args: argparse.Namespace, requests: list[object] | None) -> int
     pilot = _make_pilot(args)
     async with pilot:
         t0 = time.monotonic()  # the progress line's rate counts from here
+        if requests is not None:
+            pilot.interfaces["ifaces"].append("FILE")
         assert pilot.service is not None
         protocol = Protocol(pilot, log=pilot.service.log)
         async with anyio.create_task_group() as tg:
@@ -361,6 +363,8 @@ async def _net(args: argparse.Namespace, requests: list[object] | None) -> int:
     run = FileRun()
     async with pilot:
         t0 = time.monotonic()
+        if requests is not None:
+            pilot.interfaces["ifaces"].append("FILE")
         assert pilot.service is not None
         protocol = Protocol(pilot, log=pilot.service.log)
         server = serve_zmq(pilot, host=args.net_bind or "127.0.0.1", port=args.net_port,

@@ -46,7 +46,6 @@ from ..model import (
     JobState,
     PilotClosedError,
     PilotStartError,
-    PilotTimeoutError,
 )
 from ._events import EventStream
 from ._info import JobInfo, ResourcesInfo, iteration_info, job_info
@@ -62,6 +61,7 @@ from ._journal import (
 )
 from ._runs import RunsMixin
 from ._service import ServiceDir, default_id, service_stats, user_name
+from ._waits import WaitsMixin
 
 #: Seconds by which lines of jobs.report and service.log may follow a job's end.
 REPORT_DELAY = 0.02
@@ -69,7 +69,7 @@ REPORT_DELAY = 0.02
 __all__ = ("EventStream", "JobsLike", "Pilot", "local_nodes")
 
 
-class Pilot(RunsMixin):
+class Pilot(RunsMixin, WaitsMixin):
     """A pilot job: runs jobs on a set of nodes and cores, honouring dependencies.
 
     Use it as an async context manager (asyncio or trio)::
@@ -145,6 +145,9 @@ class Pilot(RunsMixin):
         self.kill_grace = kill_grace
         self.env = dict(env or {})
         self.service: ServiceDir | None = None
+        #: What ``service_status`` and final_status.json advertise: the request
+        #: interfaces in use ("FILE", "ZMQ"), the ZMQ addresses. The adapters fill it in.
+        self.interfaces: dict[str, Any] = {"ifaces": [], "zmq_address": None, "publisher": None}
         self._tg: TaskGroup | None = None
         self._open = False
         self._closing = False
@@ -412,6 +415,8 @@ class Pilot(RunsMixin):
         job = self.engine.jobs[ev.job]
         svc = self.service
         assert svc is not None
+        if ev.iteration is not None and (self._final_events or self._any_waiters):
+            self._iteration_ended_waits(f"{ev.job}:{ev.iteration}")  # woken after this call
         if self.journal is not None and (ev.job not in self._interrupted or state not in (
                 JobState.CANCELED, JobState.OMITTED)):
             self.journal.job_ended(job, ev.iteration, state, ev.time)
@@ -434,14 +439,8 @@ class Pilot(RunsMixin):
             if ev.iteration is not None:
                 return
         self._submit_vars.pop(ev.job, None)  # only launches need them
-        event = self._final_events.pop(ev.job, None)
-        if event is not None:
-            event.set()
-        if self._any_waiters:
-            for names, wake, slot in self._any_waiters:
-                if not slot and (names is None or ev.job in names):
-                    slot.append(ev.job)
-                    wake.set()
+        if self._final_events or self._any_waiters:
+            self._job_ended_waits(ev.job)
         if self._all_done is not None and self.engine.unfinished == 0:
             self._all_done.set()
             self._all_done = None
@@ -529,105 +528,6 @@ class Pilot(RunsMixin):
         self._dispatch(instructions)
         return [s.name for s in specs]
 
-    async def _wait_events(self, names: list[str], timeout: float | None) -> None:
-        try:
-            with anyio.fail_after(timeout):
-                for name in names:
-                    job = self.engine.jobs.get(name)
-                    if job is None:
-                        raise JobNotFoundError(name)
-                    if job.state not in FINAL_STATES:
-                        ev = self._final_events.get(name)
-                        if ev is None:
-                            ev = self._final_events[name] = anyio.Event()
-                        await ev.wait()
-        except TimeoutError:
-            left = [n for n in names
-                    if n in self.engine.jobs and self.engine.jobs[n].state not in FINAL_STATES]
-            raise PilotTimeoutError(
-                f"timeout ({timeout} s) waiting for {len(left)} job(s): {', '.join(left[:10])}"
-            ) from None
-
-    async def wait4(self, names: str | Iterable[str],
-                    timeout: float | None = None) -> dict[str, JobState]:
-        """Wait until the jobs have ended.
-
-        Returns:
-            ``{name: final state}``.
-
-        Raises:
-            JobNotFoundError: an unknown name (checked before waiting).
-            PilotTimeoutError: not all ended within ``timeout`` seconds.
-        """
-        names = names_of(names)
-        for n in names:
-            if n not in self.engine.jobs:
-                raise JobNotFoundError(n)
-        await self._wait_events(names, timeout)
-        self._reports_now()
-        return {n: self.engine.jobs[n].state for n in names}
-
-    async def wait4all(self, timeout: float | None = None) -> None:
-        """Wait until every submitted job has ended.
-
-        Raises:
-            PilotTimeoutError: some are still running after ``timeout`` seconds.
-        """
-        if self.engine.unfinished == 0:
-            return
-        if self._all_done is None:
-            self._all_done = anyio.Event()
-        done = self._all_done
-        try:
-            with anyio.fail_after(timeout):
-                await done.wait()
-        except TimeoutError:
-            raise PilotTimeoutError(f"timeout ({timeout} s) waiting for all jobs: "
-                                    f"{self.engine.unfinished} not finished") from None
-        self._reports_now()
-
-    async def wait4_any(self, names: str | Iterable[str] | None = None,
-                        timeout: float | None = None) -> tuple[str, JobState]:
-        """Wait until one of the jobs (any job when ``names`` is None) ends.
-
-        A job that has already ended counts at once.
-
-        Returns:
-            ``(name, final state)`` of the first one found ended.
-
-        Raises:
-            JobNotFoundError: an unknown name.
-            PilotTimeoutError: none ended within ``timeout`` seconds.
-            PilotClosedError: the pilot closed (or is closed) before one ended.
-            ValueError: ``names`` is empty.
-        """
-        wanted = None if names is None else set(names_of(names))
-        if wanted is not None and not wanted:
-            raise ValueError("wait4_any: no job names given")
-        for n in wanted or ():
-            if n not in self.engine.jobs:
-                raise JobNotFoundError(n)
-        pool = wanted if wanted is not None else self.engine.jobs
-        for n in pool:
-            if self.engine.jobs[n].state in FINAL_STATES:
-                return n, self.engine.jobs[n].state
-        if self._closed:
-            raise PilotClosedError(f"pilot {self.id} is closed: no job will end")
-        wake = anyio.Event()
-        slot: list[str] = []
-        entry = (wanted, wake, slot)
-        self._any_waiters.append(entry)
-        try:
-            with anyio.fail_after(timeout):
-                await wake.wait()
-        except TimeoutError:
-            raise PilotTimeoutError(f"timeout ({timeout} s): none of the jobs ended") from None
-        finally:
-            self._any_waiters.remove(entry)
-        if not slot:  # woken by the close
-            raise PilotClosedError(f"pilot {self.id} closed before any of the jobs ended")
-        return slot[0], self.engine.jobs[slot[0]].state
-
     async def status(self, names: str | Iterable[str]) -> dict[str, JobState]:
         """The current state of each job (``name``) or iteration (``name:it``).
 
@@ -713,10 +613,19 @@ class Pilot(RunsMixin):
         return len(names)
 
     async def resources(self) -> ResourcesInfo:
-        """Nodes and cores: total, used, free."""
+        """Nodes and cores: total, used, free.
+
+        With ``system_core`` the reserved core counts in the total and as used,
+        as in the original (4 cores: total 4, used 1, free 3).
+        """
         pool = self.engine.pool
-        return ResourcesInfo(pool.total_nodes, pool.total_cores, pool.used_cores,
-                             pool.free_cores)
+        return ResourcesInfo(pool.total_nodes, *self._core_counts())
+
+    def _core_counts(self) -> tuple[int, int, int]:
+        """Total, used and free cores, the system core counted as used."""
+        pool = self.engine.pool
+        system = 1 if pool.system_core else 0
+        return pool.total_cores + system, pool.used_cores + system, pool.free_cores
 
     def events(self) -> EventStream:
         """Every state change from this call on, until the pilot closes.
@@ -740,11 +649,21 @@ class Pilot(RunsMixin):
 
     def service_status(self, *, zmq_address: str | None = None,
                        publisher: str | None = None) -> dict[str, Any]:
-        """The original's ``status`` data (also written to final_status.json)."""
+        """The original's ``status`` data (also written to final_status.json).
+
+        ``zmq_address`` and ``publisher`` default to those in :attr:`interfaces`.
+        """
         engine, pool = self.engine, self.engine.pool
+        adv = self.interfaces
+        zmq_address = zmq_address or adv["zmq_address"]
+        publisher = publisher or adv["publisher"]
+        ifaces = [n for n in ("FILE", "ZMQ") if n in adv["ifaces"]]
+        if zmq_address and "ZMQ" not in ifaces:
+            ifaces.append("ZMQ")
         c = engine.job_counts
         it = engine.iteration_counts()
         now = time.time()
+        total, used, free = self._core_counts()
         return {
             "System": {
                 "InstanceId": self.id,
@@ -752,7 +671,7 @@ class Pilot(RunsMixin):
                 "Generated": str(_dt.datetime.fromtimestamp(now)),
                 "Uptime": str(_dt.timedelta(seconds=now - self._started_at)),
                 "Zmqaddress": zmq_address,
-                "Ifaces": ["ZMQ"] if zmq_address else [],
+                "Ifaces": ifaces,
                 "StatusPublisher": publisher,
                 "Host": socket.gethostname(),
                 "Account": user_name(),
@@ -763,9 +682,9 @@ class Pilot(RunsMixin):
             },
             "Resources": {
                 "TotalNodes": pool.total_nodes,
-                "TotalCores": pool.total_cores,
-                "UsedCores": pool.used_cores,
-                "FreeCores": pool.free_cores,
+                "TotalCores": total,
+                "UsedCores": used,
+                "FreeCores": free,
             },
             "JobStats": service_stats(c, "Jobs"),
             "IterationStats": service_stats(it, "Iterations"),

@@ -264,6 +264,8 @@ def test_finish_ends_the_service(tmp_path: Path, manager: OriginalClients) -> No
         m.finish()
         assert svc.wait(20) == 1  # a job was stopped: not every job succeeded
         final = json.loads((svc.service_dir / "final_status.json").read_text())
+        assert final["System"]["Ifaces"] == ["ZMQ"]
+        assert final["System"]["Zmqaddress"] == svc.address
         assert final["JobStats"]["TotalJobs"] == 2
         assert final["JobStats"]["FinishedJobs"] == 2  # SUCCEED + CANCELED
         report = [json.loads(line) for line in
@@ -367,6 +369,7 @@ def test_file_then_net_keeps_serving(tmp_path: Path, manager: OriginalClients) -
         assert svc.proc.poll() is None  # served on after the file's requests
         m.submit(Jobs().add(name="f2", exec="/bin/true"))
         assert m.wait4("f2", timeout=20) == {"f2": "SUCCEED"}
+        assert m.system_status()["System"]["Ifaces"] == ["FILE", "ZMQ"]  # as the original
         m.finish()
         assert svc.wait(20) == 0
     finally:

@@ -353,6 +353,7 @@ def test_nodes(tmp_path: Path) -> None:
     assert proc.returncode == 0
     status = json.loads((service_dir(tmp_path / "w2") / "final_status.json").read_text())
     assert status["Resources"]["TotalNodes"] == 2 and status["Resources"]["TotalCores"] == 6
+    assert status["System"]["Ifaces"] == ["FILE"]  # the original's name of the interface
 
 
 def test_bad_nodes(tmp_path: Path) -> None:
@@ -365,6 +366,7 @@ def test_bad_nodes(tmp_path: Path) -> None:
 
 def test_system_core(tmp_path: Path) -> None:
     f = requests_file(tmp_path / "r.json", [
+        {"request": "resourcesInfo"},
         {"request": "submit", "jobs": [job("all", resources={"numCores": {"exact": 2}})]},
         {"request": "submit", "jobs": [job("one", 'echo "$QCG_PM_NPROCS" > one.out')]},
         {"request": "resourcesInfo"},
@@ -372,14 +374,19 @@ def test_system_core(tmp_path: Path) -> None:
     proc = qcgpj("--file-path", f, "--wd", str(tmp_path), "--nodes", "2", "--system-core",
                  cwd=tmp_path)
     assert proc.returncode == 2
-    assert lines(proc)[0] == ("qcgpj-async: request #1 (submit) rejected: "
+    assert lines(proc)[0] == ("qcgpj-async: request #2 (submit) rejected: "
                               "Not enough resources for job all")
     assert (tmp_path / "one.out").read_text() == "1\n"
     report = [json.loads(x) for x in (service_dir(tmp_path) / "jobs.report").read_text()
               .splitlines()]
     assert report[0]["runtime"]["allocation"] == "n0[1]"  # core 0 is the manager's
-    (_, _, reply), = [r for r in replies(tmp_path) if r[1] == "resourcesInfo"]
-    assert reply["data"]["total_cores"] == 1
+    # As the original: the reserved core counts in the total, as used.
+    first = next(r for r in replies(tmp_path) if r[1] == "resourcesInfo")[2]
+    assert first["data"] == {"total_nodes": 1, "total_cores": 2, "used_cores": 1,
+                             "free_cores": 1}
+    status = json.loads((service_dir(tmp_path) / "final_status.json").read_text())
+    assert status["Resources"] == {"TotalNodes": 1, "TotalCores": 2, "UsedCores": 1,
+                                   "FreeCores": 1}
 
 
 def test_id_names_the_service_directory(tmp_path: Path) -> None:

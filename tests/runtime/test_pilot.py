@@ -143,6 +143,55 @@ async def test_cancel_queued_running_and_iterations(tmp_path: Path) -> None:
         assert await pilot.wait4("its", timeout=T) == {"its": JobState.CANCELED}
 
 
+async def test_wait_for_iterations(tmp_path: Path) -> None:
+    # As the original client's wait4, which polls jobStatus: "job:it" names an iteration.
+    gate = tmp_path / "go"
+    async with Pilot(nodes="1", wd=tmp_path) as pilot:
+        await pilot.submit(Jobs().add(
+            name="its", iteration=3,
+            script=f"if [ ${{it}} = 0 ]; then while [ ! -f {gate} ]; do sleep 0.01; done; fi; "
+                   "if [ ${it} = 1 ]; then exit 3; fi"))
+        with pytest.raises(JobNotFoundError):
+            await pilot.wait4("its:3", timeout=T)
+        await until(pilot, "its:0", JobState.EXECUTING)  # one core: 1 and 2 wait for it
+        got: list[tuple[str, JobState]] = []
+        waiting = anyio.Event()
+
+        async def any_of() -> None:
+            waiting.set()
+            got.append(await pilot.wait4_any(["its:1", "its:0"], timeout=T))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(any_of)
+            await waiting.wait()
+            with pytest.raises(PilotTimeoutError, match="its:0"):
+                await pilot.wait4(["its:0"], timeout=0.05)
+            assert not got
+            gate.touch()
+        assert got == [("its:0", JobState.SUCCEED)]
+        assert await pilot.wait4(["its:1", "its:2"], timeout=T) == {
+            "its:1": JobState.FAILED, "its:2": JobState.SUCCEED}
+        assert await pilot.wait4_any("its:1", timeout=T) == ("its:1", JobState.FAILED)
+
+
+async def test_wait_for_a_queued_iteration_of_a_cancelled_job(tmp_path: Path) -> None:
+    async with Pilot(nodes="1", wd=tmp_path) as pilot:
+        await pilot.submit(Jobs().add(name="g", exec="sleep", args=["60"], iteration=3))
+        await until(pilot, "g:0", JobState.EXECUTING)
+        got: dict[str, JobState] = {}
+        waiting = anyio.Event()
+
+        async def wait_last() -> None:
+            waiting.set()
+            got.update(await pilot.wait4("g:2", timeout=T))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait_last)
+            await waiting.wait()
+            assert await pilot.cancel("g") == 1
+        assert got == {"g:2": JobState.CANCELED}
+
+
 async def test_cancel_whole_iteration_job(tmp_path: Path) -> None:
     async with Pilot(nodes="2", wd=tmp_path) as pilot:
         await pilot.submit(Jobs().add(name="its", exec="sleep", args=["60"], iteration=10))
