@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import getpass
+import itertools
 import json
 import json.encoder
 import logging
@@ -29,9 +30,14 @@ from ._info import RunInfo, format_rtime, format_time
 __all__ = ("ServiceDir", "default_id", "service_stats", "user_name")
 
 
+_ids = itertools.count(1)
+
+
 def default_id() -> str:
-    """The original's default instance id: ``<host>.<pid>``."""
-    return f"{socket.gethostname()}.{os.getpid()}"
+    """The original's default instance id, ``<host>.<pid>``; ``<host>.<pid>.<n>`` for the
+    n-th Pilot of one process, so that its jobs' ``QCG_PM_STEP_ID`` stay unique."""
+    n = next(_ids)
+    return f"{socket.gethostname()}.{os.getpid()}" + (f".{n}" if n > 1 else "")
 
 
 _iso_second: tuple[int, str] = (-1, "")  # one second and its text: one object, read at once

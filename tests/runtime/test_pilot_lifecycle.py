@@ -3,6 +3,8 @@ of hand-built JobSpecs; waits that could never end."""
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 import anyio
@@ -126,3 +128,11 @@ async def test_a_pending_wait4_any_ends_when_the_pilot_closes(tmp_path: Path) ->
                 outer.start_soon(waiter)
                 await anyio.wait_all_tasks_blocked()  # the waiter waits
     assert len(got) == 1
+
+
+def test_pilots_of_one_process_get_distinct_default_ids() -> None:
+    a, b = Pilot(nodes=1), Pilot(nodes=1)
+    prefix = f"{socket.gethostname()}.{os.getpid()}"
+    assert a.id != b.id  # each job's QCG_PM_STEP_ID is <id>.<run>: unique across pilots
+    assert a.id.startswith(prefix) and b.id.startswith(prefix)
+    assert Pilot(nodes=1, instance_id="mine").id == "mine"
