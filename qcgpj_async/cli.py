@@ -224,20 +224,20 @@ def _make_pilot(args: argparse.Namespace) -> Pilot:
 
 
 async def _batch(args: argparse.Namespace, requests: list[object] | None) -> int:
-    from .adapters.file import run_requests
+    from .adapters.file import FileRun, run_requests
     from .adapters.protocol import Protocol
 
     pilot = _make_pilot(args)
     async with pilot:
         t0 = time.monotonic()  # the progress line's rate counts from here
-        if requests is not None:
-            pilot.interfaces["ifaces"].append("FILE")
         assert pilot.service is not None
         protocol = Protocol(pilot, log=pilot.service.log)
         async with anyio.create_task_group() as tg:
             if args.show_progress:
                 tg.start_soon(_progress, pilot, sys.stderr, t0)
-            run = await run_requests(protocol, requests or [], _err)
+            run = FileRun()
+            if requests is not None:  # none with --resume alone
+                run = await run_requests(protocol, requests, _err)
             if run.finish:
                 await _stop_unfinished(pilot)
             await pilot.wait4all()
@@ -363,8 +363,6 @@ async def _net(args: argparse.Namespace, requests: list[object] | None) -> int:
     run = FileRun()
     async with pilot:
         t0 = time.monotonic()
-        if requests is not None:
-            pilot.interfaces["ifaces"].append("FILE")
         assert pilot.service is not None
         protocol = Protocol(pilot, log=pilot.service.log)
         server = serve_zmq(pilot, host=args.net_bind or "127.0.0.1", port=args.net_port,

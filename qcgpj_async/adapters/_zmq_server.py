@@ -145,10 +145,9 @@ class ZmqServer:
             raise
         self.protocol.zmq_address = self.address
         self.protocol.publisher = self.publisher
-        adv = self.pilot.interfaces
-        adv["zmq_address"], adv["publisher"] = self.address, self.publisher
-        if "ZMQ" not in adv["ifaces"]:
-            adv["ifaces"].append("ZMQ")
+        ifaces = self.pilot.interfaces
+        ifaces.zmq_address, ifaces.publisher = self.address, self.publisher
+        ifaces.add("ZMQ")
         self._export()
         tg = self._tg = anyio.create_task_group()
         await tg.__aenter__()

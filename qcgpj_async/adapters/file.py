@@ -81,6 +81,7 @@ async def run_requests(protocol: Protocol, requests: list[Any],
     """
     run = FileRun()
     log = protocol.log
+    protocol.pilot.interfaces.add("FILE")
     for i, request in enumerate(requests, 1):
         run.requests += 1
         requests[i - 1] = None  # answered requests are not kept (100,000 jobs: ~50 MB)

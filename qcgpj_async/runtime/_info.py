@@ -13,6 +13,7 @@ from ..model import JobState
 
 __all__ = (
     "ChildInfo",
+    "Interfaces",
     "IterationCounts",
     "JobInfo",
     "ResourcesInfo",
@@ -190,3 +191,27 @@ class ResourcesInfo:
     def to_dict(self) -> dict[str, int]:
         """As the original's ``resourcesInfo`` data."""
         return attrs.asdict(self)
+
+
+#: The original's order of its request interfaces in ``status``.
+_IFACE_ORDER = ("FILE", "ZMQ")
+
+
+@attrs.define
+class Interfaces:
+    """The request interfaces a pilot serves, as ``status`` and final_status.json name them.
+
+    Filled in by the adapters: the file transport adds ``FILE``; the ZMQ
+    server adds ``ZMQ`` and sets its addresses.
+    """
+
+    names: list[str] = attrs.field(factory=list)
+    zmq_address: str | None = None
+    publisher: str | None = None
+
+    def add(self, name: str) -> None:
+        """``name`` is served (listed once, in the original's order)."""
+        if name not in self.names:
+            self.names.append(name)
+            self.names.sort(key=lambda n: _IFACE_ORDER.index(n) if n in _IFACE_ORDER
+                            else len(_IFACE_ORDER))

@@ -48,7 +48,7 @@ from ..model import (
     PilotStartError,
 )
 from ._events import EventStream
-from ._info import JobInfo, ResourcesInfo, iteration_info, job_info
+from ._info import Interfaces, JobInfo, ResourcesInfo, iteration_info, job_info
 from ._inputs import JobsLike, as_specs, discover, local_nodes, names_of
 from ._journal import (
     JOURNAL,
@@ -145,9 +145,8 @@ class Pilot(RunsMixin, WaitsMixin):
         self.kill_grace = kill_grace
         self.env = dict(env or {})
         self.service: ServiceDir | None = None
-        #: What ``service_status`` and final_status.json advertise: the request
-        #: interfaces in use ("FILE", "ZMQ"), the ZMQ addresses. The adapters fill it in.
-        self.interfaces: dict[str, Any] = {"ifaces": [], "zmq_address": None, "publisher": None}
+        #: What ``service_status`` and final_status.json advertise (set by the adapters).
+        self.interfaces = Interfaces()
         self._tg: TaskGroup | None = None
         self._open = False
         self._closing = False
@@ -654,11 +653,10 @@ class Pilot(RunsMixin, WaitsMixin):
         ``zmq_address`` and ``publisher`` default to those in :attr:`interfaces`.
         """
         engine, pool = self.engine, self.engine.pool
-        adv = self.interfaces
-        zmq_address = zmq_address or adv["zmq_address"]
-        publisher = publisher or adv["publisher"]
-        ifaces = [n for n in ("FILE", "ZMQ") if n in adv["ifaces"]]
-        if zmq_address and "ZMQ" not in ifaces:
+        zmq_address = zmq_address or self.interfaces.zmq_address
+        publisher = publisher or self.interfaces.publisher
+        ifaces = list(self.interfaces.names)
+        if zmq_address and "ZMQ" not in ifaces:  # a Protocol given an address by hand
             ifaces.append("ZMQ")
         c = engine.job_counts
         it = engine.iteration_counts()
