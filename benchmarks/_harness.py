@@ -390,8 +390,8 @@ def idle_setting() -> str | None:
     """The cpuidle driver, and the guest halt-polling time where it is haltpoll.
 
     On the test VM ``haltpoll, guest_halt_poll_ns=0``: an idle vCPU halts at
-    once and waking it is slow, which costs a pilot's serial job-to-job path
-    much more than xargs' (docs/performance.md). None where unknown.
+    once and waking it is slow. ``haltpoll.py`` measured that as a small part
+    of the ``--nodes 2`` gap to xargs (docs/performance.md). None where unknown.
     """
     try:
         driver = Path("/sys/devices/system/cpu/cpuidle/current_driver").read_text().strip()
