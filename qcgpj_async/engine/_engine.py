@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 from ..model import FINAL_STATES, JobDescriptionError, JobNotFoundError, JobSpec, JobState
@@ -28,7 +28,7 @@ from . import _lifecycle, _restore
 from ._compact import SharedParts, compact_runs, exit_message
 from ._itersched import plan
 from ._records import CODE, ENTRY, STATES, Job, Kill, Launch, Outcome, Run, StateChanged
-from ._resources import Allocation, Requirement, ResourcePool
+from ._resources import Allocation, NodePart, Requirement, ResourcePool
 from ._submit import find_cycles, parse_dep, requirement, sched_min_req
 
 __all__ = ("Engine", "Instruction")
@@ -46,6 +46,8 @@ _TO_OMITTED = bytes(CODE[OMIT] if i == QCODE else i for i in range(256))
 _EMIT_LIMIT = 100_000
 #: At most this many iterations in one job (a byte of state each: 1 GB).
 MAX_ITERATIONS = 1_000_000_000
+#: What a queued launch may ask for: one core, no consumables.
+_ONE_CORE = Requirement()
 
 
 class Engine:
@@ -73,6 +75,14 @@ class Engine:
         self._finished: deque[tuple[Job, Sequence[int] | None]] = deque()
         self._out: list[Instruction] = []
         self._shared = SharedParts()  # what ended jobs' specs share
+        #: Launch up to this many one-core runs ahead of free cores (``Launch.queued``):
+        #: each takes the cores of a one-core run the moment it ends, as the
+        #: executor reports with ``exited(..., successor=)``. 0: never. Only on one node
+        #: (its cores are all alike), and only jobs that ``queueable`` accepts.
+        self.lookahead = 0
+        self.queueable: Callable[[JobSpec], bool] = lambda spec: True
+        self.queued = 0  # queued runs holding no cores yet
+        self._shape: Allocation | None = None
 
     # == public surface =========================================================
 
@@ -125,6 +135,8 @@ class Engine:
         """
         run = self.runs[run_id]
         run.pid = pid
+        if run.state in FINAL_STATES:  # cancelled while queued, started meanwhile: being killed
+            return self._drain()
         run.started = now
         self._run_state(run, E, now)
         job = run.job
@@ -136,18 +148,36 @@ class Engine:
         return self._drain()
 
     def exited(
-        self, run_id: int, exit_code: int, now: float, message: str | None = None
+        self, run_id: int, exit_code: int, now: float, message: str | None = None,
+        successors: Sequence[int] | None = None,
     ) -> list[Instruction]:
         """A launched iteration ended (or could not start: pass a message).
 
         Exit 0 after it started is SUCCEED; a cancel makes it CANCELED; the wall
-        time or anything else makes it FAILED.
+        time or anything else makes it FAILED. ``successors``: the queued runs
+        that the executor started in its cores (one core each).
 
         Raises:
             KeyError: unknown (or already ended) run.
         """
         run = self.runs.pop(run_id)
-        self.pool.release(run.allocation)
+        if run.queued:  # dropped before it took any cores
+            run.queued = False
+            self.queued -= 1
+        else:
+            self.pool.release(run.allocation)
+        for succ in successors or ():  # they took its cores: one each
+            nxt = self.runs.get(succ)
+            if nxt is not None and nxt.queued:
+                alloc = self.pool.allocate(_ONE_CORE)
+                assert alloc is not None, "more successors than cores"
+                nxt.allocation, nxt.queued = alloc, False
+                self.queued -= 1
+                if nxt.state not in FINAL_STATES:
+                    self._scheduled(nxt, now)
+        if run.state in FINAL_STATES:  # cancelled while queued: it ended then
+            self._schedule(now)
+            return self._drain()
         dl = self._deadlines
         if len(dl) > 64 and len(dl) > 2 * len(self.runs):
             # Deadlines of runs that ended in time: drop them now rather than
@@ -179,6 +209,34 @@ class Engine:
         self._schedule(now)
         return self._drain()
 
+    def requeue(self, run_id: int, now: float) -> list[Instruction]:
+        """A queued run (``Launch.queued``) that the executor can no longer start goes
+        back to the queue, in its place; nothing is launched ahead from now on.
+
+        Raises:
+            KeyError: unknown (or already ended) run.
+        """
+        run = self.runs[run_id]
+        self.lookahead = 0
+        if not run.queued or run.state is not Q:  # it holds cores, or was cancelled
+            return self.exited(run_id, -1, now, "the executor could not start it")
+        del self.runs[run_id]
+        self.queued -= 1
+        job = run.job
+        job.active -= 1
+        if run.index is None:
+            job.run_store = None
+        else:
+            if isinstance(job.run_store, dict):
+                job.run_store.pop(run.index, None)
+            if job.ready_its is not None:
+                heapq.heappush(job.ready_its, run.index)
+            else:
+                job.cursor = min(job.cursor, run.index)
+        self._enqueue(job)
+        self._schedule(now)
+        return self._drain()
+
     def cancel(self, name: str, now: float) -> list[Instruction]:
         """Cancel a job (``name``) or one iteration (``name:it``).
 
@@ -200,12 +258,22 @@ class Engine:
                 job.done = job.failed = 1
                 self._job_state(job, CANCEL, now)
                 self._finished.append((job, None))
+            elif run.queued and run.state is Q:
+                self._cancel_ahead(run, now)
             else:
                 self._kill(run, "cancel")
         else:
             job.canceled = True
             job.waiting = 0
+            # Runs launched ahead (Launch.queued) are QUEUED too, but end as runs.
+            ahead = [r for r in job.runs.values() if r.queued and r.state is Q]
+            its = self._its(job) if ahead else bytearray()
+            for r in ahead:
+                its[r.index - job.start] = CODE[S]  # type: ignore[operator]
             self._end_queued_iterations(job, CANCEL, now)
+            for r in ahead:
+                its[r.index - job.start] = QCODE  # type: ignore[operator]
+                self._cancel_ahead(r, now)
             for run in list(job.runs.values()):
                 if run.state in (S, E):
                     self._kill(run, "cancel")
@@ -667,6 +735,25 @@ class Engine:
             raise JobNotFoundError(name, f"Unknown iteration {it} for job {base}")
         return job, int(it)
 
+    def _cancel_ahead(self, run: Run, now: float) -> None:
+        """Cancel a run launched ahead, still queued: CANCELED now, as a queued job is.
+
+        Its record stays in ``runs`` until the executor answers the :class:`Kill`
+        (dropped from its queue; or started meanwhile, then killed, and ended):
+        :meth:`started` and :meth:`exited` of it only settle its cores.
+        """
+        self._kill(run, "cancel")
+        run.finished = now
+        job = run.job
+        job.active -= 1
+        self._run_state(run, CANCEL, now)
+        # Reported and shown as a job or iteration cancelled in the queue: it never ran.
+        if run.index is None:
+            job.run_store = None
+        elif isinstance(job.run_store, dict):
+            job.run_store.pop(run.index, None)
+        self._iteration_final(job, run.index, CANCEL, now)
+
     def _kill(self, run: Run, reason: str) -> None:
         if run.kill_reason is None:
             run.kill_reason = reason
@@ -677,6 +764,9 @@ class Engine:
         if state in FINAL_STATES:
             raise _Invalid(f"Job {job.name}:{index} already finished")
         run = job.run_at(index)
+        if run is not None and run.queued and run.state is Q:
+            self._cancel_ahead(run, now)
+            return
         if run is not None:
             self._kill(run, "cancel")
             return
@@ -760,12 +850,35 @@ class Engine:
             for key in empty:
                 del buckets[key]
             if best is None or best_req is None:
-                return
+                break
             alloc = pool.allocate(best_req)
             assert alloc is not None
             self._launch(best, alloc, now)
+        if self.queued < self.lookahead and buckets and len(pool.nodes) == 1:
+            self._launch_ahead(now)
 
-    def _launch(self, job: Job, alloc: Allocation, now: float) -> None:
+    def _launch_ahead(self, now: float) -> None:
+        """Queued launches of the earliest jobs, while they take one core each: what
+        the next free cores would go to, in the order they would."""
+        buckets = self._buckets
+        if self._shape is None:
+            self._shape = Allocation((NodePart(self.pool.nodes[0].name, (-1,)),))
+        while self.queued < self.lookahead:
+            best: Job | None = None
+            for heap in buckets.values():
+                while heap and not self._launchable(heap[0][1]):
+                    heapq.heappop(heap)[1].in_bucket = False
+                if heap and (best is None or heap[0][1].seq < best.seq):
+                    best = heap[0][1]
+            if best is None:
+                return
+            req = best.req if best.req is not None else self._sched_req(best)
+            if req != _ONE_CORE or best.sched is not None or not self.queueable(best.spec):
+                return  # it waits for free cores, and the jobs after it wait behind it
+            self.queued += 1
+            self._launch(best, self._shape, now, queued=True)
+
+    def _launch(self, job: Job, alloc: Allocation, now: float, queued: bool = False) -> None:
         self._run_id += 1
         run_id = self._run_id
         if job.iterative:
@@ -784,14 +897,21 @@ class Engine:
         # times: the run reads the job's history (None).
         history = bytearray(job.packed_history[:_ENTRY_SIZE]) if job.iterative else None
         run = Run(run_id, job, index, alloc, Q, history)
+        if queued:
+            run.queued = True
         self.runs[run_id] = run
         if index is None:
             job.run_store = run
         else:
             job.add_run(run)
         job.active += 1
+        if not queued:  # a queued run stays QUEUED until it takes cores
+            self._scheduled(run, now)
+        self._out.append(Launch(run_id, job.name, index, job.spec, alloc, queued))
+
+    def _scheduled(self, run: Run, now: float) -> None:
         self._run_state(run, S, now)
+        job = run.job
         if job.iterative and job.state is Q:
             self._job_state(job, S, now)
-        self._out.append(Launch(run_id, job.name, index, job.spec, alloc))
 

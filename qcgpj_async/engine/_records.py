@@ -83,6 +83,9 @@ class Launch:
     iteration: int | None
     spec: JobSpec
     allocation: Allocation
+    #: Queued (see :attr:`Engine.lookahead`): ``allocation`` only says its shape; the
+    #: run takes the cores of the run that names it as its successor when it ends.
+    queued: bool = False
 
 
 @attrs.frozen
@@ -130,6 +133,7 @@ class Run:
     kill_reason: str | None = None
     wd: str | None = None  # set by the runtime when it starts the run
     pname: str | None = None
+    queued: bool = False  # launched ahead, holding no cores yet (Engine.lookahead)
 
     @property
     def history(self) -> History:

@@ -12,14 +12,29 @@ Protocol: messages are ``marshal``-ed tuples, each after a 4-byte length.
 Requests (pilot -> server):
 
 - ``("env", {name: value})``: the base environment of later starts;
-- ``("start", rid, label, argv, set, unset, cwd, stdin, stdout, stderr)``: start
-  run ``rid`` with the base environment plus ``set`` minus ``unset``;
+- ``("start", rid, label, argv, set, unset, cwd, stdin, stdout, stderr[, queued,
+  slot])``: start run ``rid`` with the base environment plus ``set`` minus
+  ``unset``. ``slot``: how many cores the run holds, which queued starts take
+  when it ends. ``queued``: the run holds no core yet; it waits in the queue,
+  first in first out, and starts the moment a run with a slot ends (or fails
+  to start), taking one of its cores, with no round trip through the pilot;
+- ``("drop", rid)``: take a queued run out of the queue, if it is still there
+  (answered ``failed``, with "stopped before it started");
 - ``("signal", rid, signum)``: signal run ``rid``'s process group, if it was
   started and is not reaped yet (so a group id is never signalled once it may
   have been reused).
 
-Events (server -> pilot): ``("started", rid, pid)``, ``("failed", rid,
-message)``, ``("exited", rid, code)`` with ``code`` -N for signal N.
+Events (server -> pilot): ``("started", rid, pid, time)``, ``("failed", rid,
+message, successors)``, ``("exited", rid, code, successors, time)`` with ``code``
+-N for signal N; ``successors``: the queued runs that took its cores (a list),
+or None.
+
+Events are sent in batches: at once when the pilot has something to decide
+(an end with cores nobody took, a dropped run), else when
+:data:`BATCH` have gathered, the queue runs low, or the oldest has waited
+:data:`DELAY` seconds. With short jobs and a queue kept filled, the pilot then
+wakes once per batch instead of twice per job: on a machine whose cores all run
+jobs, each wake-up of the pilot costs the jobs far more than its CPU time.
 
 Every process starts in a session of its own. When it ends, what it left in
 its group is SIGKILLed before it is reaped. When the request pipe closes (the
@@ -37,6 +52,8 @@ import selectors
 import signal
 import struct
 import sys
+import time
+from collections import deque
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the server's start 4 ms
@@ -53,9 +70,17 @@ else:  # run as a script (python -I: its folder is not on sys.path)
         env_entry,
     )
 
-__all__ = ("HEADER", "Reader", "pack", "serve")
+__all__ = ("BATCH", "DELAY", "HEADER", "LOW", "Reader", "pack", "serve")
 
 HEADER = struct.Struct("<I")
+#: Events held back at most: this many ...
+BATCH = 32
+#: ... or this long (seconds) ...
+DELAY = 0.004
+#: ... or until the queue holds fewer starts than this.
+LOW = 8
+#: What a queued start that was dropped answers.
+DROPPED = "stopped before it started"
 
 
 def pack(msg: tuple[Any, ...]) -> bytes:
@@ -102,16 +127,31 @@ class _Server:
         self.entries: dict[str, bytes] = {}  # the base environment, encoded
         self.envp: list[bytes] | None = []
         self.pids: dict[int, int] = {}  # rid -> pid, until reaped
+        self.slots: dict[int, int] = {}  # rid -> cores its end frees for queued starts
+        self.queue: deque[tuple[Any, ...]] = deque()  # queued start requests
+        self.taken: deque[tuple[Any, ...]] = deque()  # queued starts given cores: start now
         self.out = bytearray()
+        self.held = 0  # events in ``out`` not yet due
+        self.since = 0.0  # when the oldest of them came
+        self.urgent = False  # the pilot must hear now
         self.sel = selectors.DefaultSelector()
         self.sel.register(rfd, selectors.EVENT_READ, None)
         os.set_blocking(wfd, False)
 
+    def emit(self, msg: tuple[Any, ...], urgent: bool = False) -> None:
+        if not self.held:
+            self.since = time.monotonic()
+        self.held += 1
+        self.out += pack(msg)
+        if urgent:
+            self.urgent = True
+
     def run(self) -> None:
         reader = Reader(self.rfd)
         writing = False
+        timeout: float | None = None
         while True:
-            for key, _ in self.sel.select():
+            for key, _ in self.sel.select(timeout):
                 if key.data is None:
                     msgs = reader.read()
                     if msgs is None:
@@ -122,13 +162,23 @@ class _Server:
                     pass  # written below
                 else:
                     self.reap(key.fd, *key.data)
-            if self.out:
+            while self.taken:  # a loop, not recursion: a start that fails passes its core on
+                self.start(self.taken.popleft())
+            timeout = None
+            if self.held:
+                waited = time.monotonic() - self.since
+                if (self.urgent or self.held >= BATCH or len(self.queue) < LOW
+                        or waited >= DELAY):
+                    self.held, self.urgent = 0, False
+                else:
+                    timeout = DELAY - waited
+            if self.out and not self.held:
                 try:  # noqa: SIM105 - contextlib costs the server's start 4 ms
                     self.out = self.out[os.write(self.wfd, self.out):]
                 except BlockingIOError:
                     pass
-            if bool(self.out) != writing:  # wait for room only while there is output
-                writing = bool(self.out)
+            if bool(self.out and not self.held) != writing:  # wait for room only while due
+                writing = not writing
                 if writing:
                     self.sel.register(self.wfd, selectors.EVENT_WRITE, "out")
                 else:
@@ -137,24 +187,20 @@ class _Server:
     def handle(self, msg: tuple[Any, ...]) -> None:
         kind = msg[0]
         if kind == "start":
-            _, rid, label, argv, set_, unset, cwd, stdin, stdout, stderr = msg
-            env, envp = self.environment(set_, unset)
-            try:
-                pid = self.launcher.launch(label, argv, env, cwd, stdin, stdout, stderr, envp)
-            except LaunchFailure as e:
-                self.out += pack(("failed", rid, str(e)))
-                return
-            except Exception as e:  # a bug must not stop the other jobs
-                self.out += pack(("failed", rid, f"job {label}: launch failed: {e!r}"))
-                return
-            self.pids[rid] = pid
-            fd = os.pidfd_open(pid)
-            self.sel.register(fd, selectors.EVENT_READ, (rid, pid))
-            self.out += pack(("started", rid, pid))
+            if len(msg) > 10 and msg[10]:
+                self.queue.append(msg)
+            else:
+                self.start(msg)
         elif kind == "signal":
             target = self.pids.get(msg[1])
             if target is not None:
                 _killpg(target, msg[2])
+        elif kind == "drop":
+            for queued in self.queue:
+                if queued[1] == msg[1]:
+                    self.queue.remove(queued)
+                    self.emit(("failed", msg[1], DROPPED, None), urgent=True)
+                    break
         elif kind == "env":
             self.env = msg[1]
             try:
@@ -162,6 +208,27 @@ class _Server:
                 self.envp = list(self.entries.values())
             except ValueError:  # a bad variable: encoded per start, the launcher says which
                 self.entries, self.envp = {}, None
+
+    def start(self, msg: tuple[Any, ...]) -> bool:
+        """Start one request; whether it started (else ``failed`` is sent, and the
+        cores it held go to the next queued starts)."""
+        _, rid, label, argv, set_, unset, cwd, stdin, stdout, stderr = msg[:10]
+        slot = msg[11] if len(msg) > 11 else 0
+        env, envp = self.environment(set_, unset)
+        try:
+            pid = self.launcher.launch(label, argv, env, cwd, stdin, stdout, stderr, envp)
+        except Exception as e:  # a bug must not stop the other jobs
+            error = str(e) if isinstance(e, LaunchFailure) else (
+                f"job {label}: launch failed: {e!r}")
+            self.pass_on(("failed", rid, error), slot, None)
+            return False
+        self.pids[rid] = pid
+        if slot:
+            self.slots[rid] = slot
+        fd = os.pidfd_open(pid)
+        self.sel.register(fd, selectors.EVENT_READ, (rid, pid))
+        self.emit(("started", rid, pid, time.time()))
+        return True
 
     def environment(self, set_: dict[str, str],
                     unset: list[str]) -> tuple[dict[str, str], list[bytes] | None]:
@@ -195,7 +262,16 @@ class _Server:
         self.sel.unregister(fd)
         os.close(fd)
         del self.pids[rid]
-        self.out += pack(("exited", rid, code))
+        self.pass_on(("exited", rid, code), self.slots.pop(rid, 0), time.time())
+
+    def pass_on(self, head: tuple[Any, ...], cores: int, t: float | None) -> None:
+        """Send an end (``head`` + successors [+ ``t``]); the first queued starts take
+        its ``cores``, now. Urgent when cores are left free: the pilot decides then."""
+        queue = self.queue
+        taken = [queue.popleft() for _ in range(min(cores, len(queue)))]
+        end = (*head, [m[1] for m in taken] if taken else None)
+        self.emit(end if t is None else (*end, t), urgent=len(taken) < cores or not cores)
+        self.taken.extend(taken)
 
     def stop_all(self) -> None:
         """SIGKILL every running group and reap it (the pilot is gone)."""

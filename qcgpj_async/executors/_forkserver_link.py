@@ -39,12 +39,18 @@ class ServedProcess:
     Its end is awaited (:meth:`wait`) or called back (:meth:`on_exit`).
     """
 
-    __slots__ = ("_callback", "_done", "_server", "code", "pid", "rid")
+    __slots__ = ("_callback", "_done", "_server", "code", "ended_at", "pid", "rid",
+                 "started_at", "successor")
 
-    def __init__(self, server: ForkServer, rid: int, pid: int) -> None:
+    def __init__(self, server: ForkServer, rid: int, pid: int,
+                 started_at: float | None = None) -> None:
         self._server, self.rid = server, rid
         self.pid: int | None = pid
         self.code: int | None = None
+        #: When the server started it and saw its end (its clock, ``time.time()``).
+        self.started_at, self.ended_at = started_at, None
+        #: The ``key`` of each queued start that took one of its cores when it ended.
+        self.successor: list[Any] | None = None
         self._done: anyio.Event | None = None
         self._callback: Callable[[int], object] | None = None
 
@@ -82,10 +88,15 @@ class ServedProcess:
 class Starting:
     """A start asked of the fork server: its answer is awaited or called back."""
 
-    __slots__ = ("_callback", "_done", "_label", "answered", "error", "gone", "proc")
+    __slots__ = ("_callback", "_done", "_label", "answered", "error", "gone", "key", "proc",
+                 "rid", "successor")
 
-    def __init__(self, label: str, error: str | None = None) -> None:
+    def __init__(self, label: str, error: str | None = None, key: object = None,
+                 rid: int = 0) -> None:
         self._label = label
+        self.key, self.rid = key, rid  # the caller's name for it; the server's
+        #: The ``key`` of each queued start that took one of its cores when it failed.
+        self.successor: list[Any] | None = None
         self.gone = False  # not started because the server ended: it may start elsewhere
         self.answered = error is not None
         self.proc: ServedProcess | None = None
@@ -136,6 +147,9 @@ class ForkServer:
         self._needed = anyio.Event()
         self._closed = False
         self.running = False
+        # While the events of one read are handled, requests gather here and go in one
+        # write at its end (one wake-up of the server, not one per start).
+        self._gather: bytearray | None = None
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Deliver the server's events until :meth:`aclose` (not cancellable: call it).
@@ -173,8 +187,7 @@ class ForkServer:
                         msgs = reader.read()
                         if msgs is None:
                             break
-                        for msg in msgs:
-                            self._event(msg)
+                        self._handle(msgs)
         finally:
             self.running = False
             with anyio.CancelScope(shield=True):
@@ -197,8 +210,7 @@ class ForkServer:
             if msgs is None:
                 ended.set()
                 return
-            for msg in msgs:
-                self._event(msg)
+            self._handle(msgs)
 
         loop.add_reader(reader.fd, readable)
         try:
@@ -208,20 +220,41 @@ class ForkServer:
         if failed:
             raise failed[0]
 
+    def _handle(self, msgs: list[Any]) -> None:
+        """The events of one read; the requests they lead to are sent at the end, at once."""
+        self._gather = bytearray()
+        try:
+            for msg in msgs:
+                self._event(msg)
+        finally:
+            data, self._gather = self._gather, None
+            if data and self._wfd >= 0:
+                with contextlib.suppress(OSError):
+                    self._write(memoryview(data))
+
+    def _keys(self, rids: list[int] | None) -> list[Any] | None:
+        if not rids:
+            return None
+        starts = self._starts
+        return [starts[r].key for r in rids if r in starts]
+
     def _event(self, msg: tuple[Any, ...]) -> None:
         kind, rid = msg[0], msg[1]
         if kind == "exited":
             proc = self._procs.pop(rid, None)
             if proc is not None:
+                proc.successor = self._keys(msg[3])
+                proc.ended_at = msg[4]
                 proc._exited(msg[2])
             return
         start = self._starts.pop(rid, None)
         if start is None:  # pragma: no cover - nobody asked
             return
         if kind == "started":
-            proc = self._procs[rid] = ServedProcess(self, rid, msg[2])
+            proc = self._procs[rid] = ServedProcess(self, rid, msg[2], msg[3])
             start._answer(proc, None)
         else:
+            start.successor = self._keys(msg[3])
             start._answer(None, msg[2])
 
     async def _end(self) -> None:
@@ -265,15 +298,25 @@ class ForkServer:
         self._needed.set()
 
     def _send(self, msg: tuple[Any, ...]) -> None:
-        data = memoryview(pack(msg))
+        if self._gather is not None:
+            self._gather += pack(msg)
+        else:
+            self._write(memoryview(pack(msg)))
+
+    def _write(self, data: memoryview) -> None:
         while data:
             data = data[os.write(self._wfd, data):]
 
     def request(self, label: str, argv: Sequence[str], env: Mapping[str, str], cwd: str,
                 stdin: str | None, stdout: str | None, stderr: str | None,
                 base: Mapping[str, str] | None = None,
-                extra: Mapping[str, str] | None = None) -> Starting:
+                extra: Mapping[str, str] | None = None, *, queued: bool = False,
+                slot: int = 0, key: object = None) -> Starting:
         """Ask for a start now; :meth:`Starting.result` awaits it.
+
+        ``queued``: start it when a run with a ``slot`` (its number of cores) ends,
+        taking one of its cores (see :mod:`._forkserver`); ``key``: the caller's name
+        for it, given back among the ``successor`` of the run whose core it took.
 
         ``env`` is ``base`` plus ``extra`` where both are given (``base`` never
         changes in place): only ``extra`` is sent, ``base`` in full when it is a
@@ -301,9 +344,17 @@ class ForkServer:
                 set_, unset = {}, []
         self._rid += 1
         rid = self._rid
-        start = self._starts[rid] = Starting(label)
-        self._send(("start", rid, label, list(argv), set_, unset, cwd, stdin, stdout, stderr))
+        start = self._starts[rid] = Starting(label, key=key, rid=rid)
+        self._send(("start", rid, label, list(argv), set_, unset, cwd, stdin, stdout, stderr,
+                    queued, slot))
         return start
+
+    def drop(self, start: Starting) -> None:
+        """Take a queued start out of the server's queue, if it has not started: it is
+        then answered with an error (``DROPPED``)."""
+        if self._wfd >= 0 and not start.answered:
+            with contextlib.suppress(OSError):
+                self._send(("drop", start.rid))
 
     def signal(self, rid: int, signum: int) -> None:
         """Signal a run's process group, through the server (which knows if it was reaped)."""

@@ -170,22 +170,42 @@ class LocalExecutor:
             return await starting.result()
         return self._spawn(task)
 
-    def begin(self, task: Task) -> Starting | None:
+    def begin(self, task: Task, *, queued: bool = False, key: object = None) -> Starting | None:
         """Ask the fork server to start ``task`` now; None where it does not start it.
 
         The pilot asks as soon as the engine launches a task, before it writes
         the reports of what just ended, and follows the answer and the end with
         callbacks (``on_answer``, then ``on_exit``); :meth:`start` awaits them.
+        ``queued``: the task holds no core yet and starts in a core of the
+        first task to end (:attr:`queues` says whether that can be asked;
+        ``key`` names it in the ``successor`` of that task's end).
         """
         server = self._server
-        if server is not None and server.running and task.model not in ("openmpi", "intelmpi"):
+        if server is not None and server.running and self.queueable(task.model):
             try:
                 return server.request(task.label, local_argv(task), task.env, task.cwd,
                                       task.stdin, task.stdout, task.stderr, task.env_base,
-                                      task.env_extra)
+                                      task.env_extra, queued=queued,
+                                      slot=1 if queued else task.allocation.cores, key=key)
             except (OSError, subprocess.SubprocessError):  # it cannot start: start here
                 return None
         return None
+
+    @property
+    def queues(self) -> bool:
+        """Whether :meth:`begin` takes queued tasks now (the fork server runs)."""
+        return self._server is not None and self._server.running
+
+    @staticmethod
+    def queueable(model: str) -> bool:
+        """Whether tasks of this model start from the fork server (not MPI with a
+        hostfile, which start in this process)."""
+        return model not in ("openmpi", "intelmpi")
+
+    def drop(self, starting: Starting) -> None:
+        """Take a queued task out of the fork server's queue if it has not started."""
+        if self._server is not None:
+            self._server.drop(starting)
 
     def _spawn(self, task: Task) -> LocalProcess:
         starter = self._starter

@@ -61,7 +61,9 @@ class RunInfo:
     @classmethod
     def of(cls, run: Run) -> RunInfo:
         """The info of an engine run record."""
-        return cls(str(run.allocation), run.wd, run.rtime, run.exit_code, run.pid, run.pname)
+        # A queued run has no cores yet (it takes those of the run it follows).
+        return cls("" if run.queued else str(run.allocation), run.wd, run.rtime,
+                   run.exit_code, run.pid, run.pname)
 
     def to_dict(self) -> dict[str, str]:
         """The original's ``runtime`` dict (values are strings)."""

@@ -65,6 +65,9 @@ from ._waits import WaitsMixin
 
 #: Seconds by which lines of jobs.report and service.log may follow a job's end.
 REPORT_DELAY = 0.02
+#: One-core runs queued in the fork server ahead of free cores (twice the cores if
+#: more, at most 1,024): see ``Engine.lookahead``.
+LOOKAHEAD = 32
 
 __all__ = ("EventStream", "JobsLike", "Pilot", "local_nodes")
 
@@ -160,6 +163,7 @@ class Pilot(RunsMixin, WaitsMixin):
         # its answer and its end come as callbacks (``on_answer``, ``on_exit``)
         self._begin: Callable[[Task], Any] | None = None
         self._served: set[int] = set()  # begun with callbacks: no _run task
+        self._queued_starts: dict[int, Any] = {}  # queued in the fork server, not started
         self._tasks = 0
         self._idle: anyio.Event | None = None
         self._final_events: dict[str, anyio.Event] = {}
@@ -236,6 +240,11 @@ class Pilot(RunsMixin, WaitsMixin):
                 # A cancellation pending now reaches the block's first await instead.
                 with anyio.CancelScope(shield=True):
                     await tg.start(serve)
+            if getattr(self._executor, "queues", False) and self._begin is not None:
+                # Short jobs start in the core the last one left, with no round trip here.
+                queueable = self._executor.queueable  # type: ignore[attr-defined]
+                self.engine.queueable = lambda spec: queueable(spec.execution.model or "default")
+                self.engine.lookahead = min(max(LOOKAHEAD, 2 * pool.total_cores), 1024)
         except BaseException:  # e.g. cancelled while entering: undo, then let it through
             with anyio.CancelScope(shield=True):
                 await self._abort_enter()

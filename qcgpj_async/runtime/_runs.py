@@ -48,8 +48,9 @@ class RunsMixin:
     _killing: bool
     _last_wd: str
     _last_pname: str
-    _begin: Callable[[Task], Any] | None
+    _begin: Callable[..., Any] | None
     _served: set[int]
+    _queued_starts: dict[int, Any]
 
     def _dispatch(self, instructions: list[Instruction]) -> None:
         raise NotImplementedError  # the Pilot's
@@ -61,14 +62,17 @@ class RunsMixin:
 
     def _begin_launch(self, launch: Launch) -> None:
         assert self._begin is not None
+        run_id = launch.run_id
         try:
             task = self._task_of(launch)
-            starting = self._begin(task)
+            starting = (self._begin(task, queued=True, key=run_id) if launch.queued
+                        else self._begin(task))
         except Exception:  # _run prepares it again, and reports why it fails
             return
         if starting is None:
             return
-        run_id = launch.run_id
+        if launch.queued:
+            self._queued_starts[run_id] = starting
         self._note_run(run_id, task)
         # Followed by callbacks from the executor's event reader: no task per job.
         self._served.add(run_id)
@@ -94,25 +98,32 @@ class RunsMixin:
     def _served_started(self, launch: Launch, starting: Any) -> None:
         run_id, proc = launch.run_id, starting.proc
         watched = False
+        if launch.queued:
+            self._queued_starts.pop(run_id, None)
         try:
             if proc is None:
+                if starting.gone and launch.queued:  # no cores to start it here: requeued
+                    self._kill_pending.discard(run_id)
+                    self._dispatch(self.engine.requeue(run_id, time.time()))
+                    return
                 if starting.gone and self._tg is not None:  # the server died: start it here
                     self._tg.start_soon(self._run, launch)
                     watched = True  # _run ends the count
                     return
                 self._kill_pending.discard(run_id)
-                self._dispatch(self.engine.exited(run_id, -1, time.time(), starting.error))
+                self._dispatch(self.engine.exited(run_id, -1, time.time(), starting.error,
+                                                  starting.successor))
                 return
             self._run_started(launch, proc)
-            proc.on_exit(lambda code: self._guarded(self._served_exited, run_id, code))
+            proc.on_exit(lambda code: self._guarded(self._served_exited, run_id, code, proc))
             watched = True
         finally:
             if not watched:
                 self._task_done()
 
-    def _served_exited(self, run_id: int, code: int) -> None:
+    def _served_exited(self, run_id: int, code: int, proc: Any) -> None:
         try:
-            self._run_exited(run_id, code)
+            self._run_exited(run_id, code, proc.ended_at, proc.successor)
         finally:
             self._task_done()
 
@@ -120,18 +131,21 @@ class RunsMixin:
         """The engine hears that ``launch`` started as ``proc``; a kill asked meanwhile is sent."""
         run_id = launch.run_id
         self._procs[run_id] = proc
-        self._dispatch(self.engine.started(run_id, time.time(), proc.pid))
+        self._dispatch(self.engine.started(run_id, getattr(proc, "started_at", None)
+                                           or time.time(), proc.pid))
         if launch.spec.resources.wt is not None and self._timer_wake is not None:
             self._timer_wake.set()
         if run_id in self._kill_pending:
             self._kill_pending.discard(run_id)
             self._terminate(run_id, proc)
 
-    def _run_exited(self, run_id: int, code: int) -> None:
-        """The engine hears that run ``run_id``'s process ended with ``code``."""
+    def _run_exited(self, run_id: int, code: int, now: float | None = None,
+                    successors: list[int] | None = None) -> None:
+        """The engine hears that run ``run_id``'s process ended with ``code`` (and
+        which queued runs took its cores)."""
         del self._procs[run_id]
         self._journaled_runs.discard(run_id)
-        self._dispatch(self.engine.exited(run_id, code, time.time()))
+        self._dispatch(self.engine.exited(run_id, code, now or time.time(), None, successors))
 
     def _note_run(self, run_id: int, task: Task) -> None:
         run = self.engine.runs.get(run_id)
@@ -147,6 +161,10 @@ class RunsMixin:
         engine = self.engine
         proc: Process | None = None
         try:
+            if launch.queued:  # queued for a fork server that is gone: back to the queue
+                self._kill_pending.discard(run_id)
+                self._dispatch(engine.requeue(run_id, time.time()))
+                return
             task = self._task_of(launch)
             self._note_run(run_id, task)
             if run_id in self._kill_pending:  # cancelled before it started: never start it
@@ -176,6 +194,9 @@ class RunsMixin:
         proc = self._procs.get(kill.run_id)
         if proc is None:
             self._kill_pending.add(kill.run_id)
+            starting = self._queued_starts.get(kill.run_id)
+            if starting is not None:  # still queued in the fork server: take it out
+                self._executor.drop(starting)  # type: ignore[union-attr]
         else:
             self._terminate(kill.run_id, proc)
 
