@@ -81,7 +81,8 @@ class Engine:
         #: (its cores are all alike), and only jobs that ``queueable`` accepts.
         self.lookahead = 0
         self.queueable: Callable[[JobSpec], bool] = lambda spec: True
-        self.queued = 0  # queued runs holding no cores yet
+        self.queued = 0  # queued runs holding no cores yet (cancelled ones included)
+        self._ahead: dict[int, Run] = {}  # those not cancelled, oldest first
         self._shape: Allocation | None = None
 
     # == public surface =========================================================
@@ -168,13 +169,8 @@ class Engine:
             self.pool.release(run.allocation)
         for succ in successors or ():  # they took its cores: one each
             nxt = self.runs.get(succ)
-            if nxt is not None and nxt.queued:
-                alloc = self.pool.allocate(_ONE_CORE)
-                assert alloc is not None, "more successors than cores"
-                nxt.allocation, nxt.queued = alloc, False
-                self.queued -= 1
-                if nxt.state not in FINAL_STATES:
-                    self._scheduled(nxt, now)
+            if nxt is not None and nxt.queued:  # (else it was given free cores already)
+                self._take_core(nxt, now)
         if run.state in FINAL_STATES:  # cancelled while queued: it ended then
             self._schedule(now)
             return self._drain()
@@ -222,6 +218,7 @@ class Engine:
             return self.exited(run_id, -1, now, "the executor could not start it")
         del self.runs[run_id]
         self.queued -= 1
+        self._ahead.pop(run_id, None)
         job = run.job
         job.active -= 1
         if run.index is None:
@@ -735,6 +732,17 @@ class Engine:
             raise JobNotFoundError(name, f"Unknown iteration {it} for job {base}")
         return job, int(it)
 
+    def _take_core(self, run: Run, now: float) -> Allocation:
+        """A queued run takes one core: from the run that ended before it, or free."""
+        alloc = self.pool.allocate(_ONE_CORE)
+        assert alloc is not None, "a queued run and no core for it"
+        run.allocation, run.queued = alloc, False
+        self.queued -= 1
+        self._ahead.pop(run.id, None)
+        if run.state not in FINAL_STATES:
+            self._scheduled(run, now)
+        return alloc
+
     def _cancel_ahead(self, run: Run, now: float) -> None:
         """Cancel a run launched ahead, still queued: CANCELED now, as a queued job is.
 
@@ -743,6 +751,7 @@ class Engine:
         :meth:`started` and :meth:`exited` of it only settle its cores.
         """
         self._kill(run, "cancel")
+        self._ahead.pop(run.id, None)
         run.finished = now
         job = run.job
         job.active -= 1
@@ -831,6 +840,14 @@ class Engine:
     def _schedule(self, now: float) -> None:
         pool = self.pool
         buckets = self._buckets
+        ahead = self._ahead
+        while ahead and pool.free_cores:
+            # Free cores and runs queued in the executor (one ended before they got
+            # there): they are first in line; the executor is told to start them now.
+            run = ahead[next(iter(ahead))]
+            core = self._take_core(run, now)
+            job = run.job
+            self._out.append(Launch(run.id, job.name, run.index, job.spec, core, promote=True))
         while pool.free_cores and buckets:
             best: Job | None = None
             best_req: Requirement | None = None
@@ -876,9 +893,10 @@ class Engine:
             if req != _ONE_CORE or best.sched is not None or not self.queueable(best.spec):
                 return  # it waits for free cores, and the jobs after it wait behind it
             self.queued += 1
-            self._launch(best, self._shape, now, queued=True)
+            run = self._launch(best, self._shape, now, queued=True)
+            self._ahead[run.id] = run
 
-    def _launch(self, job: Job, alloc: Allocation, now: float, queued: bool = False) -> None:
+    def _launch(self, job: Job, alloc: Allocation, now: float, queued: bool = False) -> Run:
         self._run_id += 1
         run_id = self._run_id
         if job.iterative:
@@ -908,6 +926,7 @@ class Engine:
         if not queued:  # a queued run stays QUEUED until it takes cores
             self._scheduled(run, now)
         self._out.append(Launch(run_id, job.name, index, job.spec, alloc, queued))
+        return run
 
     def _scheduled(self, run: Run, now: float) -> None:
         self._run_state(run, S, now)

@@ -86,6 +86,9 @@ class Launch:
     #: Queued (see :attr:`Engine.lookahead`): ``allocation`` only says its shape; the
     #: run takes the cores of the run that names it as its successor when it ends.
     queued: bool = False
+    #: A queued launch given ``allocation`` (free cores) before the executor started
+    #: it in the cores of another run: the executor is to start it now.
+    promote: bool = False
 
 
 @attrs.frozen

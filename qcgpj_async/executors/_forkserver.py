@@ -20,6 +20,8 @@ Requests (pilot -> server):
   to start), taking one of its cores, with no round trip through the pilot;
 - ``("drop", rid)``: take a queued run out of the queue, if it is still there
   (answered ``failed``, with "stopped before it started");
+- ``("now", rid)``: start a queued run now, if it is still in the queue (the
+  pilot gave it a free core: a run ended before the start was queued);
 - ``("signal", rid, signum)``: signal run ``rid``'s process group, if it was
   started and is not reaped yet (so a group id is never signalled once it may
   have been reused).
@@ -195,6 +197,12 @@ class _Server:
             target = self.pids.get(msg[1])
             if target is not None:
                 _killpg(target, msg[2])
+        elif kind == "now":
+            for queued in self.queue:
+                if queued[1] == msg[1]:
+                    self.queue.remove(queued)
+                    self.start(queued)
+                    break
         elif kind == "drop":
             for queued in self.queue:
                 if queued[1] == msg[1]:

@@ -349,6 +349,20 @@ class ForkServer:
                     queued, slot))
         return start
 
+    def set_base(self, base: Mapping[str, str]) -> None:
+        """A new base environment, sent now: starts queued earlier get it too."""
+        if self._wfd >= 0 and self._proc is not None and base is not self._base_src:
+            self._base_src = base
+            self._env = dict(base)
+            with contextlib.suppress(OSError):
+                self._send(("env", self._env))
+
+    def start_now(self, start: Starting) -> None:
+        """Start a queued start now (given a free core), if it is still queued."""
+        if self._wfd >= 0 and not start.answered:
+            with contextlib.suppress(OSError):
+                self._send(("now", start.rid))
+
     def drop(self, start: Starting) -> None:
         """Take a queued start out of the server's queue, if it has not started: it is
         then answered with an error (``DROPPED``)."""

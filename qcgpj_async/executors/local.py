@@ -21,6 +21,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from typing import Protocol
 
 import anyio
@@ -201,6 +202,16 @@ class LocalExecutor:
         """Whether tasks of this model start from the fork server (not MPI with a
         hostfile, which start in this process)."""
         return model not in ("openmpi", "intelmpi")
+
+    def set_base_env(self, env: Mapping[str, str]) -> None:
+        """The pilot's new base environment (``Pilot.set_env``): queued tasks start with it."""
+        if self._server is not None and self._server.running:
+            self._server.set_base(env)
+
+    def start_now(self, starting: Starting) -> None:
+        """Start a queued task now (it was given free cores), if it has not started."""
+        if self._server is not None:
+            self._server.start_now(starting)
 
     def drop(self, starting: Starting) -> None:
         """Take a queued task out of the fork server's queue if it has not started."""

@@ -163,6 +163,7 @@ class Pilot(RunsMixin, WaitsMixin):
         # its answer and its end come as callbacks (``on_answer``, ``on_exit``)
         self._begin: Callable[[Task], Any] | None = None
         self._served: set[int] = set()  # begun with callbacks: no _run task
+        self._deferred: list[tuple[int, Process]] | None = None  # see _signals_last
         self._queued_starts: dict[int, Any] = {}  # queued in the fork server, not started
         self._tasks = 0
         self._idle: anyio.Event | None = None
@@ -302,9 +303,10 @@ class Pilot(RunsMixin, WaitsMixin):
             left = [n for n, j in self.engine.jobs.items()
                     if j.state not in FINAL_STATES and not j.canceled]
             self._interrupted.update(left)
-            for name in left:
-                with contextlib.suppress(InvalidTransition):
-                    self._dispatch(self.engine.cancel(name, now))
+            with self._signals_last():
+                for name in left:
+                    with contextlib.suppress(InvalidTransition):
+                        self._dispatch(self.engine.cancel(name, now))
             # The escalation tasks may be cancelled with the block: escalate here.
             with anyio.move_on_after(self.kill_grace):
                 await self._wait_idle()
@@ -337,6 +339,9 @@ class Pilot(RunsMixin, WaitsMixin):
             else:
                 env.pop(name, None)
             self._base_env = env
+            push = getattr(self._executor, "set_base_env", None)
+            if push is not None:  # jobs queued in the executor start with it too
+                push(env)
 
     def kill_all(self) -> None:
         """SIGKILL every running job's process group now (the CLI's second Ctrl-C).
@@ -382,7 +387,12 @@ class Pilot(RunsMixin, WaitsMixin):
         if self._begin is not None:  # starts asked first: the reports can wait, jobs not
             for ins in instructions:
                 if isinstance(ins, Launch):
-                    self._begin_launch(ins)
+                    if ins.promote:  # queued in the fork server: now it has a core
+                        starting = self._queued_starts.get(ins.run_id)
+                        if starting is not None:
+                            self._executor.start_now(starting)  # type: ignore[union-attr]
+                    else:
+                        self._begin_launch(ins)
         queue = deque(instructions)
         engine = self.engine
         while queue:
@@ -390,7 +400,9 @@ class Pilot(RunsMixin, WaitsMixin):
             if isinstance(ins, StateChanged):
                 self._on_state(ins)
             elif isinstance(ins, Launch):
-                if self._instant:
+                if ins.promote:  # begun when it was queued
+                    pass
+                elif self._instant:
                     now = time.time()
                     queue.extend(engine.started(ins.run_id, now))
                     queue.extend(engine.exited(ins.run_id, 0, now))
@@ -588,12 +600,13 @@ class Pilot(RunsMixin, WaitsMixin):
         if self.journal is not None:
             self.journal.cancel(names)
         count = 0
-        for n in names:
-            try:
-                self._dispatch(self.engine.cancel(n, time.time()))
-                count += 1
-            except InvalidTransition:
-                pass
+        with self._signals_last():
+            for n in names:
+                try:
+                    self._dispatch(self.engine.cancel(n, time.time()))
+                    count += 1
+                except InvalidTransition:
+                    pass
         return count
 
     async def remove(self, names: str | Iterable[str]) -> int:

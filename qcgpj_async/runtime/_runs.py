@@ -10,9 +10,10 @@ group, then SIGKILL after ``kill_grace``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -51,6 +52,7 @@ class RunsMixin:
     _begin: Callable[..., Any] | None
     _served: set[int]
     _queued_starts: dict[int, Any]
+    _deferred: list[tuple[int, Process]] | None
 
     def _dispatch(self, instructions: list[Instruction]) -> None:
         raise NotImplementedError  # the Pilot's
@@ -200,7 +202,26 @@ class RunsMixin:
         else:
             self._terminate(kill.run_id, proc)
 
+    @contextlib.contextmanager
+    def _signals_last(self) -> Iterator[None]:
+        """Within: the SIGTERMs of running jobs wait for the end, so that every queued
+        job cancelled with them is out of the fork server's queue before their cores
+        free up (else the server would start one in a core a killed job left)."""
+        outer = self._deferred is None
+        if outer:
+            self._deferred = []
+        try:
+            yield
+        finally:
+            if outer:
+                deferred, self._deferred = self._deferred or [], None
+                for run_id, proc in deferred:
+                    self._terminate(run_id, proc)
+
     def _terminate(self, run_id: int, proc: Process) -> None:
+        if self._deferred is not None:
+            self._deferred.append((run_id, proc))
+            return
         if self._killing:
             proc.kill()
             return

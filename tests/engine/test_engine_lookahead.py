@@ -55,11 +55,15 @@ def test_a_queued_run_takes_the_cores_of_the_run_it_follows() -> None:
 
 def test_an_end_nobody_follows_frees_its_cores_for_the_scheduler() -> None:
     eng = ahead_engine(lookahead=1)
-    out = launches(eng.submit([spec("a"), spec("b"), spec("c"), spec("d")], 0.0))
-    a = out[0].run_id
+    out = launches(eng.submit([spec("a"), spec("b"), spec("c")], 0.0))
+    a, b, c = (la.run_id for la in out)
     eng.started(a, 1.0)
-    out2 = launches(eng.exited(a, 0, 2.0))  # ended with no successor: a free core
-    assert [(la.job, la.queued) for la in out2] == [("d", False)]
+    eng.exited(a, 0, 2.0, successors=[c])
+    eng.started(b, 1.0)
+    out2 = launches(eng.exited(b, 0, 2.0))  # nothing queued: its core is free
+    assert out2 == [] and eng.pool.free_cores == 1
+    out3 = launches(eng.submit([spec("d")], 3.0))
+    assert [(la.job, la.queued) for la in out3] == [("d", False)]
     check_pool(eng.pool, held(eng))
 
 
@@ -168,4 +172,24 @@ def test_a_requeued_run_goes_back_in_its_place_and_lookahead_stops() -> None:
     assert [(la.job, la.iteration, la.queued) for la in again] == [("it", 0, False)]
     job = eng.jobs["it"]
     assert job.history == [(Q, 0.0), (S, 2.0)] and job.active == 1
+    check_pool(eng.pool, held(eng))
+
+
+def test_free_cores_go_to_queued_runs_first() -> None:
+    # an end the executor saw before the queued start reached it: nobody took its core
+    eng = ahead_engine("2", lookahead=2)
+    out = launches(eng.submit([spec("a"), spec("b"), spec("c"), spec("d"), spec("e")], 0.0))
+    a, c = out[0].run_id, out[2].run_id
+    eng.started(a, 1.0)
+    out2 = launches(eng.exited(a, 0, 2.0))
+    assert [(la.job, la.queued, la.promote) for la in out2] == [
+        ("c", False, True),  # start it now, in the free core
+        ("e", True, False)]  # and keep the lookahead
+    assert eng.jobs["c"].state is S and not eng.runs[c].queued
+    assert out2[0].allocation is eng.runs[c].allocation
+    # the executor had started it in a's core after all: its core is not taken twice
+    b = out[1].run_id
+    eng.started(b, 2.5)
+    eng.exited(b, 0, 3.0, successors=[c])
+    assert eng.pool.free_cores == 0  # b's core went to "d" (promoted), c keeps its own
     check_pool(eng.pool, held(eng))

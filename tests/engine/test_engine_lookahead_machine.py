@@ -1,0 +1,174 @@
+"""The engine's state machine (``test_engine_machine``) with launches ahead of free cores,
+against a fake fork server that queues them, hands the cores of each end to the
+queued runs, drops the cancelled ones and starts the promoted ones, as the real one.
+
+After every step, on top of the base invariants: the queued runs hold no cores,
+no core is given twice, and the engine's count of queued runs is the server's.
+At the end, once everything has exited, nothing is left queued.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine_helpers import FINAL, check_pool, pool
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import initialize, invariant, precondition, rule
+from test_engine_machine import EngineMachine
+
+from qcgpj_async import JobState
+from qcgpj_async.engine import Engine, Kill, Launch, StateChanged
+
+ONE_NODE = [("2", False), ("3", False), ("3", True), ("1", False)]
+
+
+class LookaheadMachine(EngineMachine):
+    """Random events, with the lookahead on and a faithful fake fork server."""
+
+    @initialize(which=st.integers(0, len(ONE_NODE) - 1), lookahead=st.integers(1, 4))
+    def make(self, which: int, lookahead: int) -> None:  # type: ignore[override]
+        nodes, system = ONE_NODE[which]
+        self.pool = pool(nodes, system_core=system)
+        self.eng = Engine(self.pool)
+        self.eng.lookahead = lookahead
+        self.has_gpu = False
+        self.queue: list[int] = []  # the server's queue of queued starts, in order
+        self.slots: dict[int, int] = {}  # pending or running run -> cores its end hands on
+        self.dropped: list[int] = []  # taken out of the queue, answer not delivered yet
+        self.pipe: list[tuple[str, Any]] = []  # requests sent, not received yet
+
+    def feed(self, out: list[Any]) -> None:
+        """The pilot's side: launches and kills become requests in the pipe to the server
+        (delivered by the ``deliver`` rule, in order)."""
+        for i in out:
+            if isinstance(i, Launch) and i.promote:
+                assert not i.queued
+                self.pipe.append(("now", i))
+            elif isinstance(i, Launch):
+                assert i.run_id not in self.pending and i.run_id not in self.running
+                assert i.run_id not in self.queue
+                if i.queued:
+                    assert i.allocation.cores == 1
+                self.pipe.append(("queue" if i.queued else "start", i))
+                self.check_launch(i)
+            elif isinstance(i, Kill):
+                self.pipe.append(("drop", i))
+            else:
+                assert isinstance(i, StateChanged) and i.time == self.now
+
+    def receive(self, kind: str, i: Any) -> None:
+        """The server's side of one request."""
+        rid = i.run_id
+        if kind == "start":
+            self.pending[rid] = i
+            self.slots[rid] = i.allocation.cores
+        elif kind == "queue":
+            self.queue.append(rid)
+        elif rid in self.queue:  # "now" starts it, "drop" takes it out
+            self.queue.remove(rid)
+            if kind == "now":
+                self.pending[rid] = i
+                self.slots[rid] = 1
+            else:
+                self.dropped.append(rid)
+
+    @precondition(lambda self: self.pipe)
+    @rule(n=st.integers(1, 4))
+    def deliver(self, n: int) -> None:
+        for kind, i in self.pipe[:n]:
+            self.receive(kind, i)
+        del self.pipe[:n]
+
+    def end(self, rid: int, code: int) -> None:
+        """The server's end of ``rid``: the first queued runs take its cores."""
+        self.pending.pop(rid, None) or self.running.pop(rid)
+        cores = self.slots.pop(rid)
+        taken, self.queue = self.queue[:cores], self.queue[cores:]
+        for t in taken:
+            run = self.eng.runs[t]
+            la = Launch(t, run.job.name, run.index, run.job.spec, run.allocation, True)
+            self.pending[t] = la
+            self.slots[t] = 1
+        self.feed(self.eng.exited(rid, code, self.now, None, taken))
+
+    @precondition(lambda self: self.pending)
+    @rule(data=st.data())
+    def start(self, data: st.DataObject) -> None:
+        rid = data.draw(st.sampled_from(sorted(self.pending)))
+        self.running[rid] = self.pending.pop(rid)
+        self.feed(self.eng.started(rid, self.now))
+
+    @precondition(lambda self: self.pending or self.running)
+    @rule(data=st.data(), code=st.sampled_from([0, 0, 0, 1, -9]))
+    def exit(self, data: st.DataObject, code: int) -> None:
+        self.end(data.draw(st.sampled_from(sorted({**self.pending, **self.running}))), code)
+
+    @precondition(lambda self: self.dropped)
+    @rule()
+    def answer_drop(self) -> None:
+        rid = self.dropped.pop(0)
+        self.feed(self.eng.exited(rid, -1, self.now, "stopped before it started"))
+
+    @invariant()
+    def resources(self) -> None:
+        if not hasattr(self, "eng"):
+            return
+        eng = self.eng
+        sent = {i.run_id for kind, i in self.pipe if kind in ("start", "queue")}
+        assert set(eng.runs) == (set(self.pending) | set(self.running) | set(self.queue)
+                                 | set(self.dropped) | sent)
+        for rid in (*self.pending, *self.running):  # what runs holds cores
+            assert not eng.runs[rid].queued
+        assert eng.queued == sum(r.queued for r in eng.runs.values())
+        check_pool(self.pool, [r.allocation for r in eng.runs.values() if not r.queued])
+
+    @invariant()
+    def counters(self) -> None:
+        if not hasattr(self, "eng"):
+            return
+        eng = self.eng
+        by_state = dict.fromkeys(JobState, 0)
+        active: dict[str, int] = {}
+        for r in eng.runs.values():
+            if r.state not in FINAL:  # a cancelled queued run waits for its answer
+                active[r.job.name] = active.get(r.job.name, 0) + 1
+        for job in eng.jobs.values():
+            by_state[job.state] += 1
+            assert job.active == active.get(job.name, 0), job.name
+            if job.state in FINAL:
+                assert job.done == job.total and job.active == 0
+            assert job.history[-1][0] is job.state
+        assert by_state == eng.job_counts
+
+    def teardown(self) -> None:
+        if not hasattr(self, "eng"):
+            return
+        for _ in range(10_000):
+            if self.pipe:
+                self.deliver(len(self.pipe))
+            elif self.dropped:
+                self.answer_drop()
+            elif self.pending or self.running:
+                rid = min({**self.pending, **self.running})
+                if rid in self.pending:
+                    self.running[rid] = self.pending.pop(rid)
+                    self.feed(self.eng.started(rid, self.now))
+                self.end(rid, 0)
+            else:
+                break
+        assert not self.queue and not self.pending and not self.running
+        assert self.eng.queued == 0
+        assert self.eng.unfinished == 0, {n: j.state for n, j in self.eng.jobs.items()
+                                          if j.state not in FINAL}
+        assert self.pool.free_cores == self.pool.total_cores
+        self.resources()
+        self.counters()
+        self.dependants_of_failures_omitted()
+
+
+TestLookaheadMachine = LookaheadMachine.TestCase
+TestLookaheadMachine.settings = settings(
+    max_examples=500, stateful_step_count=40, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
