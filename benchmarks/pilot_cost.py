@@ -1,7 +1,7 @@
 """What the manager's CPU per job costs when the jobs and the manager share the cores.
 
 Usage: ``python benchmarks/pilot_cost.py [--runs 5] [-n 5000] [--cores 2] [--cost 0,50,100,200]
-[--asyncio]``
+[--asyncio] [--queued]``
 
 Batch mode at ``--nodes 2`` on a 2-core machine runs two ``/bin/true`` at a
 time on the same two cores as the manager. This script separates what the
@@ -15,6 +15,11 @@ alternating rounds (A B C ... A B C ...):
   report, journal and log lines, the next task's environment, in the real
   pilot). With ``--asyncio`` the stand-in reads the server's events in an
   asyncio reader callback, as the pilot does, instead of blocking reads;
+- with ``--queued``, also ``queued + C µs``: the same stand-in and the same C,
+  but it keeps 64 starts queued in the server, as the pilot does
+  (``Engine.lookahead``): the server starts the next job the moment one ends
+  and sends its events in batches, so the stand-in burns its C µs per job
+  off the path from one job to the next, and wakes once per batch;
 - ``batch mode``: ``python -m qcgpj_async --file-path F --nodes <cores>``, with
   its own CPU per job (its process only, not the server's nor the jobs').
 
@@ -47,8 +52,13 @@ REPO = HERE.parent
 SERVER = REPO / "qcgpj_async" / "executors" / "_forkserver.py"
 
 
-def drive(n: int, cores: int, cost_us: float, wd: str, use_asyncio: bool = False) -> None:
-    """The stand-in manager (runs in a process of its own): n starts, ``cores`` at a time.
+LOOKAHEAD = 64
+
+
+def drive(n: int, cores: int, cost_us: float, wd: str, use_asyncio: bool = False,
+          queued: bool = False) -> None:
+    """The stand-in manager (runs in a process of its own): n starts, ``cores`` at a time
+    (and with ``queued``, up to ``LOOKAHEAD`` more queued in the server).
 
     Prints its own CPU (user + system) per job, in µs."""
     sys.path.insert(0, str(SERVER.parent))
@@ -65,11 +75,22 @@ def drive(n: int, cores: int, cost_us: float, wd: str, use_asyncio: bool = False
     clock = time.perf_counter
     rid = 0
 
-    def start() -> None:
+    ahead: dict[int, None] = {}  # queued in the server, oldest first
+    out = bytearray()
+
+    def start(ahead_of_cores: bool = False) -> None:
         nonlocal rid
         rid += 1
-        os.write(req_w, pack(("start", rid, f"j{rid}", ["/bin/true"],
-                              {"QCG_PM_STEP_ID": str(rid)}, [], wd, None, None, None)))
+        out.extend(pack(("start", rid, f"j{rid}", ["/bin/true"], {"QCG_PM_STEP_ID": str(rid)},
+                         [], wd, None, None, None, ahead_of_cores, 1)))
+        if ahead_of_cores:
+            ahead[rid] = None
+
+    def send() -> None:
+        data = bytes(out)
+        out.clear()
+        while data:
+            data = data[os.write(req_w, data):]
 
     reader = Reader(ev_r)
     done = failed = 0
@@ -85,15 +106,32 @@ def drive(n: int, cores: int, cost_us: float, wd: str, use_asyncio: bool = False
             if msg[0] == "exited":
                 done += 1
                 failed += msg[2] != 0
-                if rid < n:
-                    start()
+                if not queued:
+                    if rid < n:
+                        start()
+                else:
+                    for succ in msg[3] or ():  # they took its core
+                        ahead.pop(succ, None)
+                    if not msg[3]:  # a free core: the oldest queued start takes it now
+                        if ahead:
+                            oldest = next(iter(ahead))
+                            del ahead[oldest]
+                            out.extend(pack(("now", oldest)))
+                        elif rid < n:
+                            start()
+                    while len(ahead) < LOOKAHEAD and rid < n:
+                        start(ahead_of_cores=True)
                 t = clock()
                 while clock() - t < cost:  # the manager's work for the job that ended
                     pass
+        send()  # the requests of one read in one write, as the pilot
 
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     for _ in range(min(cores, n)):
         start()
+    while queued and len(ahead) < LOOKAHEAD and rid < n:
+        start(ahead_of_cores=True)
+    send()
     if use_asyncio:
         async def loop() -> None:
             ev = asyncio.get_running_loop()
@@ -130,15 +168,14 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> Measurement:
     return m
 
 
-_RUSAGE = """import atexit, resource, runpy, sys
-OUT = sys.argv[1]
-def _out():
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    with open(OUT, "w") as f:
-        f.write(str(r.ru_utime + r.ru_stime))
-atexit.register(_out)
-sys.argv = ["qcgpj_async", *sys.argv[2:]]
-runpy.run_module("qcgpj_async", run_name="__main__", alter_sys=True)
+_RUSAGE = """import resource, sys
+from qcgpj_async.cli import main
+# main(), not the console script's run(): that leaves with os._exit, past any atexit hook
+rc = main(sys.argv[2:])
+r = resource.getrusage(resource.RUSAGE_SELF)
+with open(sys.argv[1], "w") as f:
+    f.write(str(r.ru_utime + r.ru_stime))
+sys.exit(rc)
 """
 
 
@@ -150,10 +187,13 @@ def main() -> None:
     ap.add_argument("--cost", default="0,50,100,200", help="µs of manager CPU per job")
     ap.add_argument("--asyncio", action="store_true",
                     help="the stand-in reads events in an asyncio reader callback, as the pilot")
+    ap.add_argument("--queued", action="store_true",
+                    help="also rows with the starts queued in the server, as the pilot does")
     ap.add_argument("--drive", nargs=3, help=argparse.SUPPRESS)  # n cost_us wd
     args = ap.parse_args()
     if args.drive:
-        drive(int(args.drive[0]), args.cores, float(args.drive[1]), args.drive[2], args.asyncio)
+        drive(int(args.drive[0]), args.cores, float(args.drive[1]), args.drive[2], args.asyncio,
+              args.queued)
         return
     n, cores = args.n, args.cores
     costs = [float(c) for c in args.cost.split(",")]
@@ -164,20 +204,22 @@ def main() -> None:
     wrapper = tmp / "rusage.py"
     wrapper.write_text(_RUSAGE)
     env = ours_env()
-    names = ["xargs", *(f"server + {c:g} µs" for c in costs), "batch mode"]
+    variants = [("server", [])] + ([("queued", ["--queued"])] if args.queued else [])
+    names = ["xargs", *(f"{v} + {c:g} µs" for v, _ in variants for c in costs), "batch mode"]
     walls: dict[str, list[float]] = {k: [] for k in names}
     cpu: list[float] = []
-    stand_in_cpu: dict[str, list[float]] = {k: [] for k in names if k.startswith("server")}
+    stand_in_cpu: dict[str, list[float]] = {k: [] for k in names if " µs" in k}
     mode = ["--asyncio"] if args.asyncio else []
     for r in range(args.runs):
         walls["xargs"].append(timed(
             ["sh", "-c", f"seq {n} | xargs -P {cores} -n 1 /bin/true"]).wall_s)
-        for c in costs:
-            key = f"server + {c:g} µs"
-            m = timed([sys.executable, __file__, "--cores", str(cores), *mode,
-                       "--drive", str(n), str(c), str(tmp)])
-            walls[key].append(m.wall_s)
-            stand_in_cpu[key].append(m.figures["stand_in_cpu_us"])
+        for variant, flags in variants:
+            for c in costs:
+                key = f"{variant} + {c:g} µs"
+                m = timed([sys.executable, __file__, "--cores", str(cores), *mode, *flags,
+                           "--drive", str(n), str(c), str(tmp)])
+                walls[key].append(m.wall_s)
+                stand_in_cpu[key].append(m.figures["stand_in_cpu_us"])
         wd = tmp / f"batch{r}"
         out = tmp / f"cpu{r}"
         walls["batch mode"].append(timed(

@@ -76,9 +76,9 @@ __all__ = ("BATCH", "DELAY", "HEADER", "LOW", "Reader", "pack", "serve")
 
 HEADER = struct.Struct("<I")
 #: Events held back at most: this many ...
-BATCH = 32
+BATCH = 64
 #: ... or this long (seconds) ...
-DELAY = 0.004
+DELAY = 0.010
 #: ... or until the queue holds fewer starts than this.
 LOW = 8
 #: What a queued start that was dropped answers.

@@ -61,9 +61,7 @@ class RunInfo:
     @classmethod
     def of(cls, run: Run) -> RunInfo:
         """The info of an engine run record."""
-        # A queued run has no cores yet (it takes those of the run it follows).
-        return cls("" if run.queued else str(run.allocation), run.wd, run.rtime,
-                   run.exit_code, run.pid, run.pname)
+        return cls(str(run.allocation), run.wd, run.rtime, run.exit_code, run.pid, run.pname)
 
     def to_dict(self) -> dict[str, str]:
         """The original's ``runtime`` dict (values are strings)."""
@@ -139,15 +137,22 @@ class JobInfo:
         return out
 
 
+def _started_or_scheduled(run: Run | None) -> Run | None:
+    """The run, unless it waits in the executor's queue (``Engine.lookahead``): then
+    the job or iteration is shown as QUEUED ones are, with no run."""
+    return None if run is None or run.queued else run
+
+
 def job_info(engine: Engine, job: Job, with_childs: bool = False) -> JobInfo:
     """Build the info of an engine job record."""
-    run = job.run_at(None) if not job.iterative else None
+    run = _started_or_scheduled(job.run_at(None)) if not job.iterative else None
     counts = childs = None
     messages = list(job.messages or ())
     if job.iterative:
         counts = IterationCounts(job.start, job.stop, job.total, job.done, job.failed)
         if with_childs:
-            runs = dict(job.runs.items())  # one read: an ended job's runs may be a table
+            runs = {i: r for i, r in job.runs.items()  # one read: maybe a table
+                    if not r.queued}
             childs = tuple(
                 ChildInfo(i, engine.iteration_state(job, i),
                           RunInfo.of(runs[i]) if i in runs else None)
@@ -171,7 +176,7 @@ def iteration_info(engine: Engine, job: Job, index: int) -> JobInfo:
     As the original: its state, and the history, message and runtime of its
     run where it started (an iteration that never started has no history).
     """
-    run = job.run_at(index)
+    run = _started_or_scheduled(job.run_at(index))
     return JobInfo(
         name=f"{job.name}:{index}",
         state=engine.iteration_state(job, index),

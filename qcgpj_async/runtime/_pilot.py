@@ -67,7 +67,7 @@ from ._waits import WaitsMixin
 REPORT_DELAY = 0.02
 #: One-core runs queued in the fork server ahead of free cores (twice the cores if
 #: more, at most 1,024): see ``Engine.lookahead``.
-LOOKAHEAD = 32
+LOOKAHEAD = 64
 
 __all__ = ("EventStream", "JobsLike", "Pilot", "local_nodes")
 

@@ -35,6 +35,8 @@ async def test_queued_jobs_start_in_the_core_the_last_one_left_in_order(tmp_path
         await until(pilot, "a", E)
         assert pilot.engine.queued > 0  # launched ahead, into the fork server's queue
         assert (await pilot.status("j0"))["j0"] is Q  # and still QUEUED
+        queued = (await pilot.info("j0"))["j0"]
+        assert queued.runtime is None and [s for s, _ in queued.history] == [Q]
         assert set((await pilot.wait4(names, timeout=T)).values()) == {JobState.SUCCEED}
         info = await pilot.info(names)
     a_end = info["a"].history[-1][1]
