@@ -75,10 +75,12 @@ class Engine:
         self._finished: deque[tuple[Job, Sequence[int] | None]] = deque()
         self._out: list[Instruction] = []
         self._shared = SharedParts()  # what ended jobs' specs share
-        #: Launch up to this many one-core runs ahead of free cores (``Launch.queued``):
-        #: each takes the cores of a one-core run the moment it ends, as the
-        #: executor reports with ``exited(..., successor=)``. 0: never. Only on one node
-        #: (its cores are all alike), and only jobs that ``queueable`` accepts.
+        #: Launch up to this many one-core runs ahead of free cores (``Launch.queued``),
+        #: in the order free cores would go to them: the executor queues them and starts
+        #: each in a core of the run that ends first (``exited(..., successors=)``); free
+        #: cores go to them first (``Launch.promote``). They are QUEUED until then. 0:
+        #: never. Only on one node (its cores are all alike), only jobs ``queueable``
+        #: accepts, never past a job that needs more than one core.
         self.lookahead = 0
         self.queueable: Callable[[JobSpec], bool] = lambda spec: True
         self.queued = 0  # queued runs holding no cores yet (cancelled ones included)

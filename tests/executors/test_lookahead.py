@@ -114,3 +114,19 @@ async def test_leaving_by_an_exception_stops_queued_jobs_too(tmp_path: Path) -> 
     assert children(os.getpid()) == []
     assert (await pilot.status(["long", "q"])) == {"long": JobState.CANCELED,
                                                    "q": JobState.CANCELED}
+
+
+async def test_jobs_queued_in_a_fork_server_that_dies_run_all_the_same(tmp_path: Path) -> None:
+    import signal
+
+    async with Pilot(nodes="1", wd=tmp_path) as pilot:
+        await pilot.submit(Jobs().add(name="long", exec="/bin/sleep", args=["60"])
+                                 .add(name="q", script="echo $PPID > ppid.${it}", iteration=3))
+        await until(pilot, "long", E)
+        assert pilot.engine.queued == 3
+        (server,) = children(os.getpid())
+        os.kill(server, signal.SIGKILL)
+        got = await pilot.wait4(["long", "q"], timeout=T)
+        assert pilot.engine.queued == 0 and pilot.engine.lookahead == 0
+    assert got == {"long": JobState.FAILED, "q": JobState.SUCCEED}  # requeued, not lost
+    assert {int((tmp_path / f"ppid.{i}").read_text()) for i in range(3)} == {os.getpid()}
