@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine_helpers import FINAL, check_pool, pool
+from engine_helpers import check_pool, pool
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, precondition, rule
 from test_engine_machine import EngineMachine
 
-from qcgpj_async import JobState
 from qcgpj_async.engine import Engine, Kill, Launch, StateChanged
 
 ONE_NODE = [("2", False), ("3", False), ("3", True), ("1", False)]
@@ -92,18 +91,6 @@ class LookaheadMachine(EngineMachine):
             self.slots[t] = 1
         self.feed(self.eng.exited(rid, code, self.now, None, taken))
 
-    @precondition(lambda self: self.pending)
-    @rule(data=st.data())
-    def start(self, data: st.DataObject) -> None:
-        rid = data.draw(st.sampled_from(sorted(self.pending)))
-        self.running[rid] = self.pending.pop(rid)
-        self.feed(self.eng.started(rid, self.now))
-
-    @precondition(lambda self: self.pending or self.running)
-    @rule(data=st.data(), code=st.sampled_from([0, 0, 0, 1, -9]))
-    def exit(self, data: st.DataObject, code: int) -> None:
-        self.end(data.draw(st.sampled_from(sorted({**self.pending, **self.running}))), code)
-
     @precondition(lambda self: self.dropped)
     @rule()
     def answer_drop(self) -> None:
@@ -123,24 +110,6 @@ class LookaheadMachine(EngineMachine):
         assert eng.queued == sum(r.queued for r in eng.runs.values())
         check_pool(self.pool, [r.allocation for r in eng.runs.values() if not r.queued])
 
-    @invariant()
-    def counters(self) -> None:
-        if not hasattr(self, "eng"):
-            return
-        eng = self.eng
-        by_state = dict.fromkeys(JobState, 0)
-        active: dict[str, int] = {}
-        for r in eng.runs.values():
-            if r.state not in FINAL:  # a cancelled queued run waits for its answer
-                active[r.job.name] = active.get(r.job.name, 0) + 1
-        for job in eng.jobs.values():
-            by_state[job.state] += 1
-            assert job.active == active.get(job.name, 0), job.name
-            if job.state in FINAL:
-                assert job.done == job.total and job.active == 0
-            assert job.history[-1][0] is job.state
-        assert by_state == eng.job_counts
-
     def teardown(self) -> None:
         if not hasattr(self, "eng"):
             return
@@ -159,16 +128,11 @@ class LookaheadMachine(EngineMachine):
                 break
         assert not self.queue and not self.pending and not self.running
         assert self.eng.queued == 0
-        assert self.eng.unfinished == 0, {n: j.state for n, j in self.eng.jobs.items()
-                                          if j.state not in FINAL}
-        assert self.pool.free_cores == self.pool.total_cores
-        self.resources()
-        self.counters()
-        self.dependants_of_failures_omitted()
+        self.check_all_ended()
 
 
 TestLookaheadMachine = LookaheadMachine.TestCase
 TestLookaheadMachine.settings = settings(
-    max_examples=500, stateful_step_count=40, deadline=None,
+    max_examples=800, stateful_step_count=40, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )

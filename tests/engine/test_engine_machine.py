@@ -177,7 +177,10 @@ class EngineMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.pending or self.running)
     @rule(data=st.data(), code=st.sampled_from([0, 0, 0, 1, -9]))
     def exit(self, data: st.DataObject, code: int) -> None:
-        rid = data.draw(st.sampled_from(sorted({**self.pending, **self.running})))
+        self.end(data.draw(st.sampled_from(sorted({**self.pending, **self.running}))), code)
+
+    def end(self, rid: int, code: int) -> None:
+        """The fake executor: run ``rid`` ended (or failed to start) with ``code``."""
         self.pending.pop(rid, None) or self.running.pop(rid)
         self.feed(self.eng.exited(rid, code, self.now))
 
@@ -232,7 +235,8 @@ class EngineMachine(RuleBasedStateMachine):
         done = failed = 0
         active: dict[str, int] = {}
         for r in eng.runs.values():
-            active[r.job.name] = active.get(r.job.name, 0) + 1
+            if r.state not in FINAL:  # (with a lookahead: cancelled while queued, settling)
+                active[r.job.name] = active.get(r.job.name, 0) + 1
         for job in eng.jobs.values():
             by_state[job.state] += 1
             assert job.active == active.get(job.name, 0)
@@ -282,6 +286,10 @@ class EngineMachine(RuleBasedStateMachine):
             self.running.pop(rid)
             self.feed(self.eng.exited(rid, 0, self.now))
         assert not self.pending and not self.running
+        self.check_all_ended()
+
+    def check_all_ended(self) -> None:
+        """Once everything has exited: every job final, every core free, the invariants."""
         assert self.eng.unfinished == 0, {n: j.state for n, j in self.eng.jobs.items()
                                           if j.state not in FINAL}
         assert self.pool.free_cores == self.pool.total_cores
