@@ -264,15 +264,10 @@ class Engine:
         else:
             job.canceled = True
             job.waiting = 0
-            # Runs launched ahead (Launch.queued) are QUEUED too, but end as runs.
-            ahead = [r for r in job.runs.values() if r.queued and r.state is Q]
-            its = self._its(job) if ahead else bytearray()
-            for r in ahead:
-                its[r.index - job.start] = CODE[S]  # type: ignore[operator]
-            self._end_queued_iterations(job, CANCEL, now)
-            for r in ahead:
-                its[r.index - job.start] = QCODE  # type: ignore[operator]
+            # Runs launched ahead (Launch.queued) are QUEUED too, but end as runs: first.
+            for r in [r for r in job.runs.values() if r.queued and r.state is Q]:
                 self._cancel_ahead(r, now)
+            self._end_queued_iterations(job, CANCEL, now)
             for run in list(job.runs.values()):
                 if run.state in (S, E):
                     self._kill(run, "cancel")

@@ -327,10 +327,7 @@ class ForkServer:
         if self._proc is None:
             self._launch()
         if base is not None and extra is not None:
-            if base is not self._base_src:
-                self._base_src = base
-                self._env = dict(base)
-                self._send(("env", self._env))
+            self._send_base(base)
             set_: Mapping[str, str] = extra if type(extra) is dict else dict(extra)
             unset: list[str] = []
         else:
@@ -349,26 +346,32 @@ class ForkServer:
                     queued, slot))
         return start
 
-    def set_base(self, base: Mapping[str, str]) -> None:
-        """A new base environment, sent now: starts queued earlier get it too."""
-        if self._wfd >= 0 and self._proc is not None and base is not self._base_src:
+    def _send_base(self, base: Mapping[str, str]) -> None:
+        """Send ``base`` as the base environment, unless it is the one sent last."""
+        if base is not self._base_src:
             self._base_src = base
             self._env = dict(base)
+            self._send(("env", self._env))
+
+    def set_base(self, base: Mapping[str, str]) -> None:
+        """A new base environment, sent now: starts queued earlier get it too."""
+        if self._wfd >= 0 and self._proc is not None:
             with contextlib.suppress(OSError):
-                self._send(("env", self._env))
+                self._send_base(base)
 
     def start_now(self, start: Starting) -> None:
         """Start a queued start now (given a free core), if it is still queued."""
-        if self._wfd >= 0 and not start.answered:
-            with contextlib.suppress(OSError):
-                self._send(("now", start.rid))
+        self._about_queued("now", start)
 
     def drop(self, start: Starting) -> None:
         """Take a queued start out of the server's queue, if it has not started: it is
         then answered with an error (``DROPPED``)."""
+        self._about_queued("drop", start)
+
+    def _about_queued(self, kind: str, start: Starting) -> None:
         if self._wfd >= 0 and not start.answered:
             with contextlib.suppress(OSError):
-                self._send(("drop", start.rid))
+                self._send((kind, start.rid))
 
     def signal(self, rid: int, signum: int) -> None:
         """Signal a run's process group, through the server (which knows if it was reaped)."""
