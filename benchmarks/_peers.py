@@ -361,25 +361,36 @@ def snapshot_ours(dest: Path | None = None, commit: str | None = None) -> Path:
     if dest.exists():
         shutil.rmtree(dest)
     if commit is None:
-        shutil.copytree(CHECKOUT / "qcgpj_async", dest / "qcgpj_async",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(
+            CHECKOUT / "qcgpj_async",
+            dest / "qcgpj_async",
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
     else:
         dest.mkdir(parents=True)
-        archive = subprocess.run(["git", "-C", str(CHECKOUT), "archive", "--format=tar", commit,
-                                  "qcgpj_async"], capture_output=True, check=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(CHECKOUT), "archive", "--format=tar", commit, "qcgpj_async"],
+            capture_output=True,
+            check=True,
+        ).stdout
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     # byte-compile now, so that no measured run pays for it
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(dest / "qcgpj_async")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(dest / "qcgpj_async")],
+        check=True,
+        capture_output=True,
+    )
     return dest
 
 
 def checkout_version(commit: str | None = None) -> str:
     """``<commit> (<subject>)``; without ``commit`` (HEAD), plus how many files of
     ``qcgpj_async/`` differ from it in the working tree."""
+
     def git(*args: str) -> str:
-        res = subprocess.run(["git", "-C", str(CHECKOUT), *args], capture_output=True,
-                             text=True, check=False)
+        res = subprocess.run(
+            ["git", "-C", str(CHECKOUT), *args], capture_output=True, text=True, check=False
+        )
         return res.stdout.strip() if res.returncode == 0 else ""
 
     rev = commit or "HEAD"
@@ -390,10 +401,14 @@ def checkout_version(commit: str | None = None) -> str:
         subject = subject[:57] + "..."
     if commit is not None:
         return f"{head} ({subject})"
-    dirty = [line for line in git("status", "--porcelain", "--", "qcgpj_async").splitlines()
-             if line.strip()]
+    dirty = [
+        line
+        for line in git("status", "--porcelain", "--", "qcgpj_async").splitlines()
+        if line.strip()
+    ]
     return f"{head} ({subject})" + (
-        f" + uncommitted changes in {len(dirty)} file(s) of qcgpj_async/" if dirty else "")
+        f" + uncommitted changes in {len(dirty)} file(s) of qcgpj_async/" if dirty else ""
+    )
 
 
 _OURS_API_SCRIPT = '''\
@@ -474,7 +489,10 @@ def _ours_api_script() -> Path:
 
 
 def ours_api_cmd(
-    n: int, nodes: str | int, wd: Path, log_level: str = "info",
+    n: int,
+    nodes: str | int,
+    wd: Path,
+    log_level: str = "info",
     python: str | Path = sys.executable,
 ) -> list[str]:
     """Our API, like ``original_api_cmd``: Pilot, submit N ``/bin/true``, ``wait4all``.
@@ -483,12 +501,22 @@ def ours_api_cmd(
     ``submit_wait4all_s``, ``jobs_per_s``, ``finish_s``) plus ``us_per_job``.
     Run it with ``env=ours_env()`` to use the checkout.
     """
-    return [str(python), str(_ours_api_script()), "throughput", str(n), str(nodes), str(wd),
-            log_level]
+    return [
+        str(python),
+        str(_ours_api_script()),
+        "throughput",
+        str(n),
+        str(nodes),
+        str(wd),
+        log_level,
+    ]
 
 
 def ours_null_cmd(
-    n: int, nodes: str | int, wd: Path, log_level: str = "warning",
+    n: int,
+    nodes: str | int,
+    wd: Path,
+    log_level: str = "warning",
     python: str | Path = sys.executable,
 ) -> list[str]:
     """As ``ours_api_cmd`` with ``NullExecutor``: the engine and Pilot cost per job."""
@@ -496,7 +524,11 @@ def ours_null_cmd(
 
 
 def ours_latency_cmd(
-    samples: int, nodes: str | int, wd: Path, empties: int = 20, log_level: str = "info",
+    samples: int,
+    nodes: str | int,
+    wd: Path,
+    empties: int = 20,
+    log_level: str = "info",
     python: str | Path = sys.executable,
 ) -> list[str]:
     """Like ``original_latency_cmd``; first ``empties`` empty Pilot open+close.
@@ -504,5 +536,13 @@ def ours_latency_cmd(
     Figures: ``latency_median_ms`` (and ``_min_``/``_max_``), ``start_s``,
     ``finish_s``, ``open_close_s`` (median; ``open_close_first_s`` the first).
     """
-    return [str(python), str(_ours_api_script()), "latency", str(samples), str(nodes), str(wd),
-            log_level, str(empties)]
+    return [
+        str(python),
+        str(_ours_api_script()),
+        "latency",
+        str(samples),
+        str(nodes),
+        str(wd),
+        log_level,
+        str(empties),
+    ]

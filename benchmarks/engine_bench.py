@@ -128,12 +128,18 @@ def bench_scaling(small: int, big: int, cores: int = 100) -> dict[str, float]:
         return best * 1e6
 
     out: dict[str, float] = {"small": small, "big": big}
-    for collect, remove, tag in ((True, False, ""), (True, True, "_removed"),
-                                 (False, False, "_nogc")):
+    for collect, remove, tag in (
+        (True, False, ""),
+        (True, True, "_removed"),
+        (False, False, "_nogc"),
+    ):
         us_small = per_job(small, max(3, big // small), collect, remove)
         us_big = per_job(big, 3, collect, remove)
-        out |= {f"us_small{tag}": us_small, f"us_big{tag}": us_big,
-                f"ratio{tag}": us_big / us_small}
+        out |= {
+            f"us_small{tag}": us_small,
+            f"us_big{tag}": us_big,
+            f"ratio{tag}": us_big / us_small,
+        }
     return out
 
 
@@ -211,34 +217,69 @@ def main(argv: list[str] | None = None) -> int:
     it = bench_iterations(its)
 
     rows = [
-        ("(1) throughput", f"{n:,} one-core jobs, 1,000 cores",
-         f"{thr['jobs_per_s']:,.0f} jobs/s ({thr['us_per_job']:.1f} us/job)", ">= 20,000 jobs/s"),
-        ("(2) scaling", f"{scal['small']:,} vs {scal['big']:,} jobs, 100 cores",
-         f"{scal['us_small']:.1f} vs {scal['us_big']:.1f} us/job (x{scal['ratio']:.2f})",
-         "ratio <= 1.5"),
-        ("(2') scaling, removed", "same, each job removed when it ends",
-         f"{scal['us_small_removed']:.1f} vs {scal['us_big_removed']:.1f} us/job "
-         f"(x{scal['ratio_removed']:.2f})", "ratio <= 1.5"),
-        ("(2'') scaling, GC off", "same as (2), cyclic GC off while timed",
-         f"{scal['us_small_nogc']:.1f} vs {scal['us_big_nogc']:.1f} us/job "
-         f"(x{scal['ratio_nogc']:.2f})", "ratio <= 1.5"),
-        ("(3) backfill", f"1,000 vs {n:,} blocked 2-core jobs",
-         f"{bf_small:.1f} vs {bf_big:.1f} us/event (x{bf_big / bf_small:.2f})", "O(1): ratio ~1"),
-        ("(4) lazy iterations", f"one job of {its:,} iterations",
-         f"submit {it['submit_ms']:.2f} ms, peak {it['peak_mb']:.2f} MB", "< 50 ms, < 10 MB"),
+        (
+            "(1) throughput",
+            f"{n:,} one-core jobs, 1,000 cores",
+            f"{thr['jobs_per_s']:,.0f} jobs/s ({thr['us_per_job']:.1f} us/job)",
+            ">= 20,000 jobs/s",
+        ),
+        (
+            "(2) scaling",
+            f"{scal['small']:,} vs {scal['big']:,} jobs, 100 cores",
+            f"{scal['us_small']:.1f} vs {scal['us_big']:.1f} us/job (x{scal['ratio']:.2f})",
+            "ratio <= 1.5",
+        ),
+        (
+            "(2') scaling, removed",
+            "same, each job removed when it ends",
+            f"{scal['us_small_removed']:.1f} vs {scal['us_big_removed']:.1f} us/job "
+            f"(x{scal['ratio_removed']:.2f})",
+            "ratio <= 1.5",
+        ),
+        (
+            "(2'') scaling, GC off",
+            "same as (2), cyclic GC off while timed",
+            f"{scal['us_small_nogc']:.1f} vs {scal['us_big_nogc']:.1f} us/job "
+            f"(x{scal['ratio_nogc']:.2f})",
+            "ratio <= 1.5",
+        ),
+        (
+            "(3) backfill",
+            f"1,000 vs {n:,} blocked 2-core jobs",
+            f"{bf_small:.1f} vs {bf_big:.1f} us/event (x{bf_big / bf_small:.2f})",
+            "O(1): ratio ~1",
+        ),
+        (
+            "(4) lazy iterations",
+            f"one job of {its:,} iterations",
+            f"submit {it['submit_ms']:.2f} ms, peak {it['peak_mb']:.2f} MB",
+            "< 50 ms, < 10 MB",
+        ),
     ]
     print(f"Engine benchmark (python {platform.python_version()}, {platform.machine()})\n")
     print("| case | workload | result | target |")
     print("|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
-    print(json.dumps({
-        "bench": "engine", "quick": args.quick, "python": platform.python_version(),
-        "throughput": thr, "scaling": scal,
-        "backfill": {"queued_small": 1_000, "queued_big": n, "us_small": bf_small,
-                     "us_big": bf_big, "ratio": bf_big / bf_small},
-        "iterations": it,
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "engine",
+                "quick": args.quick,
+                "python": platform.python_version(),
+                "throughput": thr,
+                "scaling": scal,
+                "backfill": {
+                    "queued_small": 1_000,
+                    "queued_big": n,
+                    "us_small": bf_small,
+                    "us_big": bf_big,
+                    "ratio": bf_big / bf_small,
+                },
+                "iterations": it,
+            }
+        )
+    )
     return 0
 
 

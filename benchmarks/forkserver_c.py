@@ -58,8 +58,9 @@ def compile_server(dest: Path) -> Path | None:
         print("forkserver_c: no C compiler (cc, gcc) on PATH", file=sys.stderr)
         return None
     binary = dest / "forkserver"
-    done = subprocess.run([cc, "-O2", "-Wall", "-o", str(binary), str(SOURCE)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [cc, "-O2", "-Wall", "-o", str(binary), str(SOURCE)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         print(f"forkserver_c: the build failed:\n{done.stderr}", file=sys.stderr)
         return None
@@ -103,8 +104,18 @@ def main() -> int:
             def cmd(wd: Path) -> list[str]:
                 if name is None:
                     return ours_batch_cmd(reqs, nodes, wd)
-                return [sys.executable, "-c", _WRAPPER, str(binary), "--file-path", str(reqs),
-                        "--nodes", str(nodes), "--wd", str(wd)]
+                return [
+                    sys.executable,
+                    "-c",
+                    _WRAPPER,
+                    str(binary),
+                    "--file-path",
+                    str(reqs),
+                    "--nodes",
+                    str(nodes),
+                    "--wd",
+                    str(wd),
+                ]
 
             def run() -> Measurement:
                 m = run_in_fresh_wd(cmd, verify=verify, tag="fsc", env=env)
@@ -113,14 +124,18 @@ def main() -> int:
                     if per_job is not None:
                         cpu[name].append(per_job)
                 return m
+
             return run
 
-        results = alternate({
-            f"xargs -P {nodes}": lambda: run_cmd(xargs_cmd(n, nodes)),
-            "Python server": batch(None),
-            "C posix_spawn": batch("C posix_spawn"),
-            "C fork+exec": batch("C fork+exec", fork=True),
-        }, args.runs)
+        results = alternate(
+            {
+                f"xargs -P {nodes}": lambda: run_cmd(xargs_cmd(n, nodes)),
+                "Python server": batch(None),
+                "C posix_spawn": batch("C posix_spawn"),
+                "C fork+exec": batch("C fork+exec", fork=True),
+            },
+            args.runs,
+        )
 
     summaries = {name: summarize(ms) for name, ms in results.items()}
     ref, py = summaries[f"xargs -P {nodes}"], summaries["Python server"]
@@ -131,10 +146,11 @@ def main() -> int:
     for name, s in summaries.items():
         per = cpu.get(name)
         cpu_text = f"{sorted(per)[len(per) // 2]:.0f} µs" if per else "-"
-        print(f"| {name} | {s.median_s:.3f} s | {ref.median_s / s.median_s:.2f}x | "
-              f"{py.median_s / s.median_s:.2f}x | {cpu_text} |")
-        out[name] = {"median_s": round(s.median_s, 4), "failed": s.failed,
-                     "errors": s.errors[:3]}
+        print(
+            f"| {name} | {s.median_s:.3f} s | {ref.median_s / s.median_s:.2f}x | "
+            f"{py.median_s / s.median_s:.2f}x | {cpu_text} |"
+        )
+        out[name] = {"median_s": round(s.median_s, 4), "failed": s.failed, "errors": s.errors[:3]}
     print(json.dumps(out))
     return 1 if any(s.failed for s in summaries.values()) else 0
 

@@ -83,18 +83,28 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("-n", type=int, default=5000, help="jobs (/bin/true)")
     ap.add_argument("--nodes", type=int, default=2, help="cores given to the jobs")
-    ap.add_argument("--settings", type=parse_settings, default=[0, 200000, 1000000],
-                    help="guest_halt_poll_ns values, comma-separated")
-    ap.add_argument("--iterations", action="store_true",
-                    help="one job of n iterations instead of n separate jobs")
+    ap.add_argument(
+        "--settings",
+        type=parse_settings,
+        default=[0, 200000, 1000000],
+        help="guest_halt_poll_ns values, comma-separated",
+    )
+    ap.add_argument(
+        "--iterations",
+        action="store_true",
+        help="one job of n iterations instead of n separate jobs",
+    )
     args = ap.parse_args()
     n, nodes = args.n, args.nodes
     try:
         found = HALT_POLL.read_text().strip()
         HALT_POLL.write_text(found)
     except OSError as e:
-        print(f"haltpoll: cannot set {HALT_POLL} ({e.strerror or e}); this needs root "
-              "in a KVM guest whose cpuidle driver is haltpoll", file=sys.stderr)
+        print(
+            f"haltpoll: cannot set {HALT_POLL} ({e.strerror or e}); this needs root "
+            "in a KVM guest whose cpuidle driver is haltpoll",
+            file=sys.stderr,
+        )
         return 2
     try:
         with tempfile.TemporaryDirectory(prefix="haltpoll-") as tmp_s:
@@ -111,10 +121,16 @@ def main() -> int:
                 def run() -> Measurement:
                     HALT_POLL.write_text(str(setting))
                     if ours:
-                        return with_cpu(lambda: run_in_fresh_wd(
-                            lambda wd: ours_batch_cmd(reqs, nodes, wd), verify=verify,
-                            tag="haltpoll", env=env))
+                        return with_cpu(
+                            lambda: run_in_fresh_wd(
+                                lambda wd: ours_batch_cmd(reqs, nodes, wd),
+                                verify=verify,
+                                tag="haltpoll",
+                                env=env,
+                            )
+                        )
                     return with_cpu(lambda: run_cmd(xargs_cmd(n, nodes)))
+
                 return run
 
             variants: dict[str, Callable[[], Measurement]] = {}
@@ -125,10 +141,14 @@ def main() -> int:
     finally:
         HALT_POLL.write_text(found)
     what = f"one {n}-iteration job" if args.iterations else f"{n} /bin/true jobs"
-    print(f"\n{what}, --nodes {nodes}, {args.runs} alternated rounds; "
-          f"guest_halt_poll_ns was {found} (restored)\n")
-    print("| guest_halt_poll_ns | xargs median | batch median | batch speed vs xargs "
-          "(median of rounds, min-max) | idle jiffies xargs / batch |")
+    print(
+        f"\n{what}, --nodes {nodes}, {args.runs} alternated rounds; "
+        f"guest_halt_poll_ns was {found} (restored)\n"
+    )
+    print(
+        "| guest_halt_poll_ns | xargs median | batch median | batch speed vs xargs "
+        "(median of rounds, min-max) | idle jiffies xargs / batch |"
+    )
     print("|---|---|---|---|---|")
     out: dict[str, object] = {"what": what, "nodes": nodes, "runs": args.runs, "found": found}
     failed = False
@@ -136,17 +156,27 @@ def main() -> int:
         ref, ours = results[f"xargs @{s}"], results[f"batch @{s}"]
         failed = failed or not all(m.ok for m in ref + ours)
         ratios = round_ratios(ref, ours)
-        walls = {k: statistics.median([m.wall_s for m in ms if m.ok] or [float("nan")])
-                 for k, ms in (("xargs", ref), ("batch", ours))}
-        idle = {k: statistics.median([m.figures["idle_jiffies"] for m in ms if m.ok] or [0])
-                for k, ms in (("xargs", ref), ("batch", ours))}
+        walls = {
+            k: statistics.median([m.wall_s for m in ms if m.ok] or [float("nan")])
+            for k, ms in (("xargs", ref), ("batch", ours))
+        }
+        idle = {
+            k: statistics.median([m.figures["idle_jiffies"] for m in ms if m.ok] or [0])
+            for k, ms in (("xargs", ref), ("batch", ours))
+        }
         med = statistics.median(ratios) if ratios else float("nan")
         span = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
-        print(f"| {s} | {walls['xargs']:.3f} s | {walls['batch']:.3f} s | "
-              f"{med:.2f}x ({span}) | {idle['xargs']:.0f} / {idle['batch']:.0f} |")
-        out[str(s)] = {"xargs_s": round(walls["xargs"], 4), "batch_s": round(walls["batch"], 4),
-                       "speed_vs_xargs": round(med, 3), "ratios": [round(r, 3) for r in ratios],
-                       "idle_jiffies": idle}
+        print(
+            f"| {s} | {walls['xargs']:.3f} s | {walls['batch']:.3f} s | "
+            f"{med:.2f}x ({span}) | {idle['xargs']:.0f} / {idle['batch']:.0f} |"
+        )
+        out[str(s)] = {
+            "xargs_s": round(walls["xargs"], 4),
+            "batch_s": round(walls["batch"], 4),
+            "speed_vs_xargs": round(med, 3),
+            "ratios": [round(r, 3) for r in ratios],
+            "idle_jiffies": idle,
+        }
     print(json.dumps(out))
     return 1 if failed else 0
 

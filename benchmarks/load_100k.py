@@ -97,16 +97,35 @@ def main() -> int:
     reqs = []
     for start in range(0, args.jobs, args.per_request):
         stop = min(start + args.per_request, args.jobs)
-        reqs.append({"request": "submit", "jobs": [
-            {"name": f"j{i}", "execution": {"exec": "/bin/true"}} for i in range(start, stop)]})
+        reqs.append(
+            {
+                "request": "submit",
+                "jobs": [
+                    {"name": f"j{i}", "execution": {"exec": "/bin/true"}}
+                    for i in range(start, stop)
+                ],
+            }
+        )
     req_file = run_dir / "requests.json"
     req_file.write_text(json.dumps(reqs))
 
-    cmd = [sys.executable, "-m", "qcgpj_async", "--file-path", str(req_file), "--wd", str(wd),
-           "--nodes", args.nodes, "--resources", "local"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "qcgpj_async",
+        "--file-path",
+        str(req_file),
+        "--wd",
+        str(wd),
+        "--nodes",
+        args.nodes,
+        "--resources",
+        "local",
+    ]
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     counter = JournalCounter(wd)
     samples: list[tuple[float, int, int]] = []  # (seconds, jobs ended, RSS KB)
     hwm = 0
@@ -128,29 +147,40 @@ def main() -> int:
     after = [(done, rss) for _, done, rss in samples if done >= 10_000]
     per_1000 = slope(after) * 1000
     keys = sorted(marks)
-    rises = [marks[b] - marks[a] for a, b in itertools.pairwise(keys)
-             if a >= 10_000 and b - a == 1000]
+    rises = [
+        marks[b] - marks[a] for a, b in itertools.pairwise(keys) if a >= 10_000 and b - a == 1000
+    ]
     figures = {
-        "jobs": args.jobs, "nodes": args.nodes, "per_request": args.per_request,
-        "exit_code": proc.returncode, "ended": ended, "wall_s": round(wall, 2),
+        "jobs": args.jobs,
+        "nodes": args.nodes,
+        "per_request": args.per_request,
+        "exit_code": proc.returncode,
+        "ended": ended,
+        "wall_s": round(wall, 2),
         "jobs_per_s": round(ended / wall, 1) if wall else None,
         "rss_kb_at": {str(k): marks[k] for k in keys if k % 10_000 == 0},
         "rss_growth_kb_per_1000_jobs_after_10000": round(per_1000, 1),
         "max_rise_kb_between_1000_marks_after_10000": max(rises) if rises else None,
-        "peak_rss_kb": hwm, "samples": len(samples),
+        "peak_rss_kb": hwm,
+        "samples": len(samples),
         "summary": err.strip().splitlines()[-1] if err.strip() else "",
-        "python": platform.python_version(), "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
     }
-    print(f"# {args.jobs} /bin/true jobs, --nodes {args.nodes}: exit {proc.returncode}, "
-          f"{ended} ended in {wall:.1f} s ({figures['jobs_per_s']} jobs/s)")
+    print(
+        f"# {args.jobs} /bin/true jobs, --nodes {args.nodes}: exit {proc.returncode}, "
+        f"{ended} ended in {wall:.1f} s ({figures['jobs_per_s']} jobs/s)"
+    )
     print("| jobs ended | service RSS (MB) |")
     print("|---:|---:|")
     for k in keys:
         if k % 10_000 == 0:
             print(f"| {k:,} | {marks[k] / 1024:.1f} |")
-    print(f"\nafter 10,000 jobs: {per_1000:+.1f} KB per 1,000 jobs (least squares); largest rise "
-          f"between consecutive 1,000-job marks {figures['max_rise_kb_between_1000_marks_after_10000']} KB; "
-          f"peak RSS {hwm / 1024:.1f} MB")
+    print(
+        f"\nafter 10,000 jobs: {per_1000:+.1f} KB per 1,000 jobs (least squares); largest rise "
+        f"between consecutive 1,000-job marks {figures['max_rise_kb_between_1000_marks_after_10000']} KB; "
+        f"peak RSS {hwm / 1024:.1f} MB"
+    )
     print(f"service: {figures['summary']}")
     print(json.dumps(figures))
     return 0 if proc.returncode == 0 else 1

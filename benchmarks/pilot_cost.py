@@ -55,8 +55,9 @@ SERVER = REPO / "qcgpj_async" / "executors" / "_forkserver.py"
 LOOKAHEAD = 64
 
 
-def drive(n: int, cores: int, cost_us: float, wd: str, use_asyncio: bool = False,
-          queued: bool = False) -> None:
+def drive(
+    n: int, cores: int, cost_us: float, wd: str, use_asyncio: bool = False, queued: bool = False
+) -> None:
     """The stand-in manager (runs in a process of its own): n starts, ``cores`` at a time
     (and with ``queued``, up to ``LOOKAHEAD`` more queued in the server).
 
@@ -66,8 +67,11 @@ def drive(n: int, cores: int, cost_us: float, wd: str, use_asyncio: bool = False
 
     req_r, req_w = os.pipe()
     ev_r, ev_w = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-I", "-S", str(SERVER), str(req_r), str(ev_w)],
-                            pass_fds=(req_r, ev_w), stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-S", str(SERVER), str(req_r), str(ev_w)],
+        pass_fds=(req_r, ev_w),
+        stdin=subprocess.DEVNULL,
+    )
     os.close(req_r)
     os.close(ev_w)
     os.write(req_w, pack(("env", dict(os.environ))))
@@ -81,8 +85,24 @@ def drive(n: int, cores: int, cost_us: float, wd: str, use_asyncio: bool = False
     def start(ahead_of_cores: bool = False) -> None:
         nonlocal rid
         rid += 1
-        out.extend(pack(("start", rid, f"j{rid}", ["/bin/true"], {"QCG_PM_STEP_ID": str(rid)},
-                         [], wd, None, None, None, ahead_of_cores, 1)))
+        out.extend(
+            pack(
+                (
+                    "start",
+                    rid,
+                    f"j{rid}",
+                    ["/bin/true"],
+                    {"QCG_PM_STEP_ID": str(rid)},
+                    [],
+                    wd,
+                    None,
+                    None,
+                    None,
+                    ahead_of_cores,
+                    1,
+                )
+            )
+        )
         if ahead_of_cores:
             ahead[rid] = None
 
@@ -90,7 +110,7 @@ def drive(n: int, cores: int, cost_us: float, wd: str, use_asyncio: bool = False
         data = bytes(out)
         out.clear()
         while data:
-            data = data[os.write(req_w, data):]
+            data = data[os.write(req_w, data) :]
 
     reader = Reader(ev_r)
     done = failed = 0
@@ -133,6 +153,7 @@ def drive(n: int, cores: int, cost_us: float, wd: str, use_asyncio: bool = False
         start(ahead_of_cores=True)
     send()
     if use_asyncio:
+
         async def loop() -> None:
             ev = asyncio.get_running_loop()
             finished = ev.create_future()
@@ -185,22 +206,44 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=5000)
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--cost", default="0,50,100,200", help="µs of manager CPU per job")
-    ap.add_argument("--asyncio", action="store_true",
-                    help="the stand-in reads events in an asyncio reader callback, as the pilot")
-    ap.add_argument("--queued", action="store_true",
-                    help="also rows with the starts queued in the server, as the pilot does")
+    ap.add_argument(
+        "--asyncio",
+        action="store_true",
+        help="the stand-in reads events in an asyncio reader callback, as the pilot",
+    )
+    ap.add_argument(
+        "--queued",
+        action="store_true",
+        help="also rows with the starts queued in the server, as the pilot does",
+    )
     ap.add_argument("--drive", nargs=3, help=argparse.SUPPRESS)  # n cost_us wd
     args = ap.parse_args()
     if args.drive:
-        drive(int(args.drive[0]), args.cores, float(args.drive[1]), args.drive[2], args.asyncio,
-              args.queued)
+        drive(
+            int(args.drive[0]),
+            args.cores,
+            float(args.drive[1]),
+            args.drive[2],
+            args.asyncio,
+            args.queued,
+        )
         return
     n, cores = args.n, args.cores
     costs = [float(c) for c in args.cost.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="pilot-cost-"))
     reqs = tmp / "reqs.json"
-    reqs.write_text(json.dumps([{"request": "submit", "jobs": [
-        {"name": f"j{i}", "execution": {"exec": "/bin/true"}} for i in range(n)]}]))
+    reqs.write_text(
+        json.dumps(
+            [
+                {
+                    "request": "submit",
+                    "jobs": [
+                        {"name": f"j{i}", "execution": {"exec": "/bin/true"}} for i in range(n)
+                    ],
+                }
+            ]
+        )
+    )
     wrapper = tmp / "rusage.py"
     wrapper.write_text(_RUSAGE)
     env = ours_env()
@@ -211,27 +254,58 @@ def main() -> None:
     stand_in_cpu: dict[str, list[float]] = {k: [] for k in names if " µs" in k}
     mode = ["--asyncio"] if args.asyncio else []
     for r in range(args.runs):
-        walls["xargs"].append(timed(
-            ["sh", "-c", f"seq {n} | xargs -P {cores} -n 1 /bin/true"]).wall_s)
+        walls["xargs"].append(
+            timed(["sh", "-c", f"seq {n} | xargs -P {cores} -n 1 /bin/true"]).wall_s
+        )
         for variant, flags in variants:
             for c in costs:
                 key = f"{variant} + {c:g} µs"
-                m = timed([sys.executable, __file__, "--cores", str(cores), *mode, *flags,
-                           "--drive", str(n), str(c), str(tmp)])
+                m = timed(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--cores",
+                        str(cores),
+                        *mode,
+                        *flags,
+                        "--drive",
+                        str(n),
+                        str(c),
+                        str(tmp),
+                    ]
+                )
                 walls[key].append(m.wall_s)
                 stand_in_cpu[key].append(m.figures["stand_in_cpu_us"])
         wd = tmp / f"batch{r}"
         out = tmp / f"cpu{r}"
-        walls["batch mode"].append(timed(
-            [sys.executable, str(wrapper), str(out), "--file-path", str(reqs), "--nodes",
-             str(cores), "--wd", str(wd)], env).wall_s)
+        walls["batch mode"].append(
+            timed(
+                [
+                    sys.executable,
+                    str(wrapper),
+                    str(out),
+                    "--file-path",
+                    str(reqs),
+                    "--nodes",
+                    str(cores),
+                    "--wd",
+                    str(wd),
+                ],
+                env,
+            ).wall_s
+        )
         cpu.append(float(out.read_text()))
-        print(f"round {r + 1}/{args.runs}: " + ", ".join(
-            f"{k} {v[-1]:.2f} s" for k, v in walls.items()), file=sys.stderr)
+        print(
+            f"round {r + 1}/{args.runs}: "
+            + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in walls.items()),
+            file=sys.stderr,
+        )
     ref = statistics.median(walls["xargs"])
-    print(f"\n{n:,} x /bin/true, {cores} at a time, {args.runs} alternating rounds, "
-          f"stand-in {'in an asyncio loop' if args.asyncio else 'with blocking reads'} "
-          f"(machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f})\n")
+    print(
+        f"\n{n:,} x /bin/true, {cores} at a time, {args.runs} alternating rounds, "
+        f"stand-in {'in an asyncio loop' if args.asyncio else 'with blocking reads'} "
+        f"(machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f})\n"
+    )
     print("| variant | wall median | jobs/s | speed vs xargs | manager CPU per job |")
     print("|---|---|---|---|---|")
     rows = {}

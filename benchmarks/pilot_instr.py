@@ -65,14 +65,40 @@ def count(tmp: Path, n: int, nodes: int, extra: list[str]) -> int:
     """Instructions of one batch-mode run of ``n`` jobs (the pilot's process only)."""
     reqs = tmp / f"reqs{n}.json"
     if not reqs.exists():
-        reqs.write_text(json.dumps([{"request": "submit", "jobs": [
-            {"name": f"j{i}", "execution": {"exec": "/bin/true"}} for i in range(n)]}]))
+        reqs.write_text(
+            json.dumps(
+                [
+                    {
+                        "request": "submit",
+                        "jobs": [
+                            {"name": f"j{i}", "execution": {"exec": "/bin/true"}} for i in range(n)
+                        ],
+                    }
+                ]
+            )
+        )
     wd = Path(tempfile.mkdtemp(dir=tmp, prefix=f"wd{n}-"))
     proc = subprocess.run(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/callgrind.out.%p",
-         sys.executable, str(tmp / "boot.py"), "--file-path", str(reqs), "--nodes", str(nodes),
-         "--wd", str(wd), *extra],
-        env={**os.environ, **ours_env()}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+        [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={tmp}/callgrind.out.%p",
+            sys.executable,
+            str(tmp / "boot.py"),
+            "--file-path",
+            str(reqs),
+            "--nodes",
+            str(nodes),
+            "--wd",
+            str(wd),
+            *extra,
+        ],
+        env={**os.environ, **ours_env()},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.splitlines()[-5:])
         raise SystemExit(f"batch mode of {n} jobs exited {proc.returncode}:\n{tail}")
@@ -85,8 +111,12 @@ def main() -> None:
     ap.add_argument("--small", type=int, default=500)
     ap.add_argument("--large", type=int, default=1500)
     ap.add_argument("--nodes", type=int, default=2)
-    ap.add_argument("--variant", action="append", default=[],
-                    help="batch-mode arguments of one more row (quoted)")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="batch-mode arguments of one more row (quoted)",
+    )
     args = ap.parse_args()
     if args.large <= args.small:
         ap.error("--large must be above --small")
@@ -101,11 +131,21 @@ def main() -> None:
             small = count(tmp, args.small, args.nodes, extra)
             large = count(tmp, args.large, args.nodes, extra)
             result[name] = (large - small) / (args.large - args.small)
-            print(f"{name}: {result[name] / 1000:.0f}k instructions per job "
-                  f"({args.small} jobs: {small / 1e6:.0f}M, {args.large}: {large / 1e6:.0f}M)",
-                  flush=True)
-    print(json.dumps({"nodes": args.nodes, "small": args.small, "large": args.large,
-                      "instructions_per_job": {k: round(v) for k, v in result.items()}}))
+            print(
+                f"{name}: {result[name] / 1000:.0f}k instructions per job "
+                f"({args.small} jobs: {small / 1e6:.0f}M, {args.large}: {large / 1e6:.0f}M)",
+                flush=True,
+            )
+    print(
+        json.dumps(
+            {
+                "nodes": args.nodes,
+                "small": args.small,
+                "large": args.large,
+                "instructions_per_job": {k: round(v) for k, v in result.items()},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -88,15 +88,34 @@ class Config:
 
 
 FULL = Config(
-    quick=False, runs=3, runs_light=5, runs_big=4, big=5000, small=1000, script_n=50, dag_n=1000,
-    sleep_n=2000, latency_samples=200, api_n=5000,
+    quick=False,
+    runs=3,
+    runs_light=5,
+    runs_big=4,
+    big=5000,
+    small=1000,
+    script_n=50,
+    dag_n=1000,
+    sleep_n=2000,
+    latency_samples=200,
+    api_n=5000,
     null_sizes=(1_000, 10_000, 100_000, 1_000_000),
     null_runs={1_000: 3, 10_000: 3, 100_000: 3, 1_000_000: 1},
 )
 QUICK = Config(
-    quick=True, runs=2, runs_light=2, runs_big=2, big=1000, small=1000, script_n=10, dag_n=1000,
-    sleep_n=640, latency_samples=100, api_n=1000,
-    null_sizes=(1_000, 10_000, 100_000), null_runs={1_000: 2, 10_000: 2, 100_000: 1},
+    quick=True,
+    runs=2,
+    runs_light=2,
+    runs_big=2,
+    big=1000,
+    small=1000,
+    script_n=10,
+    dag_n=1000,
+    sleep_n=640,
+    latency_samples=100,
+    api_n=1000,
+    null_sizes=(1_000, 10_000, 100_000),
+    null_runs={1_000: 2, 10_000: 2, 100_000: 1},
 )
 
 
@@ -120,15 +139,18 @@ def _derive(m: Measurement) -> Measurement:
     return m
 
 
-def _cli(tool: str, file: Path, nodes: str, jobs: int, iterations: int | None,
-         venv: Path, root: Path) -> Callable[[], Measurement]:
+def _cli(
+    tool: str, file: Path, nodes: str, jobs: int, iterations: int | None, venv: Path, root: Path
+) -> Callable[[], Measurement]:
     verify = batch_verifier(jobs, iterations)
     if tool == ORIG:
-        return lambda: run_in_fresh_wd(lambda wd: original_batch_cmd(file, nodes, wd, venv),
-                                       verify=verify, tag="orig")
+        return lambda: run_in_fresh_wd(
+            lambda wd: original_batch_cmd(file, nodes, wd, venv), verify=verify, tag="orig"
+        )
     env = ours_env(root)
-    return lambda: run_in_fresh_wd(lambda wd: ours_batch_cmd(file, nodes, wd), verify=verify,
-                                   tag="ours", env=env)
+    return lambda: run_in_fresh_wd(
+        lambda wd: ours_batch_cmd(file, nodes, wd), verify=verify, tag="ours", env=env
+    )
 
 
 def _plain(cmd: list[str]) -> Callable[[], Measurement]:
@@ -136,8 +158,14 @@ def _plain(cmd: list[str]) -> Callable[[], Measurement]:
     return lambda: run_cmd(cmd)
 
 
-def _api(make: Callable[[Path], list[str]], jobs: int, keys: Sequence[str],
-         env: dict[str, str] | None, tag: str, timeout: float = 600.0) -> Callable[[], Measurement]:
+def _api(
+    make: Callable[[Path], list[str]],
+    jobs: int,
+    keys: Sequence[str],
+    env: dict[str, str] | None,
+    tag: str,
+    timeout: float = 600.0,
+) -> Callable[[], Measurement]:
     def run() -> Measurement:
         m = run_in_fresh_wd(make, tag=tag, env=env, timeout=timeout)
         return _derive(_verify_figures(m, jobs, keys))
@@ -158,7 +186,9 @@ class Group:
     optional: bool = False
 
 
-def run_group(g: Group, min_runs: int, t0: float, soft_limit: float) -> dict[str, list[Measurement]]:
+def run_group(
+    g: Group, min_runs: int, t0: float, soft_limit: float
+) -> dict[str, list[Measurement]]:
     """``alternate`` the variants; rounds beyond ``min_runs`` only while ``soft_limit`` s
     since ``t0`` are not spent."""
     results: dict[str, list[Measurement]] = {name: [] for name in g.variants}
@@ -171,8 +201,11 @@ def run_group(g: Group, min_runs: int, t0: float, soft_limit: float) -> dict[str
             results[name].append(m)
             rss = f"{m.peak_rss_mb:.1f} MB" if m.peak_rss_mb is not None else "? MB"
             status = "ok" if m.ok else f"FAILED: {m.error}"
-            print(f"  [{i + 1}/{g.runs}] {name}: {m.wall_s:.3f} s, {rss}, {status}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  [{i + 1}/{g.runs}] {name}: {m.wall_s:.3f} s, {rss}, {status}",
+                file=sys.stderr,
+                flush=True,
+            )
     return results
 
 
@@ -198,9 +231,18 @@ def build(cfg: Config, venv: Path, root: Path) -> tuple[list[Group], list[View]]
     groups: list[Group] = []
     views: list[View] = []
 
-    def batch(key: str, title: str, file: Path, nodes: str, n: int, jobs: int,
-              iterations: int | None, limit: tuple[str, list[str]] | None, runs: int,
-              note: Callable[[str, float], str] | None = None) -> None:
+    def batch(
+        key: str,
+        title: str,
+        file: Path,
+        nodes: str,
+        n: int,
+        jobs: int,
+        iterations: int | None,
+        limit: tuple[str, list[str]] | None,
+        runs: int,
+        note: Callable[[str, float], str] | None = None,
+    ) -> None:
         variants = {
             ORIG: _cli(ORIG, file, nodes, jobs, iterations, venv, root),
             OURS: _cli(OURS, file, nodes, jobs, iterations, venv, root),
@@ -215,93 +257,225 @@ def build(cfg: Config, venv: Path, root: Path) -> tuple[list[Group], list[View]]
         views.append(View(key, key, title, n, rows, refs, note))
 
     # -- batch mode: whole-process wall time ------------------------------------
-    batch("one-n2", "batch: 1 x /bin/true, --nodes 2", write_true_jobs(1), "2", 1, 1, None,
-          ("xargs -P 2", xargs_cmd(1, 2)), cfg.runs_light)
+    batch(
+        "one-n2",
+        "batch: 1 x /bin/true, --nodes 2",
+        write_true_jobs(1),
+        "2",
+        1,
+        1,
+        None,
+        ("xargs -P 2", xargs_cmd(1, 2)),
+        cfg.runs_light,
+    )
     sizes = sorted({cfg.small, cfg.big})
     for n in sizes:
         rounds = cfg.runs_big if n == cfg.big else cfg.runs
         for nodes in ("2", "64"):
-            batch(f"sep-{n}-n{nodes}", f"batch: {n:,} separate /bin/true, --nodes {nodes}",
-                  write_true_jobs(n), nodes, n, n, None,
-                  (f"xargs -P {nodes}", xargs_cmd(n, int(nodes))), rounds)
-            batch(f"iter-{n}-n{nodes}",
-                  f"batch: one /bin/true job of {n:,} iterations, --nodes {nodes}",
-                  write_iteration_job(n), nodes, n, 1, n,
-                  (f"xargs -P {nodes}", xargs_cmd(n, int(nodes))), rounds)
+            batch(
+                f"sep-{n}-n{nodes}",
+                f"batch: {n:,} separate /bin/true, --nodes {nodes}",
+                write_true_jobs(n),
+                nodes,
+                n,
+                n,
+                None,
+                (f"xargs -P {nodes}", xargs_cmd(n, int(nodes))),
+                rounds,
+            )
+            batch(
+                f"iter-{n}-n{nodes}",
+                f"batch: one /bin/true job of {n:,} iterations, --nodes {nodes}",
+                write_iteration_job(n),
+                nodes,
+                n,
+                1,
+                n,
+                (f"xargs -P {nodes}", xargs_cmd(n, int(nodes))),
+                rounds,
+            )
     # One slot on this 2-vCPU machine: a core is left for the pilot. Beside --nodes 2
     # (every core a job slot) it shows what the manager's CPU costs there.
     n = cfg.big
-    batch(f"sep-{n}-n1", f"batch: {n:,} separate /bin/true, --nodes 1", write_true_jobs(n),
-          "1", n, n, None, ("xargs -P 1", xargs_cmd(n, 1)), cfg.runs_big)
+    batch(
+        f"sep-{n}-n1",
+        f"batch: {n:,} separate /bin/true, --nodes 1",
+        write_true_jobs(n),
+        "1",
+        n,
+        n,
+        None,
+        ("xargs -P 1", xargs_cmd(n, 1)),
+        cfg.runs_big,
+    )
     n = cfg.script_n
-    batch(f"script-{n}-n2", f'batch: {n} x script "true", --nodes 2', write_script_jobs(n),
-          "2", n, n, None, ("xargs -P 2 bash -c true", xargs_cmd(n, 2, ["bash", "-c", "true"])),
-          cfg.runs)
+    batch(
+        f"script-{n}-n2",
+        f'batch: {n} x script "true", --nodes 2',
+        write_script_jobs(n),
+        "2",
+        n,
+        n,
+        None,
+        ("xargs -P 2 bash -c true", xargs_cmd(n, 2, ["bash", "-c", "true"])),
+        cfg.runs,
+    )
     n = cfg.dag_n
-    batch(f"dag-{n}-n64", f"batch: DAG of {n:,} /bin/true (10 chains of 10 + fan-in per block), "
-          "--nodes 64", write_dag(n), "64", n, n, None,
-          ("make -j 64", make_cmd(write_dag_makefile(n), 64)), cfg.runs)
+    batch(
+        f"dag-{n}-n64",
+        f"batch: DAG of {n:,} /bin/true (10 chains of 10 + fan-in per block), --nodes 64",
+        write_dag(n),
+        "64",
+        n,
+        n,
+        None,
+        ("make -j 64", make_cmd(write_dag_makefile(n), 64)),
+        cfg.runs,
+    )
     n = cfg.sleep_n
     ideal = n * 0.1 / 64
 
     def utilization(_tool: str, value: float) -> str:
         return f"utilization {ideal / value:.0%} (ideal {ideal:.2f} s)"
 
-    batch(f"sleep-{n}-n64", f"batch: {n:,} x sleep 0.1 on 64 virtual cores", write_sleep_jobs(n),
-          "64", n, n, None, ("xargs -P 64 sleep 0.1", xargs_cmd(n, 64, ["/bin/sleep", "0.1"])),
-          cfg.runs, utilization)
+    batch(
+        f"sleep-{n}-n64",
+        f"batch: {n:,} x sleep 0.1 on 64 virtual cores",
+        write_sleep_jobs(n),
+        "64",
+        n,
+        n,
+        None,
+        ("xargs -P 64 sleep 0.1", xargs_cmd(n, 64, ["/bin/sleep", "0.1"])),
+        cfg.runs,
+        utilization,
+    )
 
     # -- API ---------------------------------------------------------------------
     env = ours_env(root)
     s = cfg.latency_samples
     lat_keys = ("latency_median_ms", "start_s", "finish_s")
-    groups.append(Group("api-latency", cfg.runs_light, {
-        ORIG: _api(lambda wd, s=s: original_latency_cmd(s, "2", wd, venv), s, lat_keys, None,
-                   "orig-lat"),
-        OURS: _api(lambda wd, s=s: ours_latency_cmd(s, "2", wd), s, (*lat_keys, "open_close_s"), env,
-                   "ours-lat"),
-    }))
-    views.append(View("latency", "api-latency",
-                      f"API: one /bin/true submit -> wait4, median of {s} (nodes=2)", None,
-                      [(ORIG, ORIG, "latency_median_ms"), (OURS, OURS, "latency_median_ms")],
-                      {"original": ORIG}))
-    views.append(View("open-close", "api-latency",
-                      "API: empty pilot open+close (original: LocalManager start + finish; "
-                      "ours: median of 20 `async with Pilot()`)", None,
-                      [(ORIG, ORIG, "open_close_s"), (OURS, OURS, "open_close_s")],
-                      {"original": ORIG}))
+    groups.append(
+        Group(
+            "api-latency",
+            cfg.runs_light,
+            {
+                ORIG: _api(
+                    lambda wd, s=s: original_latency_cmd(s, "2", wd, venv),
+                    s,
+                    lat_keys,
+                    None,
+                    "orig-lat",
+                ),
+                OURS: _api(
+                    lambda wd, s=s: ours_latency_cmd(s, "2", wd),
+                    s,
+                    (*lat_keys, "open_close_s"),
+                    env,
+                    "ours-lat",
+                ),
+            },
+        )
+    )
+    views.append(
+        View(
+            "latency",
+            "api-latency",
+            f"API: one /bin/true submit -> wait4, median of {s} (nodes=2)",
+            None,
+            [(ORIG, ORIG, "latency_median_ms"), (OURS, OURS, "latency_median_ms")],
+            {"original": ORIG},
+        )
+    )
+    views.append(
+        View(
+            "open-close",
+            "api-latency",
+            "API: empty pilot open+close (original: LocalManager start + finish; "
+            "ours: median of 20 `async with Pilot()`)",
+            None,
+            [(ORIG, ORIG, "open_close_s"), (OURS, OURS, "open_close_s")],
+            {"original": ORIG},
+        )
+    )
     n = cfg.api_n
     thr_keys = ("submit_wait4all_s", "start_s", "finish_s")
-    groups.append(Group("api-throughput", cfg.runs_big, {
-        ORIG: _api(lambda wd, n=n: original_api_cmd(n, "64", wd, venv), n, thr_keys, None, "orig-api"),
-        OURS: _api(lambda wd, n=n: ours_api_cmd(n, "64", wd), n, thr_keys, env, "ours-api"),
-        "xargs -P 64": _plain(xargs_cmd(n, 64)),
-    }))
-    views.append(View("api-throughput", "api-throughput",
-                      f"API: {n:,} /bin/true, nodes=64, submit + wait4all", n,
-                      [(ORIG, ORIG, "submit_wait4all_s"), (OURS, OURS, "submit_wait4all_s"),
-                       ("xargs -P 64", "xargs -P 64", None)],
-                      {"original": ORIG, "limit": "xargs -P 64"}))
-    views.append(View("api-throughput-process", "api-throughput",
-                      f"API: {n:,} /bin/true, nodes=64, whole process (start, submit, wait4all, "
-                      "finish)", n,
-                      [(ORIG, ORIG, None), (OURS, OURS, None), ("xargs -P 64", "xargs -P 64", None)],
-                      {"original": ORIG, "limit": "xargs -P 64"}))
+    groups.append(
+        Group(
+            "api-throughput",
+            cfg.runs_big,
+            {
+                ORIG: _api(
+                    lambda wd, n=n: original_api_cmd(n, "64", wd, venv),
+                    n,
+                    thr_keys,
+                    None,
+                    "orig-api",
+                ),
+                OURS: _api(lambda wd, n=n: ours_api_cmd(n, "64", wd), n, thr_keys, env, "ours-api"),
+                "xargs -P 64": _plain(xargs_cmd(n, 64)),
+            },
+        )
+    )
+    views.append(
+        View(
+            "api-throughput",
+            "api-throughput",
+            f"API: {n:,} /bin/true, nodes=64, submit + wait4all",
+            n,
+            [
+                (ORIG, ORIG, "submit_wait4all_s"),
+                (OURS, OURS, "submit_wait4all_s"),
+                ("xargs -P 64", "xargs -P 64", None),
+            ],
+            {"original": ORIG, "limit": "xargs -P 64"},
+        )
+    )
+    views.append(
+        View(
+            "api-throughput-process",
+            "api-throughput",
+            f"API: {n:,} /bin/true, nodes=64, whole process (start, submit, wait4all, finish)",
+            n,
+            [(ORIG, ORIG, None), (OURS, OURS, None), ("xargs -P 64", "xargs -P 64", None)],
+            {"original": ORIG, "limit": "xargs -P 64"},
+        )
+    )
 
     # -- engine only: NullExecutor through the Pilot ------------------------------
     for n in cfg.null_sizes:
         key = f"null-{n}"
-        groups.append(Group(key, cfg.null_runs[n], {
-            OURS: _api(lambda wd, n=n: ours_null_cmd(n, "64", wd), n,
-                       ("submit_wait4all_s", "us_per_job"), env, "ours-null", timeout=900.0),
-        }, optional=n > 100_000))
+        groups.append(
+            Group(
+                key,
+                cfg.null_runs[n],
+                {
+                    OURS: _api(
+                        lambda wd, n=n: ours_null_cmd(n, "64", wd),
+                        n,
+                        ("submit_wait4all_s", "us_per_job"),
+                        env,
+                        "ours-null",
+                        timeout=900.0,
+                    ),
+                },
+                optional=n > 100_000,
+            )
+        )
 
         def per_job(_tool: str, value: float, n: int = n) -> str:
             return f"{value / n * 1e6:.1f} us/job"
 
-        views.append(View(key, key, f"engine: {n:,} jobs, NullExecutor through the Pilot "
-                          "(submit + wait4all), nodes=64", n, [(OURS, OURS, "submit_wait4all_s")],
-                          note=per_job))
+        views.append(
+            View(
+                key,
+                key,
+                f"engine: {n:,} jobs, NullExecutor through the Pilot (submit + wait4all), nodes=64",
+                n,
+                [(OURS, OURS, "submit_wait4all_s")],
+                note=per_job,
+            )
+        )
     return groups, views
 
 
@@ -357,7 +531,9 @@ class RowResult:
     note: str
 
 
-def evaluate(views: list[View], results: dict[str, dict[str, list[Measurement]]]) -> list[RowResult]:
+def evaluate(
+    views: list[View], results: dict[str, dict[str, list[Measurement]]]
+) -> list[RowResult]:
     """Rows with medians and per-round (paired) speed ratios."""
     out = []
     for v in views:
@@ -370,8 +546,11 @@ def evaluate(views: list[View], results: dict[str, dict[str, list[Measurement]]]
             mine = series[label]
             ratios: dict[str, Stat | None] = {}
             for ref_name, ref_label in v.refs.items():
-                pairs = [r / x for x, r in zip(mine, series[ref_label], strict=True)
-                         if x is not None and r is not None and x > 0]
+                pairs = [
+                    r / x
+                    for x, r in zip(mine, series[ref_label], strict=True)
+                    if x is not None and r is not None and x > 0
+                ]
                 ratios[ref_name] = Stat.of(pairs)
             t = Stat.of([x for x in mine if x is not None])
             good = [m for m in ms if m.ok]
@@ -379,9 +558,20 @@ def evaluate(views: list[View], results: dict[str, dict[str, list[Measurement]]]
             cpu = [m.cpu_s for m in good if m.cpu_s is not None]
             errors = [f"{m.error}: {_last_line(m.stderr_tail)}" for m in ms if m.error]
             note = v.note(label, t.median) if v.note and t else ""
-            out.append(RowResult(v, label, t, len(errors), len(ms), errors,
-                                 max(rss) if rss else None,
-                                 statistics.median(cpu) if cpu else None, ratios, note))
+            out.append(
+                RowResult(
+                    v,
+                    label,
+                    t,
+                    len(errors),
+                    len(ms),
+                    errors,
+                    max(rss) if rss else None,
+                    statistics.median(cpu) if cpu else None,
+                    ratios,
+                    note,
+                )
+            )
     return out
 
 
@@ -418,8 +608,17 @@ def fmt_ratio(s: Stat | None) -> str:
 
 def table(rows: list[RowResult]) -> str:
     """The markdown table of every row."""
-    head = ["workload", "tool", "time median (min-max)", "jobs/s", "peak RSS MB", "CPU s",
-            "speed vs original", "speed vs limit", "notes"]
+    head = [
+        "workload",
+        "tool",
+        "time median (min-max)",
+        "jobs/s",
+        "peak RSS MB",
+        "CPU s",
+        "speed vs original",
+        "speed vs limit",
+        "notes",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     last = None
     for r in rows:
@@ -437,8 +636,10 @@ def table(rows: list[RowResult]) -> str:
             rate,
             f"{r.rss_mb:.1f}" if r.rss_mb is not None else "-",
             f"{r.cpu_s:.2f}" if r.cpu_s is not None else "-",
-            *("ref" if v.refs.get(k) == r.label else fmt_ratio(r.ratios.get(k))
-              for k in ("original", "limit")),
+            *(
+                "ref" if v.refs.get(k) == r.label else fmt_ratio(r.ratios.get(k))
+                for k in ("original", "limit")
+            ),
             "; ".join(notes).replace("|", "/").replace("\n", " "),
         ]
         last = v.key
@@ -469,9 +670,13 @@ def targets(rows: list[RowResult], cfg: Config) -> list[Target]:
     r = _find(rows, "one-n2", OURS)
     o = _find(rows, "one-n2", ORIG)
     if r and r.time and o and o.time and not r.failed:
-        out.append(Target("batch, one /bin/true job: whole-process wall <= 0.3 s",
-                          f"{r.time.median:.2f} s (original {o.time.median:.2f} s)",
-                          r.time.median <= 0.3))
+        out.append(
+            Target(
+                "batch, one /bin/true job: whole-process wall <= 0.3 s",
+                f"{r.time.median:.2f} s (original {o.time.median:.2f} s)",
+                r.time.median <= 0.3,
+            )
+        )
     else:
         na("batch, one /bin/true job: whole-process wall <= 0.3 s")
     n = cfg.big
@@ -484,15 +689,25 @@ def targets(rows: list[RowResult], cfg: Config) -> list[Target]:
                 continue
             ro, rl = r.ratios["original"], r.ratios["limit"]
             assert ro is not None and rl is not None
-            out.append(Target(goal, f"{ro.median:.2f}x original, {rl.median:.2f}x xargs",
-                              ro.median >= 2 and rl.median >= 0.9))
+            out.append(
+                Target(
+                    goal,
+                    f"{ro.median:.2f}x original, {rl.median:.2f}x xargs",
+                    ro.median >= 2 and rl.median >= 0.9,
+                )
+            )
     r = _find(rows, "api-throughput", OURS)
     goal = f"API, {cfg.api_n:,} /bin/true, nodes=64: >= 0.9x xargs -P 64, >= 2x original API"
     if r and not r.failed and r.ratios.get("original") and r.ratios.get("limit"):
         ro, rl = r.ratios["original"], r.ratios["limit"]
         assert ro is not None and rl is not None
-        out.append(Target(goal, f"{rl.median:.2f}x xargs, {ro.median:.2f}x original",
-                          ro.median >= 2 and rl.median >= 0.9))
+        out.append(
+            Target(
+                goal,
+                f"{rl.median:.2f}x xargs, {ro.median:.2f}x original",
+                ro.median >= 2 and rl.median >= 0.9,
+            )
+        )
     else:
         na(goal)
     r, o = _find(rows, "latency", OURS), _find(rows, "latency", ORIG)
@@ -520,10 +735,15 @@ def targets(rows: list[RowResult], cfg: Config) -> list[Target]:
     pairs = [(a.rss_mb, b.rss_mb) for a, b in rss if b and a.rss_mb and b.rss_mb]
     if pairs:
         worst = max(pairs, key=lambda p: p[0] / p[1])
-        out.append(Target("peak RSS beside the original's (reported, no threshold)",
-                          f"ours / original {min(a / b for a, b in pairs):.2f}-"
-                          f"{max(a / b for a, b in pairs):.2f} over {len(pairs)} workloads "
-                          f"(highest ratio: {worst[0]:.1f} vs {worst[1]:.1f} MB)", None))
+        out.append(
+            Target(
+                "peak RSS beside the original's (reported, no threshold)",
+                f"ours / original {min(a / b for a, b in pairs):.2f}-"
+                f"{max(a / b for a, b in pairs):.2f} over {len(pairs)} workloads "
+                f"(highest ratio: {worst[0]:.1f} vs {worst[1]:.1f} MB)",
+                None,
+            )
+        )
     return out
 
 
@@ -551,8 +771,10 @@ def headline(rows: list[RowResult], cfg: Config) -> list[str]:
     o = _find(rows, "one-n2", ORIG)
     r = _find(rows, "one-n2", OURS)
     if o and r and o.time and r.time:
-        lines.append(f"- batch, one job (fixed cost): {fmt_t(r.time.median)} vs the original's "
-                     f"{fmt_t(o.time.median)} (**{_x(o.time.median / r.time.median)}** faster)")
+        lines.append(
+            f"- batch, one job (fixed cost): {fmt_t(r.time.median)} vs the original's "
+            f"{fmt_t(o.time.median)} (**{_x(o.time.median / r.time.median)}** faster)"
+        )
     n = cfg.big
     speed(f"sep-{n}-n2", f"batch, {n:,} separate jobs, --nodes 2")
     speed(f"sep-{n}-n1", f"batch, {n:,} separate jobs, --nodes 1 (a core left for the pilot)")
@@ -563,22 +785,36 @@ def headline(rows: list[RowResult], cfg: Config) -> list[str]:
     speed(f"script-{cfg.script_n}-n2", f"batch, {cfg.script_n} script jobs, --nodes 2")
     speed(f"sleep-{cfg.sleep_n}-n64", f"batch, {cfg.sleep_n:,} x sleep 0.1 on 64 cores")
     speed("api-throughput", f"API, {cfg.api_n:,} jobs, submit+wait4all")
-    for view, what in (("latency", "API, one job submit -> wait4"),
-                       ("open-close", "API, empty pilot open+close")):
+    for view, what in (
+        ("latency", "API, one job submit -> wait4"),
+        ("open-close", "API, empty pilot open+close"),
+    ):
         o, r = _find(rows, view, ORIG), _find(rows, view, OURS)
         if o and r and o.time and r.time:
-            lines.append(f"- {what}: {fmt_t(r.time.median)} vs the original's "
-                         f"{fmt_t(o.time.median)} (**{_x(o.time.median / r.time.median)}** faster)")
+            lines.append(
+                f"- {what}: {fmt_t(r.time.median)} vs the original's "
+                f"{fmt_t(o.time.median)} (**{_x(o.time.median / r.time.median)}** faster)"
+            )
     r = _find(rows, "null-100000", OURS)
     if r and r.time:
-        lines.append(f"- engine (NullExecutor through the Pilot), 100,000 jobs: "
-                     f"**{100_000 / r.time.median:,.0f} jobs/s** "
-                     f"({r.time.median / 100_000 * 1e6:.0f} us/job)")
+        lines.append(
+            f"- engine (NullExecutor through the Pilot), 100,000 jobs: "
+            f"**{100_000 / r.time.median:,.0f} jobs/s** "
+            f"({r.time.median / 100_000 * 1e6:.0f} us/job)"
+        )
     return lines
 
 
-def render(rows: list[RowResult], cfg: Config, info_start: dict[str, str], load_end: str,
-           elapsed: float, command: str, version: str, cut: dict[str, str]) -> str:
+def render(
+    rows: list[RowResult],
+    cfg: Config,
+    info_start: dict[str, str],
+    load_end: str,
+    elapsed: float,
+    command: str,
+    version: str,
+    cut: dict[str, str],
+) -> str:
     """The whole RESULTS.md text."""
     tg = targets(rows, cfg)
     met = {True: "met", False: "**NOT met**", None: "-"}
@@ -610,8 +846,12 @@ def render(rows: list[RowResult], cfg: Config, info_start: dict[str, str], load_
         "",
     ]
     if cut:
-        out += ["Cut short to keep within the time budget (`--budget`): "
-                + "; ".join(f"`{k}` {v}" for k, v in cut.items()) + ".", ""]
+        out += [
+            "Cut short to keep within the time budget (`--budget`): "
+            + "; ".join(f"`{k}` {v}" for k, v in cut.items())
+            + ".",
+            "",
+        ]
     return "\n".join(out)
 
 
@@ -620,14 +860,20 @@ def render(rows: list[RowResult], cfg: Config, info_start: dict[str, str], load_
 
 def _check_ours(root: Path) -> str | None:
     """None if this interpreter can import our code from ``root``, else why not."""
-    res = subprocess.run([sys.executable, "-c", "import qcgpj_async.cli, anyio, attrs, cattrs"],
-                         env={**os.environ, **ours_env(root)}, capture_output=True, text=True,
-                         check=False)
+    res = subprocess.run(
+        [sys.executable, "-c", "import qcgpj_async.cli, anyio, attrs, cattrs"],
+        env={**os.environ, **ours_env(root)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if res.returncode == 0:
         return None
-    return (f"{sys.executable} cannot import qcgpj_async from {root} "
-            f"(run with the project's venv, e.g. .venv/bin/python benchmarks/run.py):\n"
-            f"{res.stderr.strip()[-500:]}")
+    return (
+        f"{sys.executable} cannot import qcgpj_async from {root} "
+        f"(run with the project's venv, e.g. .venv/bin/python benchmarks/run.py):\n"
+        f"{res.stderr.strip()[-500:]}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -636,20 +882,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small N, fewer rounds (< 2 minutes)")
     p.add_argument("--runs", type=int, help="rounds of every workload (overrides the defaults)")
     p.add_argument("--only", help="comma-separated substrings of workload keys to run")
-    p.add_argument("--commit", help="measure this commit of the checkout (git archive) instead "
-                   "of its working tree")
-    p.add_argument("--budget", type=float, help="minutes (default 14, --quick 1.8): rounds "
-                   "beyond the minimum stop once 60%% of it is spent, the 1M-job run is "
-                   "skipped past 80%%")
+    p.add_argument(
+        "--commit",
+        help="measure this commit of the checkout (git archive) instead of its working tree",
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        help="minutes (default 14, --quick 1.8): rounds "
+        "beyond the minimum stop once 60%% of it is spent, the 1M-job run is "
+        "skipped past 80%%",
+    )
     p.add_argument("--no-write", action="store_true", help="do not write RESULTS.md")
-    p.add_argument("--output", type=Path, help="where to write the markdown "
-                   "(default: benchmarks/RESULTS.md for a full run, nothing for --quick)")
+    p.add_argument(
+        "--output",
+        type=Path,
+        help="where to write the markdown "
+        "(default: benchmarks/RESULTS.md for a full run, nothing for --quick)",
+    )
     args = p.parse_args(argv)
     cfg = QUICK if args.quick else FULL
     if args.runs:
-        cfg = Config(**{**cfg.__dict__, "runs": args.runs, "runs_light": args.runs,
-                        "runs_big": args.runs,
-                        "null_runs": dict.fromkeys(cfg.null_sizes, args.runs)})
+        cfg = Config(
+            **{
+                **cfg.__dict__,
+                "runs": args.runs,
+                "runs_light": args.runs,
+                "runs_big": args.runs,
+                "null_runs": dict.fromkeys(cfg.null_sizes, args.runs),
+            }
+        )
 
     version = checkout_version(args.commit)
     root = snapshot_ours(commit=args.commit)
@@ -676,8 +938,7 @@ def main(argv: list[str] | None = None) -> int:
             cut[g.key] = f"skipped: {spent / 60:.1f} of the {budget / 60:g} min budget spent"
             print(f"== {g.key}: {cut[g.key]}", file=sys.stderr, flush=True)
             continue
-        print(f"== {g.key} ({g.runs} rounds: {', '.join(g.variants)})", file=sys.stderr,
-              flush=True)
+        print(f"== {g.key} ({g.runs} rounds: {', '.join(g.variants)})", file=sys.stderr, flush=True)
         results[g.key] = run_group(g, min(g.runs, cfg.runs), t0, 0.6 * budget)
         done = len(next(iter(results[g.key].values())))
         if done < g.runs:
@@ -692,8 +953,9 @@ def main(argv: list[str] | None = None) -> int:
         command += f" --only {args.only}"
     if args.commit:
         command += f" --commit {args.commit}"
-    text = render(rows, cfg, info, " ".join(f"{x:.2f}" for x in load), elapsed, command,
-                  version, cut)
+    text = render(
+        rows, cfg, info, " ".join(f"{x:.2f}" for x in load), elapsed, command, version, cut
+    )
     print(text)
     out = args.output or (None if cfg.quick or args.only or args.runs else RESULTS_MD)
     if out is not None and not args.no_write:
@@ -701,13 +963,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"written: {out}", file=sys.stderr)
     raw = WORK_DIR / ("results-quick.json" if cfg.quick else "results.json")
     raw.parent.mkdir(parents=True, exist_ok=True)
-    raw.write_text(json.dumps({
-        g: {tool: [{"wall_s": m.wall_s, "ok": m.ok, "error": m.error, "rss_mb": m.peak_rss_mb,
-                    "cpu_s": m.cpu_s, "figures": m.figures, "stderr_tail": m.stderr_tail}
-                   for m in ms]
-            for tool, ms in res.items()}
-        for g, res in results.items()
-    }, indent=1))
+    raw.write_text(
+        json.dumps(
+            {
+                g: {
+                    tool: [
+                        {
+                            "wall_s": m.wall_s,
+                            "ok": m.ok,
+                            "error": m.error,
+                            "rss_mb": m.peak_rss_mb,
+                            "cpu_s": m.cpu_s,
+                            "figures": m.figures,
+                            "stderr_tail": m.stderr_tail,
+                        }
+                        for m in ms
+                    ]
+                    for tool, ms in res.items()
+                }
+                for g, res in results.items()
+            },
+            indent=1,
+        )
+    )
     failed = sum(1 for res in results.values() for ms in res.values() for m in ms if not m.ok)
     if failed:
         print(f"{failed} run(s) FAILED", file=sys.stderr)

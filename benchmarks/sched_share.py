@@ -53,8 +53,9 @@ Slice = tuple[float, float, str, int, float]  # start, end, comm, pid, wake-up d
 def timeline(data: str) -> dict[str, list[Slice]]:
     """Per CPU: (start, end, comm, pid, delay) of each run slice; ``delay``: from the
     wake-up to the start (perf's "sch delay")."""
-    out = subprocess.run(["perf", "sched", "timehist", "-i", data], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["perf", "sched", "timehist", "-i", data], check=True, capture_output=True, text=True
+    ).stdout
     cpus: dict[str, list[Slice]] = collections.defaultdict(list)
     for line in out.splitlines():
         m = _LINE.match(line)
@@ -75,8 +76,9 @@ def _window(cpus: dict[str, list[Slice]]) -> tuple[float, float, float]:
     return t0 + 0.2 * span, t1 - 0.2 * span, span
 
 
-def classify(cpus: dict[str, list[Slice]],
-             kind_of: Callable[[str, int], str], jobs: int) -> tuple[dict[str, float], dict[str, float]]:
+def classify(
+    cpus: dict[str, list[Slice]], kind_of: Callable[[str, int], str], jobs: int
+) -> tuple[dict[str, float], dict[str, float]]:
     """Shares of time per combination of kinds, and µs of CPU per job per kind."""
     lo, hi, span = _window(cpus)
     shares: collections.Counter[str] = collections.Counter()
@@ -100,19 +102,24 @@ def classify(cpus: dict[str, list[Slice]],
                 cpu_us[kind_of(comm, pid)] += (min(end, hi) - max(start, lo)) * 1e6
     total = sum(shares.values())
     frac = (hi - lo) / span  # the jobs of the window, assuming an even pace
-    return ({k: v / total for k, v in shares.most_common()},
-            {k: v / (jobs * frac) for k, v in cpu_us.items() if k not in ("I", "O")})
+    return (
+        {k: v / total for k, v in shares.most_common()},
+        {k: v / (jobs * frac) for k, v in cpu_us.items() if k not in ("I", "O")},
+    )
 
 
-def wake_waits(cpus: dict[str, list[Slice]], kind_of: Callable[[str, int], str],
-               jobs: int) -> dict[str, tuple[float, float, float]]:
+def wake_waits(
+    cpus: dict[str, list[Slice]], kind_of: Callable[[str, int], str], jobs: int
+) -> dict[str, tuple[float, float, float]]:
     """Per kind other than jobs, idle and other: the median and 90th percentile of its
     wake-up delays (µs), and the µs per job it spent woken but waiting for a CPU while
     another CPU was idle (the scheduler did not move it there; summed over the other CPUs,
     so with more than two a wait beside two idle CPUs counts twice)."""
     lo, hi, span = _window(cpus)
-    idle = {cpu: sorted((a, b) for a, b, comm, _, _ in v if comm.startswith("<idle>"))
-            for cpu, v in cpus.items()}
+    idle = {
+        cpu: sorted((a, b) for a, b, comm, _, _ in v if comm.startswith("<idle>"))
+        for cpu, v in cpus.items()
+    }
     delays: dict[str, list[float]] = collections.defaultdict(list)
     stranded: dict[str, float] = collections.defaultdict(float)
     for cpu, slices in cpus.items():
@@ -139,8 +146,12 @@ def wake_waits(cpus: dict[str, list[Slice]], kind_of: Callable[[str, int], str],
 
 
 def _perf(argv: list[str], data: str) -> None:
-    subprocess.run(["perf", "sched", "record", "-o", data, "--", *argv], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        ["perf", "sched", "record", "-o", data, "--", *argv],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def main() -> None:
@@ -153,18 +164,44 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         reqs = Path(tmp, "reqs.json")
-        reqs.write_text(json.dumps([{"request": "submit", "jobs": [
-            {"name": f"j{i}", "execution": {"exec": "/bin/true"}} for i in range(args.n)]}]))
+        reqs.write_text(
+            json.dumps(
+                [
+                    {
+                        "request": "submit",
+                        "jobs": [
+                            {"name": f"j{i}", "execution": {"exec": "/bin/true"}}
+                            for i in range(args.n)
+                        ],
+                    }
+                ]
+            )
+        )
         wd = Path(tmp, "wd")
         data = str(Path(tmp, "batch.data"))
-        _perf([sys.executable, "-m", "qcgpj_async", "--file-path", str(reqs),
-               "--nodes", str(args.nodes), "--wd", str(wd)], data)
+        _perf(
+            [
+                sys.executable,
+                "-m",
+                "qcgpj_async",
+                "--file-path",
+                str(reqs),
+                "--nodes",
+                str(args.nodes),
+                "--wd",
+                str(wd),
+            ],
+            data,
+        )
         svc = next(wd.glob(".qcgpjm-service-*"))
         pilot = int(svc.name.rsplit(".", 1)[1])  # .qcgpjm-service-<host>.<pid>
         cpus = timeline(data)
         slices_of: collections.Counter[int] = collections.Counter(
-            pid for v in cpus.values() for _, _, comm, pid, _ in v
-            if comm.startswith("python") and pid != pilot)
+            pid
+            for v in cpus.values()
+            for _, _, comm, pid, _ in v
+            if comm.startswith("python") and pid != pilot
+        )
         server = slices_of.most_common(1)[0][0]
 
         def batch_kind(comm: str, pid: int) -> str:
@@ -176,8 +213,13 @@ def main() -> None:
                 return "J"
             return "I" if comm.startswith("<idle>") else "O"
 
-        rows.append(("qcgpj_async batch", *classify(cpus, batch_kind, args.n),
-                     wake_waits(cpus, batch_kind, args.n)))
+        rows.append(
+            (
+                "qcgpj_async batch",
+                *classify(cpus, batch_kind, args.n),
+                wake_waits(cpus, batch_kind, args.n),
+            )
+        )
         data = str(Path(tmp, "xargs.data"))
         _perf(["bash", "-c", f"seq {args.n} | xargs -P {args.nodes} -n 1 /bin/true"], data)
 
@@ -189,18 +231,27 @@ def main() -> None:
             return "I" if comm.startswith("<idle>") else "O"
 
         cpus = timeline(data)
-        rows.append((f"xargs -P {args.nodes}", *classify(cpus, xargs_kind, args.n),
-                     wake_waits(cpus, xargs_kind, args.n)))
+        rows.append(
+            (
+                f"xargs -P {args.nodes}",
+                *classify(cpus, xargs_kind, args.n),
+                wake_waits(cpus, xargs_kind, args.n),
+            )
+        )
     print(f"{args.n} /bin/true jobs, {args.nodes} at a time, {os.cpu_count()} CPUs\n")
-    print("| run | share of time per CPU combination (J job, P pilot/xargs, S fork server, "
-          "I idle, O other) | CPU µs per job |")
+    print(
+        "| run | share of time per CPU combination (J job, P pilot/xargs, S fork server, "
+        "I idle, O other) | CPU µs per job |"
+    )
     print("|---|---|---|")
     for name, shares, per_job, _ in rows:
         top = ", ".join(f"{k} {v:.0%}" for k, v in list(shares.items())[:7])
         cpu = ", ".join(f"{k} {v:.0f}" for k, v in sorted(per_job.items()))
         print(f"| {name} | {top} | {cpu} |")
-    print("\n| run | who | wake-up delay, median / p90 (µs) | woken but waiting while a CPU "
-          "idles (µs per job) |")
+    print(
+        "\n| run | who | wake-up delay, median / p90 (µs) | woken but waiting while a CPU "
+        "idles (µs per job) |"
+    )
     print("|---|---|---|---|")
     for name, _, _, waits in rows:
         for kind, (med, p90, stranded) in sorted(waits.items()):

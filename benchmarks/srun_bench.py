@@ -46,8 +46,12 @@ sys.path.insert(0, str(HERE))
 
 from _harness import WORK_DIR, format_machine_info  # noqa: E402
 
-LOOP = 'for i in $(seq {n}); do srun --exact --quiet -N1 -n1 -c1 /bin/true || echo FAIL & done; wait'
-XARGS = "seq {n} | xargs -P {p} -I{{}} sh -c 'srun --exact --quiet -N1 -n1 -c1 /bin/true || echo FAIL'"
+LOOP = (
+    "for i in $(seq {n}); do srun --exact --quiet -N1 -n1 -c1 /bin/true || echo FAIL & done; wait"
+)
+XARGS = (
+    "seq {n} | xargs -P {p} -I{{}} sh -c 'srun --exact --quiet -N1 -n1 -c1 /bin/true || echo FAIL'"
+)
 
 
 def run_pilot(n: int) -> tuple[float, str | None]:
@@ -83,8 +87,13 @@ def run_pilot(n: int) -> tuple[float, str | None]:
 def run_shell(script: str) -> tuple[float, str | None]:
     """A shell loop of sruns: (seconds, error)."""
     t0 = time.perf_counter()
-    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False,
-                          stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
     elapsed = time.perf_counter() - t0
     fails = done.stdout.count("FAIL")
     if done.returncode != 0 or fails:
@@ -107,18 +116,27 @@ def inside(args: argparse.Namespace) -> int:
             elapsed, error = fn()
             (errors[name] if error else times[name]).append(error or elapsed)  # type: ignore[arg-type]
             status = f"FAILED: {error}" if error else "ok"
-            print(f"  [{i + 1}/{args.runs}] {name}: {elapsed:.2f} s, {status}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  [{i + 1}/{args.runs}] {name}: {elapsed:.2f} s, {status}",
+                file=sys.stderr,
+                flush=True,
+            )
     peer = "srun & loop"
     med = {k: statistics.median(v) if v else float("nan") for k, v in times.items()}
-    print(f"\n{n} one-core /bin/true steps in one allocation of {os.environ.get('SLURM_JOB_NODELIST')}"
-          f" ({os.environ.get('SLURM_JOB_CPUS_PER_NODE')} CPUs), {args.runs} runs each\n")
-    print("| variant | wall s median (min-max) | steps/s | time ratio vs srun & loop | failed runs |")
+    print(
+        f"\n{n} one-core /bin/true steps in one allocation of {os.environ.get('SLURM_JOB_NODELIST')}"
+        f" ({os.environ.get('SLURM_JOB_CPUS_PER_NODE')} CPUs), {args.runs} runs each\n"
+    )
+    print(
+        "| variant | wall s median (min-max) | steps/s | time ratio vs srun & loop | failed runs |"
+    )
     print("|---|---|---|---|---|")
     for k, v in times.items():
         span = f"{min(v):.2f}-{max(v):.2f}" if v else "-"
-        print(f"| {k} | {med[k]:.2f} ({span}) | {n / med[k]:.1f} | {med[k] / med[peer]:.2f} "
-              f"| {len(errors[k])}/{args.runs} |")
+        print(
+            f"| {k} | {med[k]:.2f} ({span}) | {n / med[k]:.1f} | {med[k] / med[peer]:.2f} "
+            f"| {len(errors[k])}/{args.runs} |"
+        )
     print()
     print(format_machine_info())
     figures = {f"{k} median_s": round(med[k], 3) for k in times}
@@ -140,17 +158,36 @@ def main(argv: list[str] | None = None) -> int:
     if args.inside or os.environ.get("SLURM_JOB_ID"):
         return inside(args)
     if shutil.which("salloc") is None:
-        print("salloc not found: start a cluster with 'bash .ci/slurm-cluster.sh up'", file=sys.stderr)
+        print(
+            "salloc not found: start a cluster with 'bash .ci/slurm-cluster.sh up'", file=sys.stderr
+        )
         return 2
     name = f"qcgpj-bench-{uuid.uuid4().hex[:10]}"
-    cmd = ["salloc", "--quiet", "--immediate=60", f"--nodes={args.nodes}", f"--ntasks={args.cpus}",
-           "--time=30", f"--job-name={name}", "--", sys.executable, __file__, "--inside",
-           f"--runs={args.runs}", f"--jobs={args.jobs}", f"--cpus={args.cpus}"]
+    cmd = [
+        "salloc",
+        "--quiet",
+        "--immediate=60",
+        f"--nodes={args.nodes}",
+        f"--ntasks={args.cpus}",
+        "--time=30",
+        f"--job-name={name}",
+        "--",
+        sys.executable,
+        __file__,
+        "--inside",
+        f"--runs={args.runs}",
+        f"--jobs={args.jobs}",
+        f"--cpus={args.cpus}",
+    ]
     try:
         return subprocess.run(cmd, check=False, stdin=subprocess.DEVNULL).returncode
     finally:
-        subprocess.run(["scancel", "--quiet", f"--name={name}"], check=False, timeout=30,
-                       stdin=subprocess.DEVNULL)
+        subprocess.run(
+            ["scancel", "--quiet", f"--name={name}"],
+            check=False,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+        )
 
 
 if __name__ == "__main__":

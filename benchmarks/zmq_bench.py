@@ -68,11 +68,13 @@ m.finish()
 """
 
 
-def start(cmd: list[str], wd: Path, env: dict[str, str] | None = None,
-          timeout: float = 60) -> tuple[subprocess.Popen[bytes], str]:
+def start(
+    cmd: list[str], wd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> tuple[subprocess.Popen[bytes], str]:
     """Start a service in ``wd``; wait for its address file."""
-    proc = subprocess.Popen(cmd, cwd=wd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, cwd=wd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     path = wd / ".qcgpjm-service-bench" / "address"
     deadline = time.monotonic() + timeout
     while not (path.exists() and path.read_text().strip()):
@@ -83,8 +85,14 @@ def start(cmd: list[str], wd: Path, env: dict[str, str] | None = None,
     return proc, path.read_text().strip()
 
 
-def measure(name: str, cmd: list[str], client_python: Path, requests: int, latency: int,
-            env: dict[str, str] | None = None) -> dict[str, float]:
+def measure(
+    name: str,
+    cmd: list[str],
+    client_python: Path,
+    requests: int,
+    latency: int,
+    env: dict[str, str] | None = None,
+) -> dict[str, float]:
     """One round of one service: start it, run the client, stop it."""
     base = WORK_DIR / "runs"
     base.mkdir(parents=True, exist_ok=True)
@@ -92,9 +100,20 @@ def measure(name: str, cmd: list[str], client_python: Path, requests: int, laten
     proc, address = start([*cmd, "--wd", str(wd)], wd, env)
     try:
         res = subprocess.run(
-            [str(client_python), "-c", CLIENT, address, str(requests), str(latency),
-             str(wd / "api.log")],
-            capture_output=True, text=True, timeout=600, check=False)
+            [
+                str(client_python),
+                "-c",
+                CLIENT,
+                address,
+                str(requests),
+                str(latency),
+                str(wd / "api.log"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
         if res.returncode != 0:
             raise RuntimeError(f"client against {name} failed:\n{res.stderr[-2000:]}")
         figures: dict[str, float] = json.loads(res.stdout.strip().splitlines()[-1])
@@ -131,28 +150,46 @@ def main() -> None:
             cmd, e = services[name]
             fig = measure(name, cmd, orig_python, args.requests, args.latency, e)
             results[name].append(fig)
-            print(f"  [{r + 1}/{args.rounds}] {name}: {fig['rps']:.0f} req/s, submit->wait4 "
-                  f"{fig['lat_med_ms']:.1f} ms (p90 {fig['lat_p90_ms']:.1f})",
-                  file=sys.stderr, flush=True)
-    med = {n: {k: statistics.median(f[k] for f in fs) for k in fs[0]}
-           for n, fs in results.items()}
+            print(
+                f"  [{r + 1}/{args.rounds}] {name}: {fig['rps']:.0f} req/s, submit->wait4 "
+                f"{fig['lat_med_ms']:.1f} ms (p90 {fig['lat_p90_ms']:.1f})",
+                file=sys.stderr,
+                flush=True,
+            )
+    med = {n: {k: statistics.median(f[k] for f in fs) for k in fs[0]} for n, fs in results.items()}
     o, q = med["original"], med["ours"]
-    print(f"\nZMQ interface, same client (qcg-pilotjob 0.14.2 Manager), {args.rounds} "
-          f"round(s), medians; {sys.platform}, {os.cpu_count()} CPUs\n")
+    print(
+        f"\nZMQ interface, same client (qcg-pilotjob 0.14.2 Manager), {args.rounds} "
+        f"round(s), medians; {sys.platform}, {os.cpu_count()} CPUs\n"
+    )
     print("| figure | ours | original | ratio ours/original |")
     print("|---|---|---|---|")
-    print(f"| jobStatus round trips (req/s, higher is better) | {q['rps']:.0f} | {o['rps']:.0f} "
-          f"| {q['rps'] / o['rps']:.2f} |")
+    print(
+        f"| jobStatus round trips (req/s, higher is better) | {q['rps']:.0f} | {o['rps']:.0f} "
+        f"| {q['rps'] / o['rps']:.2f} |"
+    )
     for key, label in (("lat_med_ms", "median"), ("lat_p90_ms", "p90")):
-        print(f"| submit->wait4 latency {label} (ms, lower is better) | {q[key]:.1f} | "
-              f"{o[key]:.1f} | {q[key] / o[key]:.2f} |")
+        print(
+            f"| submit->wait4 latency {label} (ms, lower is better) | {q[key]:.1f} | "
+            f"{o[key]:.1f} | {q[key] / o[key]:.2f} |"
+        )
     print()
-    print(json.dumps({"ours": q, "original": o,
-                      "ratios": {"rps": q["rps"] / o["rps"],
-                                 "lat_med": q["lat_med_ms"] / o["lat_med_ms"],
-                                 "lat_p90": q["lat_p90_ms"] / o["lat_p90_ms"]},
-                      "rounds": args.rounds, "requests": args.requests,
-                      "latency_samples": args.latency}))
+    print(
+        json.dumps(
+            {
+                "ours": q,
+                "original": o,
+                "ratios": {
+                    "rps": q["rps"] / o["rps"],
+                    "lat_med": q["lat_med_ms"] / o["lat_med_ms"],
+                    "lat_p90": q["lat_p90_ms"] / o["lat_p90_ms"],
+                },
+                "rounds": args.rounds,
+                "requests": args.requests,
+                "latency_samples": args.latency,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -49,9 +49,13 @@ async def main(wd: str) -> int:
         history = []
         for r in range(ROUNDS):
             xs = grid(centre, half_width)
-            jobs = Jobs().add(name=f"round{r}", exec=sys.executable,
-                              args=["-c", EVALUATE, "${itval}"],
-                              stdout=f"round{r}/f.${{it}}", iteration=xs)
+            jobs = Jobs().add(
+                name=f"round{r}",
+                exec=sys.executable,
+                args=["-c", EVALUATE, "${itval}"],
+                stdout=f"round{r}/f.${{it}}",
+                iteration=xs,
+            )
             names = await pilot.submit(jobs)
             states = await pilot.wait4(names)
             if states[names[0]] is not JobState.SUCCEED:
@@ -64,19 +68,26 @@ async def main(wd: str) -> int:
             if fs[i_best] < best_f:
                 best_x, best_f = xs[i_best], fs[i_best]
             history.append({"round": r, "x": xs, "f": fs, "best_x": best_x, "best_f": best_f})
-            print(f"round {r}: {POINTS} points over [{xs[0]:g}, {xs[-1]:g}], "
-                  f"best so far f({best_x:g}) = {best_f:.6g}")
+            print(
+                f"round {r}: {POINTS} points over [{xs[0]:g}, {xs[-1]:g}], "
+                f"best so far f({best_x:g}) = {best_f:.6g}"
+            )
             centre, half_width = best_x, 2 * half_width / (POINTS - 1)  # one grid step
 
         await (out / "search.json").write_text(json.dumps(history, indent=1))
         # a follow-up job after every round: the summary, by a job rather than by us
         summary = Jobs().add(
-            name="summary", script=f'echo "best x = {best_x:g}, f = {best_f:.6g}"',
-            stdout="summary.txt", after=[f"round{r}" for r in range(ROUNDS)])
+            name="summary",
+            script=f'echo "best x = {best_x:g}, f = {best_f:.6g}"',
+            stdout="summary.txt",
+            after=[f"round{r}" for r in range(ROUNDS)],
+        )
         await pilot.wait4(await pilot.submit(summary))
         info = (await pilot.info("round0", with_childs=True))["round0"]
-        print("round0 per iteration:", ", ".join(
-            f"{c.iteration}:{c.state.value}" for c in info.childs or ()))
+        print(
+            "round0 per iteration:",
+            ", ".join(f"{c.iteration}:{c.state.value}" for c in info.childs or ()),
+        )
         print("all jobs:", {n: s.value for n, s in (await pilot.list()).items()})
     print((await (out / "summary.txt").read_text()).strip())
     return 0

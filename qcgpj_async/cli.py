@@ -43,35 +43,66 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run many small jobs inside one allocation (QCG-PilotJob compatible).",
     )
     p.add_argument("--version", action="version", version=f"qcgpj_async {__version__}")
-    p.add_argument("--file", action="store_true",
-                   help="enable the file interface (implied by --file-path; alone, the "
-                   "request file is qcg_pm_reqs.json, as the original's default)")
+    p.add_argument(
+        "--file",
+        action="store_true",
+        help="enable the file interface (implied by --file-path; alone, the "
+        "request file is qcg_pm_reqs.json, as the original's default)",
+    )
     p.add_argument("--file-path", help="the request file: a JSON list of requests, run in order")
-    p.add_argument("--wd", help="working directory of the service (default: the current "
-                   "directory; with --resume, the resumed run's)")
-    p.add_argument("--nodes", help='resources: "[name:]cores,..." e.g. "4" or "n1:4,n2:4" '
-                   "(default: discovered, see --resources)")
-    p.add_argument("--resources", default="auto", choices=("auto", "local", "slurm"),
-                   help="where resources come from: auto (Slurm inside an allocation, else "
-                   "this host), local, slurm")
-    p.add_argument("--envschema", default="auto", help="job environment schema (auto, slurm, "
-                   "common); accepted for compatibility: jobs always get the QCG_PM_* set, and "
-                   "the SLURM_* set under the srun executor")
-    p.add_argument("--report-format", default="json", choices=("json", "text", "none"),
-                   help="format of jobs.report (default: json)")
+    p.add_argument(
+        "--wd",
+        help="working directory of the service (default: the current "
+        "directory; with --resume, the resumed run's)",
+    )
+    p.add_argument(
+        "--nodes",
+        help='resources: "[name:]cores,..." e.g. "4" or "n1:4,n2:4" '
+        "(default: discovered, see --resources)",
+    )
+    p.add_argument(
+        "--resources",
+        default="auto",
+        choices=("auto", "local", "slurm"),
+        help="where resources come from: auto (Slurm inside an allocation, else "
+        "this host), local, slurm",
+    )
+    p.add_argument(
+        "--envschema",
+        default="auto",
+        help="job environment schema (auto, slurm, "
+        "common); accepted for compatibility: jobs always get the QCG_PM_* set, and "
+        "the SLURM_* set under the srun executor",
+    )
+    p.add_argument(
+        "--report-format",
+        default="json",
+        choices=("json", "text", "none"),
+        help="format of jobs.report (default: json)",
+    )
     p.add_argument("--report-file", default="jobs.report", help="name of the job report file")
     p.add_argument("--log", default="info", choices=LOG_LEVELS, help="level of service.log")
-    p.add_argument("--system-core", action="store_true",
-                   help="reserve one core (core 0 of the first node) for the service")
-    p.add_argument("--show-progress", action="store_true",
-                   help="a live progress line on stderr")
+    p.add_argument(
+        "--system-core",
+        action="store_true",
+        help="reserve one core (core 0 of the first node) for the service",
+    )
+    p.add_argument("--show-progress", action="store_true", help="a live progress line on stderr")
     p.add_argument("--id", help="instance id (the service directory is .qcgpjm-service-<id>)")
-    p.add_argument("--resume", metavar="DIR",
-                   help="go on from a previous run: DIR is its service directory, or a working "
-                   "directory holding several (the newest is taken); jobs that ended keep their "
-                   "state and are not run again, the others run (--file-path is optional)")
-    p.add_argument("--kill-grace", type=_seconds, default=10.0, metavar="SECONDS",
-                   help="seconds between SIGTERM and SIGKILL when a job is stopped (default 10)")
+    p.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="go on from a previous run: DIR is its service directory, or a working "
+        "directory holding several (the newest is taken); jobs that ended keep their "
+        "state and are not run again, the others run (--file-path is optional)",
+    )
+    p.add_argument(
+        "--kill-grace",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between SIGTERM and SIGKILL when a job is stopped (default 10)",
+    )
     _add_net_args(p)
     return p
 
@@ -128,8 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run(_batch, args)
 
 
-def _run(run: Callable[[argparse.Namespace, list[object] | None], Awaitable[int]],
-         args: argparse.Namespace) -> int:
+def _run(
+    run: Callable[[argparse.Namespace, list[object] | None], Awaitable[int]],
+    args: argparse.Namespace,
+) -> int:
     """Read --file-path (None without one), then ``run`` it under :func:`_stoppable`.
 
     Batch and --net mode alike: a bad request file or a :class:`QcgpjError`
@@ -165,8 +198,11 @@ class _Stop:
         self.signum: int | None = None
 
 
-async def _stoppable(run: Callable[[argparse.Namespace, Any], Awaitable[int]],
-                     args: argparse.Namespace, requests: Any) -> int:
+async def _stoppable(
+    run: Callable[[argparse.Namespace, Any], Awaitable[int]],
+    args: argparse.Namespace,
+    requests: Any,
+) -> int:
     """``run`` (batch or --net), stopped by SIGINT or SIGTERM (Ctrl-C, Slurm's time limit, scancel).
 
     The first signal cancels the run: no more requests are taken, and leaving
@@ -191,14 +227,14 @@ async def _stoppable(run: Callable[[argparse.Namespace, Any], Awaitable[int]],
         raise failure
     if code is None or service.cancelled_caught:
         signum = stop.signum or signal.SIGTERM
-        _err(f"{'interrupted' if signum == signal.SIGINT else 'terminated'}: "
-             "every job was stopped")
+        _err(f"{'interrupted' if signum == signal.SIGINT else 'terminated'}: every job was stopped")
         return 128 + signum
     return code
 
 
-async def _watch_signals(signals: AsyncIterator[int], service: anyio.CancelScope,
-                         stop: _Stop) -> None:
+async def _watch_signals(
+    signals: AsyncIterator[int], service: anyio.CancelScope, stop: _Stop
+) -> None:
     async for signum in signals:
         if stop.signum is None:
             stop.signum = signum
@@ -212,10 +248,16 @@ def _make_pilot(args: argparse.Namespace) -> Pilot:
     from .runtime import Pilot
 
     pilot = Pilot(
-        nodes=args.nodes, wd=args.wd, system_core=args.system_core,
-        report_format=args.report_format, report_file=args.report_file,
-        instance_id=args.id, resources=args.resources, log_level=args.log,
-        kill_grace=args.kill_grace, resume=args.resume,
+        nodes=args.nodes,
+        wd=args.wd,
+        system_core=args.system_core,
+        report_format=args.report_format,
+        report_file=args.report_file,
+        instance_id=args.id,
+        resources=args.resources,
+        log_level=args.log,
+        kill_grace=args.kill_grace,
+        resume=args.resume,
     )
     stop = getattr(args, "stop", None)
     if isinstance(stop, _Stop):
@@ -249,8 +291,9 @@ async def _batch(args: argparse.Namespace, requests: list[object] | None) -> int
 
 async def _stop_unfinished(pilot: Pilot) -> None:
     """Cancel every job that has not ended (after a ``finish`` request)."""
-    await pilot.cancel([n for n, j in pilot.engine.jobs.items()
-                        if not j.state.is_final and not j.canceled])
+    await pilot.cancel(
+        [n for n, j in pilot.engine.jobs.items() if not j.state.is_final and not j.canceled]
+    )
 
 
 def _exit_code(pilot: Pilot, run: FileRun) -> int:
@@ -269,8 +312,11 @@ def _summary(pilot: object) -> str:
     c = pilot.engine.job_counts
     total = sum(c.values())
     parts = [f"{c[JobState.SUCCEED]} succeeded"]
-    for state, word in ((JobState.FAILED, "failed"), (JobState.OMITTED, "omitted"),
-                        (JobState.CANCELED, "cancelled")):
+    for state, word in (
+        (JobState.FAILED, "failed"),
+        (JobState.OMITTED, "omitted"),
+        (JobState.CANCELED, "cancelled"),
+    ):
         if c[state]:
             parts.append(f"{c[state]} {word}")
     where = "none"
@@ -293,8 +339,10 @@ def _progress_line(pilot: object, out: TextIO, t0: float, final: bool = False) -
     rate = done / elapsed
     left = total - done
     eta = f"{int(left / rate // 60)}:{int(left / rate % 60):02d}" if rate > 0 and left else "-"
-    line = (f"done {done}/{total} ({failed} failed), running {c[JobState.EXECUTING]}, "
-            f"queued {c[JobState.QUEUED] + c[JobState.SCHEDULED]}, {rate:.0f} jobs/s, ETA {eta}")
+    line = (
+        f"done {done}/{total} ({failed} failed), running {c[JobState.EXECUTING]}, "
+        f"queued {c[JobState.QUEUED] + c[JobState.SCHEDULED]}, {rate:.0f} jobs/s, ETA {eta}"
+    )
     if out.isatty():
         out.write("\r\x1b[2K" + line + ("\n" if final else ""))
     else:
@@ -322,27 +370,56 @@ async def _progress(pilot: object, out: TextIO, t0: float) -> None:
 
 def _add_net_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("network interface (ZMQ; needs the [zmq] extra)")
-    g.add_argument("--net", action="store_true",
-                   help="serve the ZMQ interface until a finish request or a signal")
-    g.add_argument("--net-port", type=int, help="port of the request socket (implies --net; "
-                   "default: random in --net-port-min..--net-port-max)")
-    g.add_argument("--net-pub-port", type=int,
-                   help="port of the event publisher (implies --net; default: random)")
-    g.add_argument("--net-port-min", type=int, help="lowest random port (implies --net; "
-                   "default 2222)")
-    g.add_argument("--net-port-max", type=int, help="end of the random port range "
-                   "(implies --net; default 9999)")
-    g.add_argument("--net-linger", type=_seconds, default=1.0, metavar="SECONDS",
-                   help="after the end (a finish request, or finishAfterAllTasksDone with "
-                   "every job ended), keep answering requests this long, so that a client's "
-                   "last status or wait4all gets its answer (default 1; new submits are refused)")
-    g.add_argument("--net-bind", metavar="ADDR", help="interface to bind (implies --net; "
-                   "default 127.0.0.1; '*' for all, then this host's address is advertised)")
+    g.add_argument(
+        "--net",
+        action="store_true",
+        help="serve the ZMQ interface until a finish request or a signal",
+    )
+    g.add_argument(
+        "--net-port",
+        type=int,
+        help="port of the request socket (implies --net; "
+        "default: random in --net-port-min..--net-port-max)",
+    )
+    g.add_argument(
+        "--net-pub-port",
+        type=int,
+        help="port of the event publisher (implies --net; default: random)",
+    )
+    g.add_argument(
+        "--net-port-min", type=int, help="lowest random port (implies --net; default 2222)"
+    )
+    g.add_argument(
+        "--net-port-max",
+        type=int,
+        help="end of the random port range (implies --net; default 9999)",
+    )
+    g.add_argument(
+        "--net-linger",
+        type=_seconds,
+        default=1.0,
+        metavar="SECONDS",
+        help="after the end (a finish request, or finishAfterAllTasksDone with "
+        "every job ended), keep answering requests this long, so that a client's "
+        "last status or wait4all gets its answer (default 1; new submits are refused)",
+    )
+    g.add_argument(
+        "--net-bind",
+        metavar="ADDR",
+        help="interface to bind (implies --net; "
+        "default 127.0.0.1; '*' for all, then this host's address is advertised)",
+    )
 
 
 def _net_enabled(args: argparse.Namespace) -> bool:
-    return bool(args.net or args.net_port or args.net_pub_port or args.net_port_min
-                or args.net_port_max or args.net_bind)
+    return bool(
+        args.net
+        or args.net_port
+        or args.net_pub_port
+        or args.net_port_min
+        or args.net_port_max
+        or args.net_bind
+    )
 
 
 def _net_main(args: argparse.Namespace) -> int:
@@ -365,12 +442,20 @@ async def _net(args: argparse.Namespace, requests: list[object] | None) -> int:
         t0 = time.monotonic()
         assert pilot.service is not None
         protocol = Protocol(pilot, log=pilot.service.log)
-        server = serve_zmq(pilot, host=args.net_bind or "127.0.0.1", port=args.net_port,
-                           pub_port=args.net_pub_port, port_min=args.net_port_min or 2222,
-                           port_max=args.net_port_max or 9999, protocol=protocol)
+        server = serve_zmq(
+            pilot,
+            host=args.net_bind or "127.0.0.1",
+            port=args.net_port,
+            pub_port=args.net_pub_port,
+            port_min=args.net_port_min or 2222,
+            port_max=args.net_port_max or 9999,
+            protocol=protocol,
+        )
         async with server, anyio.create_task_group() as tg:
-            _err(f"serving at {server.address} (events at {server.publisher}); "
-                 f"address in {os.path.join(pilot.service.path, 'address')}")
+            _err(
+                f"serving at {server.address} (events at {server.publisher}); "
+                f"address in {os.path.join(pilot.service.path, 'address')}"
+            )
             if args.show_progress:
                 tg.start_soon(_progress, pilot, sys.stderr, t0)
             if requests is not None:

@@ -22,11 +22,14 @@ finally:
 
 def _variants(order: list[str]) -> dict[str, Callable[[], Measurement]]:
     """Three stand-in tools that note when they ran; their wall time is their turn (1, 2, ...)."""
+
     def make(name: str) -> Callable[[], Measurement]:
         def run() -> Measurement:
             order.append(name)
             return Measurement(wall_s=float(len(order)), returncode=0)
+
         return run
+
     return {n: make(n) for n in ("orig", "ours", "xargs")}
 
 
@@ -78,9 +81,7 @@ def test_a_failing_run_keeps_its_exit_code_and_stderr() -> None:
 
 
 def test_proc_stat_splits_busy_from_idle() -> None:
-    text = ("cpu  100 5 40 900 10 3 2 1 0 0\n"
-            "cpu0 50 2 20 450 5 1 1 0 0 0\n"
-            "intr 12345\n")
+    text = "cpu  100 5 40 900 10 3 2 1 0 0\ncpu0 50 2 20 450 5 1 1 0 0 0\nintr 12345\n"
     # busy: user + nice + system + irq + softirq + steal; idle: idle + iowait
     assert proc_stat_cpu(text) == (100 + 5 + 40 + 3 + 2 + 1, 900 + 10)
     with pytest.raises(ValueError, match="no 'cpu' line"):
@@ -88,11 +89,16 @@ def test_proc_stat_splits_busy_from_idle() -> None:
 
 
 def test_halt_poll_ratios_pair_rounds_and_skip_failed_ones() -> None:
-    ref = [Measurement(wall_s=2.0, returncode=0), Measurement(wall_s=3.0, returncode=0),
-           Measurement(wall_s=2.5, returncode=0)]
-    tool = [Measurement(wall_s=2.5, returncode=0), Measurement(wall_s=1.0, returncode=1,
-                                                               error="exit 1"),
-            Measurement(wall_s=2.5, returncode=0)]
+    ref = [
+        Measurement(wall_s=2.0, returncode=0),
+        Measurement(wall_s=3.0, returncode=0),
+        Measurement(wall_s=2.5, returncode=0),
+    ]
+    tool = [
+        Measurement(wall_s=2.5, returncode=0),
+        Measurement(wall_s=1.0, returncode=1, error="exit 1"),
+        Measurement(wall_s=2.5, returncode=0),
+    ]
     assert round_ratios(ref, tool) == [0.8, 1.0]
 
 

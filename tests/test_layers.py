@@ -17,8 +17,21 @@ ALLOWED = {
     "runtime": {"runtime", "executors", "engine", "model"},
     "adapters": {"adapters", "runtime", "executors", "engine", "model"},
 }
-ENGINE_FORBIDDEN = {"anyio", "asyncio", "trio", "time", "os", "subprocess", "socket", "signal",
-                    "datetime", "threading", "pathlib", "io", "shutil"}
+ENGINE_FORBIDDEN = {
+    "anyio",
+    "asyncio",
+    "trio",
+    "time",
+    "os",
+    "subprocess",
+    "socket",
+    "signal",
+    "datetime",
+    "threading",
+    "pathlib",
+    "io",
+    "shutil",
+}
 
 
 def layer_of(path: Path) -> str:

@@ -103,10 +103,17 @@ class Client:
         poll_interval: seconds between safety polls while waiting on events.
     """
 
-    def __init__(self, address: str | None = None, *, timeout: float | None = None,
-                 connect_timeout: float | None = 30.0, poll_interval: float = 30.0) -> None:
-        self.address = _parse_address(address or os.environ.get(ADDRESS_ENV)
-                                      or "tcp://127.0.0.1:5555")
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float | None = None,
+        connect_timeout: float | None = 30.0,
+        poll_interval: float = 30.0,
+    ) -> None:
+        self.address = _parse_address(
+            address or os.environ.get(ADDRESS_ENV) or "tcp://127.0.0.1:5555"
+        )
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.poll_interval = poll_interval
@@ -151,8 +158,9 @@ class Client:
             raise
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         assert self._tg is not None
         self._tg.cancel_scope.cancel()
         try:
@@ -197,8 +205,9 @@ class Client:
 
     # -- requests -------------------------------------------------------------
 
-    async def request(self, request: Mapping[str, Any],
-                      timeout: float | None = None) -> dict[str, Any]:
+    async def request(
+        self, request: Mapping[str, Any], timeout: float | None = None
+    ) -> dict[str, Any]:
         """Send one request; return the reply dict as it came (``code`` 0 or not).
 
         Raises:
@@ -230,8 +239,9 @@ class Client:
 
     # -- the Pilot's calls ----------------------------------------------------
 
-    async def submit(self, jobs: Jobs | JobSpec | Mapping[str, Any]
-                     | Iterable[JobSpec | Mapping[str, Any]]) -> list[str]:
+    async def submit(
+        self, jobs: Jobs | JobSpec | Mapping[str, Any] | Iterable[JobSpec | Mapping[str, Any]]
+    ) -> list[str]:
         """Submit jobs (all or none); returns their names.
 
         Raises:
@@ -270,8 +280,9 @@ class Client:
             out[n] = JobState(entry["data"]["status"])
         return out
 
-    async def info(self, names: str | Iterable[str],
-                   with_childs: bool = False) -> dict[str, dict[str, Any]]:
+    async def info(
+        self, names: str | Iterable[str], with_childs: bool = False
+    ) -> dict[str, dict[str, Any]]:
         """The original's ``jobInfo`` data of each job (with its iterations' if asked).
 
         Raises:
@@ -325,8 +336,7 @@ class Client:
     async def resources(self) -> ResourcesInfo:
         """Nodes and cores of the service: total, used, free."""
         d = await self._call({"request": "resourcesInfo"})
-        return ResourcesInfo(d["total_nodes"], d["total_cores"], d["used_cores"],
-                             d["free_cores"])
+        return ResourcesInfo(d["total_nodes"], d["total_cores"], d["used_cores"], d["free_cores"])
 
     async def service_status(self) -> dict[str, Any]:
         """The ``status`` data (System, Resources, JobStats, IterationStats)."""
@@ -345,8 +355,9 @@ class Client:
             return await events.receive()
         return None
 
-    async def wait4(self, names: str | Iterable[str],
-                    timeout: float | None = None) -> dict[str, JobState]:
+    async def wait4(
+        self, names: str | Iterable[str], timeout: float | None = None
+    ) -> dict[str, JobState]:
         """Wait until the jobs (or iterations ``name:it``) have ended.
 
         Returns:
@@ -402,8 +413,9 @@ class Client:
         except TimeoutError:
             raise PilotTimeoutError(f"timeout ({timeout} s) waiting for all jobs") from None
 
-    async def wait4_any(self, names: str | Iterable[str] | None = None,
-                        timeout: float | None = None) -> tuple[str, JobState]:
+    async def wait4_any(
+        self, names: str | Iterable[str] | None = None, timeout: float | None = None
+    ) -> tuple[str, JobState]:
         """Wait until one of the jobs (any job when ``names`` is None) ends.
 
         A job that has already ended counts at once.

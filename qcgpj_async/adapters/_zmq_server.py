@@ -51,8 +51,9 @@ def _decode(frames: list[bytes], max_message: int) -> object:
         raise _BadFrame(f"Invalid request: one frame per request, got {len(frames)}")
     frame = frames[0]
     if len(frame) > max_message:
-        raise _BadFrame(f"Invalid request: {len(frame)} bytes, more than the limit "
-                        f"of {max_message} bytes")
+        raise _BadFrame(
+            f"Invalid request: {len(frame)} bytes, more than the limit of {max_message} bytes"
+        )
     try:
         return json.loads(frame.decode("utf-8"))
     except UnicodeDecodeError:
@@ -68,8 +69,9 @@ def _endpoint(host: str, port: int | None = None) -> str:
     return f"tcp://{host}" if port is None else f"tcp://{host}:{port}"
 
 
-def _bind(sock: zmq.Socket[bytes], host: str, port: int | None, port_min: int,
-          port_max: int) -> str:
+def _bind(
+    sock: zmq.Socket[bytes], host: str, port: int | None, port_min: int, port_max: int
+) -> str:
     if ":" in host.strip("[]"):
         sock.setsockopt(zmq.IPV6, 1)
     try:
@@ -107,9 +109,18 @@ class ZmqServer:
             events tell the owner when a client asked the service to end.
     """
 
-    def __init__(self, pilot: Pilot, *, host: str = "127.0.0.1", port: int | None = None,
-                 pub_port: int | None = None, port_min: int = 2222, port_max: int = 9999,
-                 protocol: Protocol | None = None, max_message: int = MAX_MESSAGE) -> None:
+    def __init__(
+        self,
+        pilot: Pilot,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        pub_port: int | None = None,
+        port_min: int = 2222,
+        port_max: int = 9999,
+        protocol: Protocol | None = None,
+        max_message: int = MAX_MESSAGE,
+    ) -> None:
         self.pilot = pilot
         self.host = host
         self.port = port
@@ -118,7 +129,8 @@ class ZmqServer:
         self.port_max = port_max
         self.max_message = max_message
         self.protocol = protocol or Protocol(
-            pilot, log=pilot.service.log if pilot.service is not None else None)
+            pilot, log=pilot.service.log if pilot.service is not None else None
+        )
         self.address = ""
         self.publisher = ""
         self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
@@ -164,8 +176,9 @@ class ZmqServer:
         log.info("zmq interface at %s, publisher at %s", self.address, self.publisher)
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         assert self._tg is not None
         self._tg.cancel_scope.cancel()
         try:
@@ -219,8 +232,7 @@ class ZmqServer:
                 with anyio.move_on_after(10):
                     await _zmq_io.send(rep, data)
 
-    async def _publish(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-                       ) -> None:
+    async def _publish(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         pub = self._pub
         assert pub is not None
         pilot = self.pilot
@@ -238,8 +250,9 @@ class ZmqServer:
                 for ev in events.drain():
                     self._publish_one(pub, manager, active, ev)
 
-    def _publish_one(self, pub: zmq.Socket[bytes], manager: str, active: set[str],
-                     ev: StateChanged) -> None:
+    def _publish_one(
+        self, pub: zmq.Socket[bytes], manager: str, active: set[str], ev: StateChanged
+    ) -> None:
         state = ev.state.value
         final = ev.state in FINAL_STATES
         if ev.iteration is None:
@@ -265,9 +278,17 @@ class ZmqServer:
                 pub.send(_event("IFI", data), zmq.NOBLOCK)
 
 
-def serve_zmq(pilot: Pilot, *, host: str = "127.0.0.1", port: int | None = None,
-              pub_port: int | None = None, port_min: int = 2222, port_max: int = 9999,
-              protocol: Protocol | None = None, max_message: int = MAX_MESSAGE) -> ZmqServer:
+def serve_zmq(
+    pilot: Pilot,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    pub_port: int | None = None,
+    port_min: int = 2222,
+    port_max: int = 9999,
+    protocol: Protocol | None = None,
+    max_message: int = MAX_MESSAGE,
+) -> ZmqServer:
     """Serve the original's ZMQ interface of a running pilot::
 
         async with Pilot(nodes="4") as pilot, serve_zmq(pilot) as server:
@@ -291,5 +312,13 @@ def serve_zmq(pilot: Pilot, *, host: str = "127.0.0.1", port: int | None = None,
     Raises:
         ZmqBindError: (on entry) a port is taken or the host is not an address here.
     """
-    return ZmqServer(pilot, host=host, port=port, pub_port=pub_port, port_min=port_min,
-                     port_max=port_max, protocol=protocol, max_message=max_message)
+    return ZmqServer(
+        pilot,
+        host=host,
+        port=port,
+        pub_port=pub_port,
+        port_min=port_min,
+        port_max=port_max,
+        protocol=protocol,
+        max_message=max_message,
+    )

@@ -40,8 +40,7 @@ def load_requests(path: str | os.PathLike[str]) -> list[Any]:
     except OSError as e:
         raise RequestFileError(f"request file {name!r}: {e.strerror}") from None
     except UnicodeDecodeError as e:
-        raise RequestFileError(f"request file {name!r}: not UTF-8 text (byte {e.start})"
-                               ) from None
+        raise RequestFileError(f"request file {name!r}: not UTF-8 text (byte {e.start})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -68,8 +67,9 @@ class FileRun:
     finish: bool = False  # a ``finish`` request stopped the run
 
 
-async def run_requests(protocol: Protocol, requests: list[Any],
-                       report: Callable[[str], None]) -> FileRun:
+async def run_requests(
+    protocol: Protocol, requests: list[Any], report: Callable[[str], None]
+) -> FileRun:
     """Process requests in order until the list ends or a ``finish`` request.
 
     Args:

@@ -67,8 +67,14 @@ class Protocol:
         log: where replies to rejected requests are logged.
     """
 
-    def __init__(self, pilot: Pilot, *, zmq_address: str | None = None,
-                 publisher: str | None = None, log: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        pilot: Pilot,
+        *,
+        zmq_address: str | None = None,
+        publisher: str | None = None,
+        log: logging.Logger | None = None,
+    ) -> None:
         self.pilot = pilot
         self.zmq_address = zmq_address
         self.publisher = publisher
@@ -211,8 +217,9 @@ class Protocol:
         if isinstance(options, dict) and options.get("allJobsFinished"):
             done = all(j.state in FINAL_STATES for j in self.pilot.engine.jobs.values())
             return ok_reply({"AllJobsFinished": done})
-        return ok_reply(self.pilot.service_status(zmq_address=self.zmq_address,
-                                                  publisher=self.publisher))
+        return ok_reply(
+            self.pilot.service_status(zmq_address=self.zmq_address, publisher=self.publisher)
+        )
 
     async def _control(self, request: dict[str, Any]) -> Reply:
         command = request.get("command")
@@ -220,8 +227,9 @@ class Protocol:
             return invalid_reply("Wrong control request - missing command")
         if not isinstance(command, str):
             # Never format it: a deeply nested list has no repr (RecursionError).
-            return invalid_reply("Wrong control request - command: expected a string, got "
-                                 f"{type(command).__name__}")
+            return invalid_reply(
+                f"Wrong control request - command: expected a string, got {type(command).__name__}"
+            )
         if command != "finishAfterAllTasksDone":
             return invalid_reply(f'Wrong control request - unknown command "{command}"')
         if self.finishing:
@@ -236,5 +244,7 @@ class Protocol:
         return ok_reply({"when": "0s"})
 
     async def _governor_only(self, request: dict[str, Any]) -> Reply:
-        return error_reply(f"Invalid request: {request['request']} is for a governor manager; "
-                           "this is a plain manager")
+        return error_reply(
+            f"Invalid request: {request['request']} is for a governor manager; "
+            "this is a plain manager"
+        )

@@ -27,9 +27,7 @@ from __future__ import annotations
 try:
     import zmq  # noqa: F401
 except ImportError as e:  # pragma: no cover - exercised without pyzmq installed
-    raise ImportError(
-        "qcgpj_async.adapters.zmq needs pyzmq: pip install 'qcgpj_async[zmq]'"
-    ) from e
+    raise ImportError("qcgpj_async.adapters.zmq needs pyzmq: pip install 'qcgpj_async[zmq]'") from e
 
 from ._zmq_client import Client, RequestError
 from ._zmq_io import ADDRESS_ENV

@@ -48,8 +48,13 @@ def exit_message(code: int) -> str:
 
 # SharedParts makes JobSpecs field by field: it must know every field.
 assert tuple(f.name for f in attrs.fields(JobSpec)) == (
-    "name", "execution", "resources", "iteration", "dependencies", "attributes"), \
-    "JobSpec changed: update SharedParts.share"
+    "name",
+    "execution",
+    "resources",
+    "iteration",
+    "dependencies",
+    "attributes",
+), "JobSpec changed: update SharedParts.share"
 
 
 class SharedParts:
@@ -80,8 +85,9 @@ class SharedParts:
         if res is not last_res and res == last_res:
             res = last_res
         if ex is not spec.execution or res is not spec.resources:
-            job.spec = JobSpec(spec.name, ex, res, spec.iteration, spec.dependencies,
-                               spec.attributes)
+            job.spec = JobSpec(
+                spec.name, ex, res, spec.iteration, spec.dependencies, spec.attributes
+            )
         self.execution, self.resources = ex, res
 
 
@@ -112,9 +118,19 @@ class RunTable(Mapping[int | None, Run]):
         "_times",
     )
 
-    def __init__(self, job: Job, keys: array[int], order: array[int] | None, ints: array[int],
-                 times: array[float], states: bytes, hist: bytes, hoff: array[int],
-                 refs: list[Any], rare: dict[int, tuple[str | None, str | None]]) -> None:
+    def __init__(
+        self,
+        job: Job,
+        keys: array[int],
+        order: array[int] | None,
+        ints: array[int],
+        times: array[float],
+        states: bytes,
+        hist: bytes,
+        hoff: array[int],
+        refs: list[Any],
+        rare: dict[int, tuple[str | None, str | None]],
+    ) -> None:
         """Use :meth:`of`."""
         self._job = job
         self._keys = keys  # iteration indexes, ascending
@@ -142,12 +158,22 @@ class RunTable(Mapping[int | None, Run]):
         at = 0
         for pos, r in enumerate(by_index):
             h = r.packed_history
-            if (h is None or r.started != r.started or r.finished is None
-                    or r.finished != r.finished or _NONE_INT in (r.pid, r.exit_code)):
+            if (
+                h is None
+                or r.started != r.started
+                or r.finished is None
+                or r.finished != r.finished
+                or _NONE_INT in (r.pid, r.exit_code)
+            ):
                 return None  # values the columns cannot tell apart from None
             try:
-                ints.extend((r.id, _NONE_INT if r.pid is None else r.pid,
-                             _NONE_INT if r.exit_code is None else r.exit_code))
+                ints.extend(
+                    (
+                        r.id,
+                        _NONE_INT if r.pid is None else r.pid,
+                        _NONE_INT if r.exit_code is None else r.exit_code,
+                    )
+                )
             except (OverflowError, TypeError):
                 return None
             keys.append(r.index)  # type: ignore[arg-type]
@@ -169,12 +195,22 @@ class RunTable(Mapping[int | None, Run]):
         i, t, refs, ints, times = 3 * pos, 2 * pos, self._refs, self._ints, self._times
         pid, code, started = ints[i + 1], ints[i + 2], times[t]
         message, reason = self._rare.get(pos, _NO_RARE)
-        return Run(ints[i], self._job, self._keys[pos], refs[i], STATES[self._states[pos]],
-                   self._hist[self._hoff[pos]:self._hoff[pos + 1]],
-                   None if pid == _NONE_INT else pid,
-                   None if code == _NONE_INT else code, message,
-                   None if started != started else started, times[t + 1], reason,
-                   refs[i + 1], refs[i + 2])
+        return Run(
+            ints[i],
+            self._job,
+            self._keys[pos],
+            refs[i],
+            STATES[self._states[pos]],
+            self._hist[self._hoff[pos] : self._hoff[pos + 1]],
+            None if pid == _NONE_INT else pid,
+            None if code == _NONE_INT else code,
+            message,
+            None if started != started else started,
+            times[t + 1],
+            reason,
+            refs[i + 1],
+            refs[i + 2],
+        )
 
     def _positions(self) -> Iterable[int]:
         """Every run's position, in the order the runs started."""

@@ -112,9 +112,12 @@ class Engine:
         self._schedule(now)
         return self._drain()
 
-    def restore(self, specs: Sequence[JobSpec],
-                outcomes: Mapping[str, Mapping[int | None, Outcome]],
-                now: float) -> list[Instruction]:
+    def restore(
+        self,
+        specs: Sequence[JobSpec],
+        outcomes: Mapping[str, Mapping[int | None, Outcome]],
+        now: float,
+    ) -> list[Instruction]:
         """Accept a batch of jobs that a previous run had partly done (resume).
 
         Like :meth:`submit`, but ``outcomes[name]`` says how the job (key None)
@@ -151,7 +154,11 @@ class Engine:
         return self._drain()
 
     def exited(
-        self, run_id: int, exit_code: int, now: float, message: str | None = None,
+        self,
+        run_id: int,
+        exit_code: int,
+        now: float,
+        message: str | None = None,
         successors: Sequence[int] | None = None,
     ) -> list[Instruction]:
         """A launched iteration ended (or could not start: pass a message).
@@ -307,8 +314,11 @@ class Engine:
         cancelled or omitted while waiting for other dependencies)."""
         for dep in job.spec.dependencies.after if job.spec.dependencies else ():
             name, index, _ = parse_dep(dep)
-            lists = (self._waiters.get(name), self._paired_waiters.get(name),
-                     (self._it_waiters.get(name) or {}).get(index) if index is not None else None)
+            lists = (
+                self._waiters.get(name),
+                self._paired_waiters.get(name),
+                (self._it_waiters.get(name) or {}).get(index) if index is not None else None,
+            )
             for lst in lists:
                 if lst is not None:
                     lst[:] = [w for w in lst if w is not job]
@@ -394,14 +404,19 @@ class Engine:
             it = spec.iteration
             if it is not None and it.stop - it.start > MAX_ITERATIONS:
                 # one byte of state per iteration, allocated at the first launch
-                problems.append(f"job {spec.name!r}: iteration: {it.stop - it.start} "
-                                f"iterations, more than {MAX_ITERATIONS} in one job")
+                problems.append(
+                    f"job {spec.name!r}: iteration: {it.stop - it.start} "
+                    f"iterations, more than {MAX_ITERATIONS} in one job"
+                )
             batch[spec.name] = spec
         out = []
         for spec in specs:
             prefix = f"job {spec.name!r}"
-            if problems and spec.iteration is not None and (
-                    spec.iteration.stop - spec.iteration.start > MAX_ITERATIONS):
+            if (
+                problems
+                and spec.iteration is not None
+                and (spec.iteration.stop - spec.iteration.start > MAX_ITERATIONS)
+            ):
                 continue
             req, sched = None, None
             try:
@@ -413,10 +428,10 @@ class Engine:
                 crs = spec.resources.node_crs
                 missing = set(crs) - self.pool.consumables if crs else None
                 if missing:
-                    problems.append(f"{prefix}: resources.nodeCrs: no node has "
-                                    f"{', '.join(sorted(missing))}")
-                elif not self._can_ever_fit(req if req is not None
-                                            else sched_min_req(spec)):
+                    problems.append(
+                        f"{prefix}: resources.nodeCrs: no node has {', '.join(sorted(missing))}"
+                    )
+                elif not self._can_ever_fit(req if req is not None else sched_min_req(spec)):
                     problems.append(f"Not enough resources for job {spec.name}")
             deps = []
             for dep in spec.dependencies.after if spec.dependencies else ():
@@ -428,17 +443,22 @@ class Engine:
                 if index is not None or paired:
                     it = target.iteration
                     if it is None:
-                        problems.append(f"{prefix}: dependencies.after: {dep!r}: job {name!r} "
-                                        "has no iterations")
+                        problems.append(
+                            f"{prefix}: dependencies.after: {dep!r}: job {name!r} has no iterations"
+                        )
                         continue
                     if index is not None and not it.start <= index < it.stop:
-                        problems.append(f"{prefix}: dependencies.after: {dep!r}: job {name!r} "
-                                        f"has no iteration {index}")
+                        problems.append(
+                            f"{prefix}: dependencies.after: {dep!r}: job {name!r} "
+                            f"has no iteration {index}"
+                        )
                         continue
                     mine = spec.iteration
                     if paired and (mine is None or mine.start < it.start or mine.stop > it.stop):
-                        problems.append(f"{prefix}: dependencies.after: {dep!r}: needs iterations "
-                                        f"within {name!r}'s {it.start}..{it.stop - 1}")
+                        problems.append(
+                            f"{prefix}: dependencies.after: {dep!r}: needs iterations "
+                            f"within {name!r}'s {it.start}..{it.stop - 1}"
+                        )
                         continue
                 deps.append((name, index, paired))
             out.append((spec, req, sched, deps))
@@ -447,8 +467,9 @@ class Engine:
             raise JobDescriptionError(problems)
         return out
 
-    def _requirement(self, spec: JobSpec,
-                     iterations: int | None = None) -> tuple[Requirement | None, Any]:
+    def _requirement(
+        self, spec: JobSpec, iterations: int | None = None
+    ) -> tuple[Requirement | None, Any]:
         r = spec.resources
         for count, nodes in ((r.num_cores, False), (r.num_nodes, True)):
             if count is not None and count.scheduler is not None:
@@ -476,8 +497,9 @@ class Engine:
         # lookup finds an identical key at once.
         return self._reqs.setdefault(req, req)
 
-    def _register(self, spec: JobSpec, req: Requirement | None, sched: Any,
-                  now: float, emit: bool = True) -> Job:
+    def _register(
+        self, spec: JobSpec, req: Requirement | None, sched: Any, now: float, emit: bool = True
+    ) -> Job:
         it = spec.iteration
         job = Job(spec.name, spec, self._seq, Q, bytearray(_pack(QCODE, now)), req)
         self._seq += 1
@@ -656,8 +678,7 @@ class Engine:
             return
         tell = self._has_iteration_dependants(job)
         emit = len(its) <= _EMIT_LIMIT
-        queued = ([job.start + i for i, c in enumerate(its) if c == QCODE]
-                  if tell or emit else [])
+        queued = [job.start + i for i, c in enumerate(its) if c == QCODE] if tell or emit else []
         its[:] = its.translate(_TO_CANCELED if state is CANCEL else _TO_OMITTED)
         job.done += n
         job.failed += n
@@ -711,8 +732,10 @@ class Engine:
             self._emit(job.name, index, OMIT, now)
             job.done += 1
             job.failed += 1
-            job.messages = [*(job.messages or ()), f"iteration {index}: dependency "
-                            f"{dep}:{index} ended {state.value}"]
+            job.messages = [
+                *(job.messages or ()),
+                f"iteration {index}: dependency {dep}:{index} ended {state.value}",
+            ]
             self._finished.append((job, (index,)))
             self._maybe_job_final(job, now)
 
@@ -930,4 +953,3 @@ class Engine:
         job = run.job
         if job.iterative and job.state is Q:
             self._job_state(job, S, now)
-

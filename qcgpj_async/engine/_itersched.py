@@ -61,8 +61,9 @@ def _share(total: int, k: int) -> Iterator[int]:
         yield each
 
 
-def plan(name: str, params: Mapping[str, Any], total: int, iterations: int,
-         pmin: int) -> Iterator[int]:
+def plan(
+    name: str, params: Mapping[str, Any], total: int, iterations: int, pmin: int
+) -> Iterator[int]:
     """The per-iteration amounts of scheduler ``name``; validates eagerly.
 
     Raises:

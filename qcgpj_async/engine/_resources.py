@@ -121,8 +121,9 @@ def parse_nodes(spec: str) -> list[tuple[str, int]]:
         raise JobDescriptionError([f"nodes: duplicate node name in {spec!r}"])
     total = sum(c for _, c in out)
     if total > MAX_CORES:  # each core has its slot in the pool's tables
-        raise JobDescriptionError([f"nodes: {total} cores in {spec!r}, more than the "
-                                   f"{MAX_CORES:,} one pilot manages"])
+        raise JobDescriptionError(
+            [f"nodes: {total} cores in {spec!r}, more than the {MAX_CORES:,} one pilot manages"]
+        )
     return out
 
 

@@ -32,8 +32,9 @@ _QCODE = _CODE[Q]
 _NOWHERE = Allocation(())
 
 
-def check_outcomes(specs: Sequence[JobSpec],
-                   outcomes: Mapping[str, Mapping[int | None, Outcome]]) -> None:
+def check_outcomes(
+    specs: Sequence[JobSpec], outcomes: Mapping[str, Mapping[int | None, Outcome]]
+) -> None:
     """Raise ValueError for an outcome of an unknown job or iteration, or a non-final one."""
     by_name = {s.name: s for s in specs}
     problems = []
@@ -54,9 +55,12 @@ def check_outcomes(specs: Sequence[JobSpec],
         raise ValueError("; ".join(problems))
 
 
-def restore(eng: Engine, specs: Sequence[JobSpec],
-            outcomes: Mapping[str, Mapping[int | None, Outcome]],
-            now: float) -> list[Instruction]:
+def restore(
+    eng: Engine,
+    specs: Sequence[JobSpec],
+    outcomes: Mapping[str, Mapping[int | None, Outcome]],
+    now: float,
+) -> list[Instruction]:
     """See :meth:`Engine.restore`."""
     check_outcomes(specs, outcomes)
     prepared = eng._check_batch(specs)
@@ -123,8 +127,17 @@ def _run(eng: Engine, job: Job, index: int | None, out: Outcome) -> None:
     """The record of a run that ended before this engine started (for info and reports)."""
     eng._run_id += 1
     history = None if index is None else ENTRY.pack(_CODE[out.state], out.time)
-    run = Run(eng._run_id, job, index, _NOWHERE, out.state, history,
-              exit_code=out.exit_code, message=out.message, finished=out.time)
+    run = Run(
+        eng._run_id,
+        job,
+        index,
+        _NOWHERE,
+        out.state,
+        history,
+        exit_code=out.exit_code,
+        message=out.message,
+        finished=out.time,
+    )
     job.add_run(run)
 
 

@@ -26,8 +26,11 @@ def requirement(spec: JobSpec, largest_node: int | None = None) -> Requirement:
     if nn is None:
         if nc is None:
             return Requirement(1, 1, None, None, crs)
-        if (spec.execution.model == "threads" and largest_node is not None
-                and nc.lower <= largest_node):  # one process: its cores on one node
+        if (
+            spec.execution.model == "threads"
+            and largest_node is not None
+            and nc.lower <= largest_node
+        ):  # one process: its cores on one node
             return Requirement(nc.lower, min(nc.upper or nc.lower, largest_node), 1, 1, crs)
         return Requirement(nc.lower, nc.upper or nc.lower, None, None, crs)
     nodes_hi = nn.upper or nn.lower
@@ -63,8 +66,7 @@ def find_cycles(batch: dict[str, JobSpec]) -> list[str]:
     graph: dict[str, list[str]] = {}
     for name, s in batch.items():
         if s.dependencies:
-            inside = [d for d in (a.partition(":")[0] for a in s.dependencies.after)
-                      if d in batch]
+            inside = [d for d in (a.partition(":")[0] for a in s.dependencies.after) if d in batch]
             if inside:
                 graph[name] = inside
     color = dict.fromkeys(batch, 0)
@@ -84,9 +86,8 @@ def find_cycles(batch: dict[str, JobSpec]) -> list[str]:
                 stack.append((node, i + 1))
                 nxt = edges[i]
                 if color[nxt] == 1:
-                    cyc = [*path[path.index(nxt):], nxt]
-                    found.append(f"job {nxt!r}: dependencies.after: cycle "
-                                 f"{' -> '.join(cyc)}")
+                    cyc = [*path[path.index(nxt) :], nxt]
+                    found.append(f"job {nxt!r}: dependencies.after: cycle {' -> '.join(cyc)}")
                 elif color[nxt] == 0:
                     stack.append((nxt, 0))
             else:

@@ -115,7 +115,7 @@ class Reader:
             length = HEADER.unpack_from(data, pos)[0]
             if size - pos - 4 < length:
                 break
-            out.append(marshal.loads(data[pos + 4:pos + 4 + length]))
+            out.append(marshal.loads(data[pos + 4 : pos + 4 + length]))
             pos += 4 + length
         self._rest = bytes(data[pos:])
         return out
@@ -169,14 +169,13 @@ class _Server:
             timeout = None
             if self.held:
                 waited = time.monotonic() - self.since
-                if (self.urgent or self.held >= BATCH or len(self.queue) < LOW
-                        or waited >= DELAY):
+                if self.urgent or self.held >= BATCH or len(self.queue) < LOW or waited >= DELAY:
                     self.held, self.urgent = 0, False
                 else:
                     timeout = DELAY - waited
             if self.out and not self.held:
                 try:  # noqa: SIM105 - contextlib costs the server's start 4 ms
-                    self.out = self.out[os.write(self.wfd, self.out):]
+                    self.out = self.out[os.write(self.wfd, self.out) :]
                 except BlockingIOError:
                     pass
             if bool(self.out and not self.held) != writing:  # wait for room only while due
@@ -226,8 +225,9 @@ class _Server:
         try:
             pid = self.launcher.launch(label, argv, env, cwd, stdin, stdout, stderr, envp)
         except Exception as e:  # a bug must not stop the other jobs
-            error = str(e) if isinstance(e, LaunchFailure) else (
-                f"job {label}: launch failed: {e!r}")
+            error = (
+                str(e) if isinstance(e, LaunchFailure) else (f"job {label}: launch failed: {e!r}")
+            )
             self.pass_on(("failed", rid, error), slot, None)
             return False
         self.pids[rid] = pid
@@ -238,8 +238,9 @@ class _Server:
         self.emit(("started", rid, pid, time.time()))
         return True
 
-    def environment(self, set_: dict[str, str],
-                    unset: list[str]) -> tuple[dict[str, str], list[bytes] | None]:
+    def environment(
+        self, set_: dict[str, str], unset: list[str]
+    ) -> tuple[dict[str, str], list[bytes] | None]:
         """A start's environment, and encoded (None: the launcher encodes it, and says
         what is wrong). Only what differs from the base is encoded per start."""
         if not set_ and not unset:

@@ -39,11 +39,21 @@ class ServedProcess:
     Its end is awaited (:meth:`wait`) or called back (:meth:`on_exit`).
     """
 
-    __slots__ = ("_callback", "_done", "_server", "code", "ended_at", "pid", "rid",
-                 "started_at", "successor")
+    __slots__ = (
+        "_callback",
+        "_done",
+        "_server",
+        "code",
+        "ended_at",
+        "pid",
+        "rid",
+        "started_at",
+        "successor",
+    )
 
-    def __init__(self, server: ForkServer, rid: int, pid: int,
-                 started_at: float | None = None) -> None:
+    def __init__(
+        self, server: ForkServer, rid: int, pid: int, started_at: float | None = None
+    ) -> None:
         self._server, self.rid = server, rid
         self.pid: int | None = pid
         self.code: int | None = None
@@ -88,11 +98,22 @@ class ServedProcess:
 class Starting:
     """A start asked of the fork server: its answer is awaited or called back."""
 
-    __slots__ = ("_callback", "_done", "_label", "answered", "error", "gone", "key", "proc",
-                 "rid", "successor")
+    __slots__ = (
+        "_callback",
+        "_done",
+        "_label",
+        "answered",
+        "error",
+        "gone",
+        "key",
+        "proc",
+        "rid",
+        "successor",
+    )
 
-    def __init__(self, label: str, error: str | None = None, key: object = None,
-                 rid: int = 0) -> None:
+    def __init__(
+        self, label: str, error: str | None = None, key: object = None, rid: int = 0
+    ) -> None:
         self._label = label
         self.key, self.rid = key, rid  # the caller's name for it; the server's
         #: The ``key`` of each queued start that took one of its cores when it failed.
@@ -284,7 +305,9 @@ class ForkServer:
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", _SCRIPT, str(req_r), str(ev_w)],
-                pass_fds=(req_r, ev_w), stdin=subprocess.DEVNULL)
+                pass_fds=(req_r, ev_w),
+                stdin=subprocess.DEVNULL,
+            )
         except BaseException:
             for fd in (req_w, ev_r):
                 os.close(fd)
@@ -305,13 +328,24 @@ class ForkServer:
 
     def _write(self, data: memoryview) -> None:
         while data:
-            data = data[os.write(self._wfd, data):]
+            data = data[os.write(self._wfd, data) :]
 
-    def request(self, label: str, argv: Sequence[str], env: Mapping[str, str], cwd: str,
-                stdin: str | None, stdout: str | None, stderr: str | None,
-                base: Mapping[str, str] | None = None,
-                extra: Mapping[str, str] | None = None, *, queued: bool = False,
-                slot: int = 0, key: object = None) -> Starting:
+    def request(
+        self,
+        label: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: str,
+        stdin: str | None,
+        stdout: str | None,
+        stderr: str | None,
+        base: Mapping[str, str] | None = None,
+        extra: Mapping[str, str] | None = None,
+        *,
+        queued: bool = False,
+        slot: int = 0,
+        key: object = None,
+    ) -> Starting:
         """Ask for a start now; :meth:`Starting.result` awaits it.
 
         ``queued``: start it when a run with a ``slot`` (its number of cores) ends,
@@ -342,8 +376,9 @@ class ForkServer:
         self._rid += 1
         rid = self._rid
         start = self._starts[rid] = Starting(label, key=key, rid=rid)
-        self._send(("start", rid, label, list(argv), set_, unset, cwd, stdin, stdout, stderr,
-                    queued, slot))
+        self._send(
+            ("start", rid, label, list(argv), set_, unset, cwd, stdin, stdout, stderr, queued, slot)
+        )
         return start
 
     def _send_base(self, base: Mapping[str, str]) -> None:

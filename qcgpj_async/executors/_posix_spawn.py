@@ -27,8 +27,15 @@ import os
 import signal
 from collections.abc import Mapping, Sequence
 
-__all__ = ("LaunchFailure", "Launcher", "Spawner", "env_entry", "make_dir", "open_stream",
-           "spawner")
+__all__ = (
+    "LaunchFailure",
+    "Launcher",
+    "Spawner",
+    "env_entry",
+    "make_dir",
+    "open_stream",
+    "spawner",
+)
 
 # glibc's flag values (bits/spawn.h); only used where glibc is the C library.
 _POSIX_SPAWN_SETSIGDEF = 0x04
@@ -103,8 +110,11 @@ class Spawner:
         for sig in (signal.SIGPIPE, signal.SIGXFSZ):
             ok = ok and sigaddset(self._sigs, int(sig)) == 0
         ok = ok and setsigdefault(self._attr, self._sigs) == 0
-        ok = ok and setflags(self._attr, ctypes.c_short(
-            _POSIX_SPAWN_SETSID | _POSIX_SPAWN_SETSIGDEF)) == 0
+        ok = (
+            ok
+            and setflags(self._attr, ctypes.c_short(_POSIX_SPAWN_SETSID | _POSIX_SPAWN_SETSIGDEF))
+            == 0
+        )
         if not ok:
             raise OSError("posix_spawn attributes cannot be set")
         self._actions = ctypes.create_string_buffer(_ACTIONS_SIZE)
@@ -114,8 +124,9 @@ class Spawner:
         self._envp = (ctypes.c_char_p * 128)()
         self.close_fds = _inherited_fds()
 
-    def _array(self, arr: ctypes.Array[ctypes.c_char_p],
-               items: list[ctypes.c_char_p | bytes | None]) -> ctypes.Array[ctypes.c_char_p]:
+    def _array(
+        self, arr: ctypes.Array[ctypes.c_char_p], items: list[ctypes.c_char_p | bytes | None]
+    ) -> ctypes.Array[ctypes.c_char_p]:
         """``items`` and a NULL in ``arr`` (reused; a longer one when it is too short)."""
         n = len(items)
         if n >= len(arr):
@@ -124,9 +135,17 @@ class Spawner:
         arr[n] = None
         return arr
 
-    def spawn(self, path: str, argv: Sequence[str], env: Mapping[str, str], cwd: str,
-              stdin: int, stdout: int, stderr: int,
-              envp: Sequence[bytes] | None = None) -> int:
+    def spawn(
+        self,
+        path: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: str,
+        stdin: int,
+        stdout: int,
+        stderr: int,
+        envp: Sequence[bytes] | None = None,
+    ) -> int:
         """Start ``path`` with ``argv`` and ``env`` in ``cwd``, in a new session; its pid.
 
         ``envp``, when given, is ``env`` already encoded (:func:`env_entry`).
@@ -139,7 +158,8 @@ class Spawner:
         enc = _encode
         bargv: list[ctypes.c_char_p | bytes | None] = [enc(a) for a in argv]
         benv: list[ctypes.c_char_p | bytes | None] = (
-            [env_entry(k, v) for k, v in env.items()] if envp is None else list(envp))
+            [env_entry(k, v) for k, v in env.items()] if envp is None else list(envp)
+        )
         bpath = enc(path)
         self._argv = argv_arr = self._array(self._argv, bargv)
         self._envp = envp_arr = self._array(self._envp, benv)
@@ -149,8 +169,9 @@ class Spawner:
             raise OSError(rc, os.strerror(rc), path)
         return self._pid.value
 
-    def _file_actions(self, cwd: str, stdin: int, stdout: int, stderr: int) -> ctypes.Array[
-            ctypes.c_char]:
+    def _file_actions(
+        self, cwd: str, stdin: int, stdout: int, stderr: int
+    ) -> ctypes.Array[ctypes.c_char]:
         """The chdir, the streams' dup2 and the closes, kept for the next start with the
         same wd and descriptor numbers (the actions name numbers, resolved at each start).
 
@@ -261,9 +282,17 @@ class Launcher:
         self._wds: set[str] = set()
         self._paths: dict[tuple[str, str], str] = {}
 
-    def launch(self, label: str, argv: Sequence[str], env: Mapping[str, str], cwd: str,
-               stdin: str | None, stdout: str | None, stderr: str | None,
-               envp: Sequence[bytes] | None = None) -> int:
+    def launch(
+        self,
+        label: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: str,
+        stdin: str | None,
+        stdout: str | None,
+        stderr: str | None,
+        envp: Sequence[bytes] | None = None,
+    ) -> int:
         """Start ``argv`` for job ``label`` (``job`` or ``job:it``); its pid.
 
         Unset streams are ``/dev/null``; stdout and stderr naming the same file
@@ -307,8 +336,16 @@ class Launcher:
             self._wds.clear()
         self._wds.add(cwd)
 
-    def _spawn(self, label: str, path: str, argv: Sequence[str], env: Mapping[str, str],
-               cwd: str, fds: list[int], envp: Sequence[bytes] | None) -> int:
+    def _spawn(
+        self,
+        label: str,
+        path: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: str,
+        fds: list[int],
+        envp: Sequence[bytes] | None,
+    ) -> int:
         prog = argv[0]
         for attempt in (1, 2):
             try:

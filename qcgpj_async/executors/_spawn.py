@@ -50,15 +50,21 @@ def prepare_streams(task: Task) -> None:
     Raises:
         LaunchError: a stream cannot be opened.
     """
-    for path, flags, what in ((task.stdin, os.O_RDONLY, "stdin"), (task.stdout, WRITE, "stdout"),
-                              (task.stderr, WRITE, "stderr")):
+    for path, flags, what in (
+        (task.stdin, os.O_RDONLY, "stdin"),
+        (task.stdout, WRITE, "stdout"),
+        (task.stderr, WRITE, "stderr"),
+    ):
         fd = _open(path, flags, what, task.label)
         if fd is not None:
             os.close(fd)
 
 
 def spawn(
-    task: Task, argv: Sequence[str], env: Mapping[str, str] | None = None, *,
+    task: Task,
+    argv: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    *,
     log: str | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` for ``task`` in the task's wd, with its streams, in a new session.
@@ -160,8 +166,9 @@ class Starter:
         """Whether posix_spawn is used."""
         return self._launcher is not None
 
-    def start(self, task: Task, argv: Sequence[str],
-              env: Mapping[str, str] | None = None) -> Child | subprocess.Popen[bytes]:
+    def start(
+        self, task: Task, argv: Sequence[str], env: Mapping[str, str] | None = None
+    ) -> Child | subprocess.Popen[bytes]:
         """Make the task's wd, open its streams and start ``argv`` there.
 
         Raises:
@@ -172,9 +179,17 @@ class Starter:
             make_wd(task)
             return spawn(task, argv, env)
         try:
-            return Child(self._launcher.launch(
-                task.label, argv, task.env if env is None else env, task.cwd,
-                task.stdin, task.stdout, task.stderr))
+            return Child(
+                self._launcher.launch(
+                    task.label,
+                    argv,
+                    task.env if env is None else env,
+                    task.cwd,
+                    task.stdin,
+                    task.stdout,
+                    task.stderr,
+                )
+            )
         except LaunchFailure as e:
             raise LaunchError(str(e)) from None
 

@@ -143,14 +143,22 @@ class LocalExecutor:
 
     instant = False
 
-    def __init__(self, scratch_dir: str | None = None, *, fast_spawn: bool = True,
-                 fork_server: bool = True) -> None:
+    def __init__(
+        self, scratch_dir: str | None = None, *, fast_spawn: bool = True, fork_server: bool = True
+    ) -> None:
         self.scratch_dir = scratch_dir
         self.fast_spawn = fast_spawn
         self._starter: Starter | None = None
         # A frozen program's sys.executable is the program itself, not Python.
-        self._server = (ForkServer() if fork_server and fast_spawn and spawner() is not None
-                        and _pidfds() and not getattr(sys, "frozen", False) else None)
+        self._server = (
+            ForkServer()
+            if fork_server
+            and fast_spawn
+            and spawner() is not None
+            and _pidfds()
+            and not getattr(sys, "frozen", False)
+            else None
+        )
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run the fork server until :meth:`aclose` (started by the pilot, in its task group)."""
@@ -184,10 +192,20 @@ class LocalExecutor:
         server = self._server
         if server is not None and server.running and self.queueable(task.model):
             try:
-                return server.request(task.label, local_argv(task), task.env, task.cwd,
-                                      task.stdin, task.stdout, task.stderr, task.env_base,
-                                      task.env_extra, queued=queued,
-                                      slot=1 if queued else task.allocation.cores, key=key)
+                return server.request(
+                    task.label,
+                    local_argv(task),
+                    task.env,
+                    task.cwd,
+                    task.stdin,
+                    task.stdout,
+                    task.stderr,
+                    task.env_base,
+                    task.env_extra,
+                    queued=queued,
+                    slot=1 if queued else task.allocation.cores,
+                    key=key,
+                )
             except (OSError, subprocess.SubprocessError):  # it cannot start: start here
                 return None
         return None

@@ -99,7 +99,8 @@ MESSAGES_READ_LIMIT = 1 << 20
 # "srun: error: <hosts>: task[s] <ids>: <what>", <what> being "Exited with exit
 # code N", "Out Of Memory", or strsignal() of the signal, maybe "(core dumped)".
 _TASK_END = re.compile(
-    r"^srun: error: .*?: tasks? [0-9,\[\]-]+: (.*?)(?: \(core dumped\))?\s*$", re.MULTILINE)
+    r"^srun: error: .*?: tasks? [0-9,\[\]-]+: (.*?)(?: \(core dumped\))?\s*$", re.MULTILINE
+)
 
 
 def _signal_descriptions() -> dict[str, int]:
@@ -164,8 +165,7 @@ class _SlurmCommands:
     async def _run(self, argv: Sequence[str]) -> str:
         with anyio.move_on_after(SLURM_COMMAND_TIMEOUT):
             try:
-                done = await anyio.run_process(list(argv), check=False,
-                                               stdin=subprocess.DEVNULL)
+                done = await anyio.run_process(list(argv), check=False, stdin=subprocess.DEVNULL)
             except OSError:
                 return ""
             return done.stdout.decode(errors="replace")
@@ -196,9 +196,18 @@ class SrunProcess:
     See the module docstring for how each is stopped.
     """
 
-    def __init__(self, popen: subprocess.Popen[bytes], *, job_id: str, step_name: str,
-                 files: Sequence[str], slurm: _SlurmCommands, executor: SrunExecutor,
-                 mpirun: bool = False, log: str | None = None) -> None:
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        *,
+        job_id: str,
+        step_name: str,
+        files: Sequence[str],
+        slurm: _SlurmCommands,
+        executor: SrunExecutor,
+        mpirun: bool = False,
+        log: str | None = None,
+    ) -> None:
         self._proc = LocalProcess(popen)
         self.pid: int | None = popen.pid
         self.step_name = step_name
@@ -320,8 +329,9 @@ class SrunExecutor:
 
     instant = False
 
-    def __init__(self, scratch_dir: str | None = None, *, srun: str = "srun",
-                 extra_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self, scratch_dir: str | None = None, *, srun: str = "srun", extra_args: Sequence[str] = ()
+    ) -> None:
         self.scratch_dir = scratch_dir
         self.srun = srun
         self.extra_args = tuple(extra_args)
@@ -340,8 +350,10 @@ class SrunExecutor:
         """
         job_id = task.env.get("SLURM_JOB_ID", "").strip()
         if not job_id:
-            raise LaunchError(f"job {task.label}: the srun executor runs inside a Slurm"
-                              " allocation, and SLURM_JOB_ID is not set")
+            raise LaunchError(
+                f"job {task.label}: the srun executor runs inside a Slurm"
+                " allocation, and SLURM_JOB_ID is not set"
+            )
         make_wd(task)
         step = f"{self.prefix}{task.run_id}"
         scratch = self.scratch_dir or task.cwd
@@ -354,24 +366,42 @@ class SrunExecutor:
                     self._write(task, rankfile, rankfile_text(task.allocation))
                     files.append(rankfile)
                 popen = spawn(task, mpirun_argv(task, rankfile), mpirun_environment(task, step))
-                proc = SrunProcess(popen, job_id=job_id, step_name=step, files=files,
-                                   slurm=self._slurm, executor=self, mpirun=True)
+                proc = SrunProcess(
+                    popen,
+                    job_id=job_id,
+                    step_name=step,
+                    files=files,
+                    slurm=self._slurm,
+                    executor=self,
+                    mpirun=True,
+                )
             else:
                 hostfile = os.path.join(scratch, f".{step}.hostfile")
                 self._write(task, hostfile, hostfile_text(task.allocation))
                 files.append(hostfile)
                 try:
-                    argv = srun_argv(task, step_name=step,
-                                     step_env=step_environment(task, hostfile),
-                                     srun=self.srun, extra_args=self.extra_args)
+                    argv = srun_argv(
+                        task,
+                        step_name=step,
+                        step_env=step_environment(task, hostfile),
+                        srun=self.srun,
+                        extra_args=self.extra_args,
+                    )
                 except ValueError as e:
                     raise LaunchError(f"job {task.label}: {e}") from None
                 prepare_streams(task)
                 log = os.path.join(scratch, f".{step}.srun.log")
                 files.append(log)
                 popen = spawn(task, argv, srun_environment(task.env, hostfile), log=log)
-                proc = SrunProcess(popen, job_id=job_id, step_name=step, files=files,
-                                   slurm=self._slurm, executor=self, log=log)
+                proc = SrunProcess(
+                    popen,
+                    job_id=job_id,
+                    step_name=step,
+                    files=files,
+                    slurm=self._slurm,
+                    executor=self,
+                    log=log,
+                )
         except BaseException:
             _unlink(files)
             raise
@@ -408,4 +438,3 @@ class SrunExecutor:
     def running(self) -> int:
         """srun/mpirun processes started and not yet reaped."""
         return len(self._live)
-

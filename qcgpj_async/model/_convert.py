@@ -40,8 +40,12 @@ def _make_std_converter() -> cattrs.Converter:
     conv.register_unstructure_hook(
         Resources,
         make_dict_unstructure_fn(
-            Resources, conv, _cattrs_omit_if_default=True,
-            num_cores=cores, num_nodes=nodes, node_crs=crs,
+            Resources,
+            conv,
+            _cattrs_omit_if_default=True,
+            num_cores=cores,
+            num_nodes=nodes,
+            node_crs=crs,
         ),
     )
     conv.register_structure_hook(
@@ -82,8 +86,9 @@ def job_from_std(raw: object, index: int = 0) -> JobSpec:
     return _STD.structure(norm, JobSpec)
 
 
-def jobs_from_std(raws: Iterable[object],
-                  stds: list[dict[str, Any]] | None = None) -> list[JobSpec]:
+def jobs_from_std(
+    raws: Iterable[object], stds: list[dict[str, Any]] | None = None
+) -> list[JobSpec]:
     """Validate a batch; every problem of every job is reported at once.
 
     Duplicate names inside the batch are a problem too. ``stds``, when given,
@@ -122,8 +127,20 @@ def job_to_std(spec: JobSpec) -> dict[str, Any]:
 
 
 #: Keywords of ``Jobs.add`` going under ``execution``.
-_SIMPLE_EXEC = ("exec", "script", "args", "env", "stdin", "stdout", "stderr", "wd",
-                "modules", "venv", "model", "model_opts")
+_SIMPLE_EXEC = (
+    "exec",
+    "script",
+    "args",
+    "env",
+    "stdin",
+    "stdout",
+    "stderr",
+    "wd",
+    "modules",
+    "venv",
+    "model",
+    "model_opts",
+)
 #: Keywords of ``Jobs.add`` going under ``resources``.
 _SIMPLE_RES = ("numCores", "numNodes", "wt", "nodeCrs")
 SIMPLE_KEYS = frozenset((*_SIMPLE_EXEC, *_SIMPLE_RES, "name", "iteration", "after", "attributes"))

@@ -31,6 +31,4 @@ class JobState(str, enum.Enum):
         return self in FINAL_STATES
 
 
-FINAL_STATES = frozenset(
-    {JobState.SUCCEED, JobState.FAILED, JobState.CANCELED, JobState.OMITTED}
-)
+FINAL_STATES = frozenset({JobState.SUCCEED, JobState.FAILED, JobState.CANCELED, JobState.OMITTED})

@@ -314,8 +314,10 @@ def _check_dependencies(deps: object, name: object, p: _Problems) -> dict[str, A
     for i, dep in enumerate(after):
         m = _DEP.fullmatch(dep) if isinstance(dep, str) else None
         if m is None or check_name(m.group(1)) is not None:
-            p.add(f"dependencies.after[{i}]",
-                  f"invalid dependency {dep!r} (job, job:N or job:${{it}})")
+            p.add(
+                f"dependencies.after[{i}]",
+                f"invalid dependency {dep!r} (job, job:N or job:${{it}})",
+            )
         elif m.group(1) == name:
             p.add(f"dependencies.after[{i}]", "a job cannot depend on itself")
     return {"after": list(after)}

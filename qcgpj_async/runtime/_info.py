@@ -151,11 +151,15 @@ def job_info(engine: Engine, job: Job, with_childs: bool = False) -> JobInfo:
     if job.iterative:
         counts = IterationCounts(job.start, job.stop, job.total, job.done, job.failed)
         if with_childs:
-            runs = {i: r for i, r in job.runs.items()  # one read: maybe a table
-                    if not r.queued}
+            runs = {
+                i: r
+                for i, r in job.runs.items()  # one read: maybe a table
+                if not r.queued
+            }
             childs = tuple(
-                ChildInfo(i, engine.iteration_state(job, i),
-                          RunInfo.of(runs[i]) if i in runs else None)
+                ChildInfo(
+                    i, engine.iteration_state(job, i), RunInfo.of(runs[i]) if i in runs else None
+                )
                 for i in range(job.start, job.stop)
             )
         messages.extend(f"{job.name}:{i}: {m}" for i, m in job.run_messages())
@@ -220,5 +224,6 @@ class Interfaces:
         """``name`` is served (listed once, in the original's order)."""
         if name not in self.names:
             self.names.append(name)
-            self.names.sort(key=lambda n: _IFACE_ORDER.index(n) if n in _IFACE_ORDER
-                            else len(_IFACE_ORDER))
+            self.names.sort(
+                key=lambda n: _IFACE_ORDER.index(n) if n in _IFACE_ORDER else len(_IFACE_ORDER)
+            )

@@ -86,12 +86,17 @@ class Journal:
         resumed_from: the journal this run resumes, if any.
     """
 
-    def __init__(self, path: str, instance_id: str, now: float,
-                 resumed_from: str | None = None) -> None:
+    def __init__(
+        self, path: str, instance_id: str, now: float, resumed_from: str | None = None
+    ) -> None:
         self.path = path
         self._fd: int | None = None
-        self._buf: list[str] = [_dumps({"t": "open", "v": VERSION, "id": instance_id,
-                                        "time": now, "from": resumed_from}) + "\n"]
+        self._buf: list[str] = [
+            _dumps(
+                {"t": "open", "v": VERSION, "id": instance_id, "time": now, "from": resumed_from}
+            )
+            + "\n"
+        ]
         self.unsynced = False
 
     # -- records -------------------------------------------------------------------
@@ -101,8 +106,12 @@ class Journal:
         self._buf.append(self.submit_record(specs, variables, now))
 
     @staticmethod
-    def submit_record(specs: Sequence[JobSpec], variables: dict[str, str], now: float,
-                      stds: Sequence[Mapping[str, Any]] | None = None) -> str:
+    def submit_record(
+        specs: Sequence[JobSpec],
+        variables: dict[str, str],
+        now: float,
+        stds: Sequence[Mapping[str, Any]] | None = None,
+    ) -> str:
         """The line of a batch, made before it is accepted (see :meth:`append`).
 
         ``stds``: the jobs' standard dicts when the caller has them (from the
@@ -112,21 +121,38 @@ class Journal:
             RecursionError: a job description nested too deeply to be written.
             ValueError: ... or holding what JSON cannot carry.
         """
-        return _dumps({"t": "submit", "time": now, "vars": variables,
-                       "jobs": stds if stds else [job_to_std(s) for s in specs]}) + "\n"
+        return (
+            _dumps(
+                {
+                    "t": "submit",
+                    "time": now,
+                    "vars": variables,
+                    "jobs": stds if stds else [job_to_std(s) for s in specs],
+                }
+            )
+            + "\n"
+        )
 
     def append(self, record: str) -> None:
         """A line made by :meth:`submit_record`."""
         self._buf.append(record)
 
-    def ended(self, job: str, it: int | None, state: JobState, code: int | None, t: float,
-              msg: str | None = None) -> None:
+    def ended(
+        self,
+        job: str,
+        it: int | None,
+        state: JobState,
+        code: int | None,
+        t: float,
+        msg: str | None = None,
+    ) -> None:
         """A final state. Hand-formatted: this is once per job and iteration."""
         extra = "" if msg is None else ',"msg":' + _q(msg)
         self._buf.append(
             f'{{"t":"end","job":{_q(job)},"it":{"null" if it is None else it},'
             f'"state":"{state.value}","code":{"null" if code is None else code},'
-            f'"time":{t!r}{extra}}}\n')
+            f'"time":{t!r}{extra}}}\n'
+        )
 
     def restored(self, rec: Recovered, now: float) -> None:
         """The jobs of a resumed journal: one submit record per original batch."""
@@ -150,8 +176,9 @@ class Journal:
             msg = "\n".join(job.messages) if job.messages else None
         self.ended(job.name, it, state, run.exit_code if run is not None else None, t, msg)
 
-    def running(self, procs: Mapping[int, Process], runs: Mapping[int, Run],
-                seen: set[int]) -> None:
+    def running(
+        self, procs: Mapping[int, Process], runs: Mapping[int, Run], seen: set[int]
+    ) -> None:
         """Processes that run and are not journaled yet (``seen``: run ids journaled).
 
         Called at each sync: a job that ends within a sync period never costs a
@@ -165,8 +192,18 @@ class Journal:
             run = runs.get(run_id)
             start = proc_start(proc.pid)
             if run is not None and start is not None:
-                self._buf.append(_dumps({"t": "run", "job": run.job.name, "it": run.index,
-                                         "pid": proc.pid, "start": start}) + "\n")
+                self._buf.append(
+                    _dumps(
+                        {
+                            "t": "run",
+                            "job": run.job.name,
+                            "it": run.index,
+                            "pid": proc.pid,
+                            "start": start,
+                        }
+                    )
+                    + "\n"
+                )
 
     def cancel(self, names: Iterable[str]) -> None:
         """Names (jobs or ``job:it``) the user cancelled."""
@@ -189,7 +226,7 @@ class Journal:
             return
         view = memoryview(data)
         while view:
-            view = view[os.write(self._fd, view):]
+            view = view[os.write(self._fd, view) :]
         self.unsynced = True
 
     def _create(self, data: bytes) -> None:
@@ -198,7 +235,7 @@ class Journal:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -273,8 +310,10 @@ def find_journal(path: str | os.PathLike[str]) -> str:
         return own
     found = glob.glob(os.path.join(glob.escape(p), ".qcgpjm-service-*", JOURNAL))
     if not found:
-        raise JournalError(f"resume: {p!r} is neither a service directory with a {JOURNAL} "
-                           "nor a working directory holding one (.qcgpjm-service-*)")
+        raise JournalError(
+            f"resume: {p!r} is neither a service directory with a {JOURNAL} "
+            "nor a working directory holding one (.qcgpjm-service-*)"
+        )
     return max(found, key=lambda f: (os.stat(f).st_mtime_ns, f))
 
 
@@ -321,8 +360,9 @@ def load_journal(path: str | os.PathLike[str]) -> Recovered:
         try:
             _replay(rec, jobs, batches)
         except (KeyError, TypeError, ValueError) as e:
-            raise JournalError(f"resume: {name}: line {n}: bad {rec.get('t')!r} record: "
-                               f"{e!r}") from None
+            raise JournalError(
+                f"resume: {name}: line {n}: bad {rec.get('t')!r} record: {e!r}"
+            ) from None
     if not lines:
         raise JournalError(f"resume: {name}: empty journal")
     return _recovered(name, jobs, batches)
@@ -343,7 +383,8 @@ def _replay(rec: dict[str, Any], jobs: dict[str, _Entry], batches: list[dict[str
             it = rec["it"]
             code = rec["code"]
             entry.outcomes[None if it is None else int(it)] = Outcome(
-                state, float(rec["time"]), None if code is None else int(code), rec.get("msg"))
+                state, float(rec["time"]), None if code is None else int(code), rec.get("msg")
+            )
             entry.running.pop(it, None)
     elif kind == "run":
         entry = jobs.get(rec["job"])
@@ -376,8 +417,9 @@ def _recovered(name: str, jobs: dict[str, _Entry], batches: list[dict[str, str]]
     try:
         specs = [job_from_std(s, i) for i, s in enumerate(stds)]
     except JobDescriptionError as e:
-        raise JournalError(f"resume: {name}: a journaled job is not valid: "
-                           f"{'; '.join(e.problems)}") from None
+        raise JournalError(
+            f"resume: {name}: a journaled job is not valid: {'; '.join(e.problems)}"
+        ) from None
     entries = list(jobs.values())
     outcomes = {}
     orphans = []
@@ -449,8 +491,9 @@ async def stop_orphans(rec: Recovered, log: logging.Logger, timeout: float) -> N
     """Kill what the resumed (dead) service left running, and wait until it is gone."""
     killed = kill_orphans(rec.orphans)
     for label, pid in killed:
-        log.warning("killed process group %d of %s, left running by the resumed service",
-                    pid, label)
+        log.warning(
+            "killed process group %d of %s, left running by the resumed service", pid, label
+        )
     await wait_gone([pid for _, pid in killed], timeout)
 
 

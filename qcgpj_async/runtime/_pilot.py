@@ -141,7 +141,8 @@ class Pilot(RunsMixin, WaitsMixin):
         self.engine = Engine(ResourcePool(node_list, system_core=system_core, crs=crs))
         self._executor = executor
         self._under_slurm = nodes is None and (
-            resources == "slurm" or (resources == "auto" and bool(os.environ.get("SLURM_JOB_ID"))))
+            resources == "slurm" or (resources == "auto" and bool(os.environ.get("SLURM_JOB_ID")))
+        )
         self._report_format = report_format
         self._report_file = report_file
         self._log_level = log_level
@@ -193,16 +194,23 @@ class Pilot(RunsMixin, WaitsMixin):
 
     async def __aenter__(self) -> Pilot:
         if self._used:
-            raise PilotClosedError(f"pilot {self.id} has run already: a Pilot runs once, "
-                                   "make a new one")
+            raise PilotClosedError(
+                f"pilot {self.id} has run already: a Pilot runs once, make a new one"
+            )
         self._used = True
         try:
             os.makedirs(self.root_wd, exist_ok=True)
         except OSError as e:
-            raise PilotStartError(f"cannot create the working directory {self.root_wd!r}: "
-                                  f"{e.strerror or e}") from None
-        self.service = ServiceDir(self.root_wd, self.id, report_format=self._report_format,
-                                  report_file=self._report_file, log_level=self._log_level)
+            raise PilotStartError(
+                f"cannot create the working directory {self.root_wd!r}: {e.strerror or e}"
+            ) from None
+        self.service = ServiceDir(
+            self.root_wd,
+            self.id,
+            report_format=self._report_format,
+            report_file=self._report_file,
+            log_level=self._log_level,
+        )
         if self._executor is None:
             if self._under_slurm:  # inside an allocation: every job a Slurm step
                 from ..executors.srun import SrunExecutor
@@ -216,15 +224,28 @@ class Pilot(RunsMixin, WaitsMixin):
         self._started_at = time.time()
         pool = self.engine.pool
         log = self.service.log
-        log.info("pilot %s started: %d nodes, %d cores, wd %s", self.id,
-                 pool.total_nodes, pool.total_cores, self.root_wd)
+        log.info(
+            "pilot %s started: %d nodes, %d cores, wd %s",
+            self.id,
+            pool.total_nodes,
+            pool.total_cores,
+            self.root_wd,
+        )
         rec = self._recovered
-        self.journal = Journal(os.path.join(self.service.path, JOURNAL), self.id,
-                               self._started_at, rec.path if rec else None)
+        self.journal = Journal(
+            os.path.join(self.service.path, JOURNAL),
+            self.id,
+            self._started_at,
+            rec.path if rec else None,
+        )
         try:
             if rec is not None:
-                log.info("resuming from %s: %d jobs, %d ended", rec.path, len(rec.specs),
-                         sum(1 for j in self.engine.jobs.values() if j.state in FINAL_STATES))
+                log.info(
+                    "resuming from %s: %d jobs, %d ended",
+                    rec.path,
+                    len(rec.specs),
+                    sum(1 for j in self.engine.jobs.values() if j.state in FINAL_STATES),
+                )
                 self.journal.restored(rec, self._started_at)
                 await stop_orphans(rec, log, max(self.kill_grace, 1.0))
             tg = anyio.create_task_group()
@@ -270,8 +291,9 @@ class Pilot(RunsMixin, WaitsMixin):
             self.service.log.info("pilot %s did not start", self.id)
             self.service.close()
 
-    async def __aexit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                        tb: TracebackType | None) -> bool | None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
         kill = et is not None
         try:
             if not kill:
@@ -300,8 +322,11 @@ class Pilot(RunsMixin, WaitsMixin):
             now = time.time()
             # Interrupted, not cancelled by the user (nor omitted because of one
             # another): not journaled as ended, so a resume runs them again.
-            left = [n for n, j in self.engine.jobs.items()
-                    if j.state not in FINAL_STATES and not j.canceled]
+            left = [
+                n
+                for n, j in self.engine.jobs.items()
+                if j.state not in FINAL_STATES and not j.canceled
+            ]
             self._interrupted.update(left)
             with self._signals_last():
                 for name in left:
@@ -428,17 +453,21 @@ class Pilot(RunsMixin, WaitsMixin):
             if ev.iteration is None and state is JobState.EXECUTING:
                 pass
             elif self.service is not None and self.service.log_debug:
-                self.service.log.debug("%s%s %s", ev.job,
-                                       "" if ev.iteration is None else f":{ev.iteration}",
-                                       state.value)
+                self.service.log.debug(
+                    "%s%s %s",
+                    ev.job,
+                    "" if ev.iteration is None else f":{ev.iteration}",
+                    state.value,
+                )
             return
         job = self.engine.jobs[ev.job]
         svc = self.service
         assert svc is not None
         if ev.iteration is not None and (self._final_events or self._any_waiters):
             self._iteration_ended_waits(f"{ev.job}:{ev.iteration}")  # woken after this call
-        if self.journal is not None and (ev.job not in self._interrupted or state not in (
-                JobState.CANCELED, JobState.OMITTED)):
+        if self.journal is not None and (
+            ev.job not in self._interrupted or state not in (JobState.CANCELED, JobState.OMITTED)
+        ):
             self.journal.job_ended(job, ev.iteration, state, ev.time)
         try:
             if ev.iteration is not None:
@@ -454,8 +483,9 @@ class Pilot(RunsMixin, WaitsMixin):
             else:
                 svc.report_job(job)
         except Exception:  # a report line that cannot be written must not stop the pilot
-            svc.log.exception("cannot report %s%s", ev.job,
-                              "" if ev.iteration is None else f":{ev.iteration}")
+            svc.log.exception(
+                "cannot report %s%s", ev.job, "" if ev.iteration is None else f":{ev.iteration}"
+            )
             if ev.iteration is not None:
                 return
         self._submit_vars.pop(ev.job, None)  # only launches need them
@@ -560,8 +590,9 @@ class Pilot(RunsMixin, WaitsMixin):
             out[n] = job.state if index is None else self.engine.iteration_state(job, index)
         return out
 
-    async def info(self, names: str | Iterable[str],
-                   with_childs: bool = False) -> dict[str, JobInfo]:
+    async def info(
+        self, names: str | Iterable[str], with_childs: bool = False
+    ) -> dict[str, JobInfo]:
         """Everything known about each job (``name``) or iteration (``name:it``);
         ``to_dict()`` gives the original's form.
 
@@ -571,8 +602,11 @@ class Pilot(RunsMixin, WaitsMixin):
         out = {}
         for n in names_of(names):
             job, index = self.engine.lookup(n)
-            out[n] = (job_info(self.engine, job, with_childs) if index is None
-                      else iteration_info(self.engine, job, index))
+            out[n] = (
+                job_info(self.engine, job, with_childs)
+                if index is None
+                else iteration_info(self.engine, job, index)
+            )
         return out
 
     async def list(self) -> dict[str, JobState]:
@@ -668,8 +702,9 @@ class Pilot(RunsMixin, WaitsMixin):
 
     # == service-level status ==================================================
 
-    def service_status(self, *, zmq_address: str | None = None,
-                       publisher: str | None = None) -> dict[str, Any]:
+    def service_status(
+        self, *, zmq_address: str | None = None, publisher: str | None = None
+    ) -> dict[str, Any]:
         """The original's ``status`` data (also written to final_status.json).
 
         ``zmq_address`` and ``publisher`` default to those in :attr:`interfaces`.

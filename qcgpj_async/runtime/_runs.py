@@ -58,17 +58,22 @@ class RunsMixin:
         raise NotImplementedError  # the Pilot's
 
     def _task_of(self, launch: Launch) -> Task:
-        return prepare_task(launch, root_wd=self.root_wd, base_env=self._base_env,
-                            step_id=f"{self.id}.{launch.run_id}",
-                            submit_vars=self._submit_vars.get(launch.job))
+        return prepare_task(
+            launch,
+            root_wd=self.root_wd,
+            base_env=self._base_env,
+            step_id=f"{self.id}.{launch.run_id}",
+            submit_vars=self._submit_vars.get(launch.job),
+        )
 
     def _begin_launch(self, launch: Launch) -> None:
         assert self._begin is not None
         run_id = launch.run_id
         try:
             task = self._task_of(launch)
-            starting = (self._begin(task, queued=True, key=run_id) if launch.queued
-                        else self._begin(task))
+            starting = (
+                self._begin(task, queued=True, key=run_id) if launch.queued else self._begin(task)
+            )
         except Exception:  # _run prepares it again, and reports why it fails
             return
         if starting is None:
@@ -113,8 +118,9 @@ class RunsMixin:
                     watched = True  # _run ends the count
                     return
                 self._kill_pending.discard(run_id)
-                self._dispatch(self.engine.exited(run_id, -1, time.time(), starting.error,
-                                                  starting.successor))
+                self._dispatch(
+                    self.engine.exited(run_id, -1, time.time(), starting.error, starting.successor)
+                )
                 return
             self._run_started(launch, proc)
             proc.on_exit(lambda code: self._guarded(self._served_exited, run_id, code, proc))
@@ -133,16 +139,18 @@ class RunsMixin:
         """The engine hears that ``launch`` started as ``proc``; a kill asked meanwhile is sent."""
         run_id = launch.run_id
         self._procs[run_id] = proc
-        self._dispatch(self.engine.started(run_id, getattr(proc, "started_at", None)
-                                           or time.time(), proc.pid))
+        self._dispatch(
+            self.engine.started(run_id, getattr(proc, "started_at", None) or time.time(), proc.pid)
+        )
         if launch.spec.resources.wt is not None and self._timer_wake is not None:
             self._timer_wake.set()
         if run_id in self._kill_pending:
             self._kill_pending.discard(run_id)
             self._terminate(run_id, proc)
 
-    def _run_exited(self, run_id: int, code: int, now: float | None = None,
-                    successors: list[int] | None = None) -> None:
+    def _run_exited(
+        self, run_id: int, code: int, now: float | None = None, successors: list[int] | None = None
+    ) -> None:
         """The engine hears that run ``run_id``'s process ended with ``code`` (and
         which queued runs took its cores)."""
         del self._procs[run_id]
@@ -155,8 +163,7 @@ class RunsMixin:
             # Kept for every ended job: share the strings that repeat (memory per job).
             wd, pname = task.cwd, os.path.basename(task.argv[0])
             run.wd = self._last_wd = wd if wd != self._last_wd else self._last_wd
-            run.pname = self._last_pname = (pname if pname != self._last_pname
-                                            else self._last_pname)
+            run.pname = self._last_pname = pname if pname != self._last_pname else self._last_pname
 
     async def _run(self, launch: Launch) -> None:
         run_id = launch.run_id

@@ -79,8 +79,10 @@ def run_json(label: str, run: Run, alloc: str, messages: str | None) -> str:
     if run.pname is not None:
         rt += f', "pname": {_q(run.pname)}'
     tail = f', "messages": {_q(messages)}' if messages else ""
-    return (f'{{"name": {_q(label)}, "state": "{run.state.value}", "history": [{hist}], '
-            f'"runtime": {{{rt}}}{tail}}}')
+    return (
+        f'{{"name": {_q(label)}, "state": "{run.state.value}", "history": [{hist}], '
+        f'"runtime": {{{rt}}}{tail}}}'
+    )
 
 
 #: A job's resources when it gives none (as the original's report shows them).
@@ -99,14 +101,23 @@ def _spec_entries(spec: JobSpec) -> dict[str, Any]:
 class ServiceDir:
     """Creates and writes the files of one pilot's service directory."""
 
-    def __init__(self, root_wd: str, instance_id: str, *, report_format: str = "json",
-                 report_file: str = "jobs.report", log_level: str = "info") -> None:
+    def __init__(
+        self,
+        root_wd: str,
+        instance_id: str,
+        *,
+        report_format: str = "json",
+        report_file: str = "jobs.report",
+        log_level: str = "info",
+    ) -> None:
         """Create the directory (a numbered suffix when the id is taken) and open its files."""
         if report_format not in ("json", "text", "none"):
             raise ValueError(f"report format {report_format!r}: one of json, text, none")
         if not report_file or os.sep in report_file or report_file in (".", ".."):
-            raise PilotStartError(f"report file {report_file!r}: a file name in the service "
-                                  "directory, without a directory part")
+            raise PilotStartError(
+                f"report file {report_file!r}: a file name in the service "
+                "directory, without a directory part"
+            )
         base = os.path.join(root_wd, f".qcgpjm-service-{instance_id}")
         path, n = base, 0
         while True:
@@ -117,20 +128,23 @@ class ServiceDir:
                 n += 1
                 path = f"{base}.{n}"
             except OSError as e:
-                raise PilotStartError(f"cannot create the service directory {path!r}: "
-                                      f"{e.strerror or e}") from None
+                raise PilotStartError(
+                    f"cannot create the service directory {path!r}: {e.strerror or e}"
+                ) from None
         self.path = path
         self.report_format = report_format
         self.report_path = os.path.join(path, report_file) if report_format != "none" else None
         try:
             self._report: IO[str] | None = (
                 open(self.report_path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
-                if self.report_path else None
+                if self.report_path
+                else None
             )
         except OSError as e:
             os.rmdir(path)  # still empty
-            raise PilotStartError(f"cannot create the report file {self.report_path!r}: "
-                                  f"{e.strerror or e}") from None
+            raise PilotStartError(
+                f"cannot create the report file {self.report_path!r}: {e.strerror or e}"
+            ) from None
         self.log = logging.getLogger(f"qcgpj_async.service.{os.path.basename(path)}")
         self.log.propagate = False
         self.log.setLevel(getattr(logging, log_level.upper(), logging.INFO))
@@ -168,13 +182,15 @@ class ServiceDir:
         label = job.name if run.index is None else f"{job.name}:{run.index}"
         alloc = str(run.allocation)
         if self.log_info:
-            self._info(f"{label} {run.state.value} alloc={alloc} exit={run.exit_code} "
-                       f"rtime={run.rtime or 0.0:.3f}s"
-                       + (f" ({run.message})" if run.message else ""))
+            self._info(
+                f"{label} {run.state.value} alloc={alloc} exit={run.exit_code} "
+                f"rtime={run.rtime or 0.0:.3f}s" + (f" ({run.message})" if run.message else "")
+            )
         if self._report is None:
             return
         messages = run.message or (
-            "\n".join(job.messages) if run.index is None and job.messages else None)
+            "\n".join(job.messages) if run.index is None and job.messages else None
+        )
         if self.report_format == "json":
             line = run_json(label, run, alloc, messages)
             if run.index is None:
@@ -212,9 +228,11 @@ class ServiceDir:
         if self._report is None:
             return
         if self.report_format == "json":
-            self._report.write(f'{{"name": {_q(label)}, "state": "{state.value}", "history": '
-                               f'[{{"state": "{state.value}", "date": "{_iso(t)}"}}], '
-                               '"runtime": {}}\n')
+            self._report.write(
+                f'{{"name": {_q(label)}, "state": "{state.value}", "history": '
+                f'[{{"state": "{state.value}", "date": "{_iso(t)}"}}], '
+                '"runtime": {}}\n'
+            )
         else:
             self._write_text(label, state, [(state, t)], None, None)
         self.dirty = True
@@ -235,8 +253,13 @@ class ServiceDir:
                 "history": [{"state": s.value, "date": _iso(t)} for s, t in job.history],
             }
             if job.iterative:
-                entry["iterations"] = {"start": job.start, "stop": job.stop, "total": job.total,
-                                       "finished": job.done, "failed": job.failed}
+                entry["iterations"] = {
+                    "start": job.start,
+                    "stop": job.stop,
+                    "total": job.total,
+                    "finished": job.done,
+                    "failed": job.failed,
+                }
             if messages:
                 entry["messages"] = messages
             entry.update(_spec_entries(job.spec))
@@ -245,8 +268,14 @@ class ServiceDir:
             self._write_text(job.name, job.state, job.history, None, messages)
         self.dirty = True
 
-    def _write_text(self, label: str, state: JobState, history: list[tuple[JobState, float]],
-                    runtime: dict[str, str] | None, messages: str | None) -> None:
+    def _write_text(
+        self,
+        label: str,
+        state: JobState,
+        history: list[tuple[JobState, float]],
+        runtime: dict[str, str] | None,
+        messages: str | None,
+    ) -> None:
         assert self._report is not None
         lines = [f"{label} ({state.value})"]
         lines.extend(f"\t{format_time(t)}: {s.value}" for s, t in history)
@@ -298,4 +327,3 @@ def user_name() -> str:
         return getpass.getuser()
     except Exception:  # pragma: no cover - no user name in a container
         return str(os.getuid())
-

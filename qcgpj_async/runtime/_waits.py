@@ -90,8 +90,9 @@ class WaitsMixin:
                 f"timeout ({timeout} s) waiting for {len(left)} job(s): {', '.join(left[:10])}"
             ) from None
 
-    async def wait4(self, names: str | Iterable[str],
-                    timeout: float | None = None) -> dict[str, JobState]:
+    async def wait4(
+        self, names: str | Iterable[str], timeout: float | None = None
+    ) -> dict[str, JobState]:
         """Wait until the jobs (``name``) or iterations (``name:it``) have ended.
 
         Returns:
@@ -123,12 +124,14 @@ class WaitsMixin:
             with anyio.fail_after(timeout):
                 await done.wait()
         except TimeoutError:
-            raise PilotTimeoutError(f"timeout ({timeout} s) waiting for all jobs: "
-                                    f"{self.engine.unfinished} not finished") from None
+            raise PilotTimeoutError(
+                f"timeout ({timeout} s) waiting for all jobs: {self.engine.unfinished} not finished"
+            ) from None
         self._reports_now()
 
-    async def wait4_any(self, names: str | Iterable[str] | None = None,
-                        timeout: float | None = None) -> tuple[str, JobState]:
+    async def wait4_any(
+        self, names: str | Iterable[str] | None = None, timeout: float | None = None
+    ) -> tuple[str, JobState]:
         """Wait until one of the jobs or iterations (any job when ``names`` is None) ends.
 
         One that has already ended counts at once.

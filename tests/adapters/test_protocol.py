@@ -86,16 +86,29 @@ def test_reply_helpers_leave_none_out() -> None:
 # -- generic errors ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("request_", [
-    {}, {"request": ""}, {"request": None}, {"request": 5}, {"jobs": []}, [], "submit", None, 3,
-])
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {},
+        {"request": ""},
+        {"request": None},
+        {"request": 5},
+        {"jobs": []},
+        [],
+        "submit",
+        None,
+        3,
+    ],
+)
 async def test_invalid_request(instant: Protocol, request_: object) -> None:
     assert err(await instant.handle(request_)) == "Invalid request: Invalid request"
 
 
 async def test_unknown_request_name(instant: Protocol) -> None:
-    assert (err(await instant.handle({"request": "bogus"}))
-            == "Invalid request: Unknown request name: bogus")
+    assert (
+        err(await instant.handle({"request": "bogus"}))
+        == "Invalid request: Unknown request name: bogus"
+    )
 
 
 @pytest.mark.parametrize("name", ["register", "notify"])
@@ -124,22 +137,27 @@ async def test_submit_duplicate_name_and_too_big(instant: Protocol) -> None:
     msg = err(await instant.handle({"request": "submit", "jobs": [echo("a")]}))
     assert "Job a already exist" in msg
     big = {**echo("big"), "resources": {"numCores": {"exact": 5}}}
-    assert (err(await instant.handle({"request": "submit", "jobs": [big]}))
-            == "Not enough resources for job big")
+    assert (
+        err(await instant.handle({"request": "submit", "jobs": [big]}))
+        == "Not enough resources for job big"
+    )
 
 
 @pytest.mark.parametrize("jobs", [None, [], "a", {"name": "a"}])
 async def test_submit_without_jobs(instant: Protocol, jobs: object) -> None:
     request = {"request": "submit"} if jobs is None else {"request": "submit", "jobs": jobs}
-    assert (err(await instant.handle(request))
-            == "Invalid request: Wrong submit request - missing jobs data")
+    assert (
+        err(await instant.handle(request))
+        == "Invalid request: Wrong submit request - missing jobs data"
+    )
 
 
 async def test_submit_after_finish_after_all_is_accepted(instant: Protocol) -> None:
     # as the original: the service ends once every job ended, these included
     ok(await instant.handle({"request": "control", "command": "finishAfterAllTasksDone"}))
     assert ok(await instant.handle({"request": "submit", "jobs": [echo("late")]}))["jobs"] == [
-        "late"]
+        "late"
+    ]
 
 
 async def test_submit_after_finish_or_at_the_end_is_refused(instant: Protocol) -> None:
@@ -156,19 +174,26 @@ async def test_submit_after_finish_or_at_the_end_is_refused(instant: Protocol) -
 
 
 async def test_job_status(instant: Protocol) -> None:
-    ok(await instant.handle({"request": "submit", "jobs": [
-        echo("j1"), {**echo("it"), "iteration": {"stop": 3}}]}))
+    ok(
+        await instant.handle(
+            {"request": "submit", "jobs": [echo("j1"), {**echo("it"), "iteration": {"stop": 3}}]}
+        )
+    )
     await instant.pilot.wait4all(timeout=T)
     data = ok(await instant.handle({"request": "jobStatus", "jobNames": ["j1", "it", "it:2"]}))
-    assert data == {"jobs": {
-        "j1": {"status": 0, "data": {"jobName": "j1", "status": "SUCCEED"}},
-        "it": {"status": 0, "data": {"jobName": "it", "status": "SUCCEED"}},
-        "it:2": {"status": 0, "data": {"jobName": "it:2", "status": "SUCCEED"}},
-    }}
+    assert data == {
+        "jobs": {
+            "j1": {"status": 0, "data": {"jobName": "j1", "status": "SUCCEED"}},
+            "it": {"status": 0, "data": {"jobName": "it", "status": "SUCCEED"}},
+            "it:2": {"status": 0, "data": {"jobName": "it:2", "status": "SUCCEED"}},
+        }
+    }
     # as the original: one unknown name fails the whole request
-    for names, message in ((["j1", "nope"], "Job 'nope' doesn't exist"),
-                           (["it:9", "j1"], "Unknown iteration 9 for job it"),
-                           (["j1:0"], "Unknown iteration 0 for job j1")):
+    for names, message in (
+        (["j1", "nope"], "Job 'nope' doesn't exist"),
+        (["it:9", "j1"], "Unknown iteration 9 for job it"),
+        (["j1:0"], "Unknown iteration 0 for job j1"),
+    ):
         assert err(await instant.handle({"request": "jobStatus", "jobNames": names})) == message
 
 
@@ -177,8 +202,10 @@ async def test_job_status_missing_names(instant: Protocol, names: object) -> Non
     request: dict[str, Any] = {"request": "jobStatus"}
     if names is not None:
         request["jobNames"] = names
-    assert (err(await instant.handle(request))
-            == "Invalid request: Wrong job status request - missing job names")
+    assert (
+        err(await instant.handle(request))
+        == "Invalid request: Wrong job status request - missing job names"
+    )
 
 
 # -- jobInfo -------------------------------------------------------------------------------
@@ -187,8 +214,10 @@ async def test_job_status_missing_names(instant: Protocol, names: object) -> Non
 async def test_job_info_plain_job(real: Protocol, tmp_path: Path) -> None:
     ok(await real.handle({"request": "submit", "jobs": [echo("j1")]}))
     await real.pilot.wait4("j1", timeout=T)
-    assert (err(await real.handle({"request": "jobInfo", "jobNames": ["j1", "nope"]}))
-            == "Job 'nope' doesn't exist")
+    assert (
+        err(await real.handle({"request": "jobInfo", "jobNames": ["j1", "nope"]}))
+        == "Job 'nope' doesn't exist"
+    )
     data = ok(await real.handle({"request": "jobInfo", "jobNames": ["j1"]}))
     entry = data["jobs"]["j1"]
     assert entry["status"] == 0
@@ -207,30 +236,54 @@ async def test_job_info_plain_job(real: Protocol, tmp_path: Path) -> None:
     lines = history[1:].split("\n")
     assert all(HISTORY_LINE.fullmatch(line) for line in lines), history
     assert [line.rsplit(": ", 1)[1] for line in lines] == [
-        "QUEUED", "SCHEDULED", "EXECUTING", "SUCCEED"]
+        "QUEUED",
+        "SCHEDULED",
+        "EXECUTING",
+        "SUCCEED",
+    ]
 
 
 async def test_job_info_iterations_and_childs(instant: Protocol) -> None:
-    ok(await instant.handle({"request": "submit", "jobs": [
-        {**echo("it"), "iteration": {"start": 2, "stop": 5}}]}))
+    ok(
+        await instant.handle(
+            {"request": "submit", "jobs": [{**echo("it"), "iteration": {"start": 2, "stop": 5}}]}
+        )
+    )
     await instant.pilot.wait4all(timeout=T)
     plain = ok(await instant.handle({"request": "jobInfo", "jobNames": ["it"]}))
     info = plain["jobs"]["it"]["data"]
     assert info["iterations"] == {"start": 2, "stop": 5, "total": 3, "finished": 3, "failed": 0}
     assert "childs" not in info
-    full = ok(await instant.handle({"request": "jobInfo", "jobNames": ["it"],
-                                    "params": {"withChilds": True}}))
+    full = ok(
+        await instant.handle(
+            {"request": "jobInfo", "jobNames": ["it"], "params": {"withChilds": True}}
+        )
+    )
     childs = full["jobs"]["it"]["data"]["childs"]
     assert [(c["iteration"], c["state"]) for c in childs] == [
-        (2, "SUCCEED"), (3, "SUCCEED"), (4, "SUCCEED")]
+        (2, "SUCCEED"),
+        (3, "SUCCEED"),
+        (4, "SUCCEED"),
+    ]
     assert all(set(c) <= {"iteration", "state", "runtime"} for c in childs)
     assert all(c["runtime"]["allocation"].startswith("n") for c in childs)
 
 
 async def test_job_info_of_one_iteration(real: Protocol) -> None:
-    ok(await real.handle({"request": "submit", "jobs": [
-        {"name": "it", "iteration": {"start": 1, "stop": 3},
-         "execution": {"script": "exit $((${it} - 1))"}}]}))
+    ok(
+        await real.handle(
+            {
+                "request": "submit",
+                "jobs": [
+                    {
+                        "name": "it",
+                        "iteration": {"start": 1, "stop": 3},
+                        "execution": {"script": "exit $((${it} - 1))"},
+                    }
+                ],
+            }
+        )
+    )
     await real.pilot.wait4all(timeout=T)
     data = ok(await real.handle({"request": "jobInfo", "jobNames": ["it:1", "it:2"]}))["jobs"]
     one, two = data["it:1"]["data"], data["it:2"]["data"]
@@ -242,13 +295,21 @@ async def test_job_info_of_one_iteration(real: Protocol) -> None:
     lines = one["history"][1:].split("\n")
     assert all(HISTORY_LINE.fullmatch(line) for line in lines), one["history"]
     assert [line.rsplit(": ", 1)[1] for line in lines][-2:] == ["EXECUTING", "SUCCEED"]
-    assert (err(await real.handle({"request": "jobInfo", "jobNames": ["it:3"]}))
-            == "Unknown iteration 3 for job it")
+    assert (
+        err(await real.handle({"request": "jobInfo", "jobNames": ["it:3"]}))
+        == "Unknown iteration 3 for job it"
+    )
 
 
 async def test_job_info_messages_of_a_failed_job(real: Protocol) -> None:
-    ok(await real.handle({"request": "submit", "jobs": [
-        {"name": "missing", "execution": {"exec": "/no/such/program"}}]}))
+    ok(
+        await real.handle(
+            {
+                "request": "submit",
+                "jobs": [{"name": "missing", "execution": {"exec": "/no/such/program"}}],
+            }
+        )
+    )
     assert await real.pilot.wait4("missing", timeout=T) == {"missing": JobState.FAILED}
     info = ok(await real.handle({"request": "jobInfo", "jobNames": ["missing"]}))
     data = info["jobs"]["missing"]["data"]
@@ -258,8 +319,10 @@ async def test_job_info_messages_of_a_failed_job(real: Protocol) -> None:
 
 
 async def test_job_info_missing_names(instant: Protocol) -> None:
-    assert (err(await instant.handle({"request": "jobInfo"}))
-            == "Invalid request: Wrong job info request - missing job names")
+    assert (
+        err(await instant.handle({"request": "jobInfo"}))
+        == "Invalid request: Wrong job info request - missing job names"
+    )
 
 
 # -- listJobs, resourcesInfo -------------------------------------------------------------------
@@ -270,28 +333,46 @@ async def test_list_jobs(instant: Protocol) -> None:
     ok(await instant.handle({"request": "submit", "jobs": [echo("a"), echo("b")]}))
     await instant.pilot.wait4all(timeout=T)
     data = ok(await instant.handle({"request": "listJobs"}))
-    assert data == {"length": 2, "jobs": {"a": {"status": "SUCCEED"},
-                                          "b": {"status": "SUCCEED"}}}
+    assert data == {"length": 2, "jobs": {"a": {"status": "SUCCEED"}, "b": {"status": "SUCCEED"}}}
 
 
 async def test_list_jobs_in_queue(real: Protocol) -> None:
     # 2 cores: two sleepers run, the rest wait in arrival order
-    ok(await real.handle({"request": "submit", "jobs": [
-        sleeper("s1"), sleeper("s2"), sleeper("q1"),
-        {**sleeper("q2"), "dependencies": {"after": ["s1"]}}, sleeper("q3")]}))
+    ok(
+        await real.handle(
+            {
+                "request": "submit",
+                "jobs": [
+                    sleeper("s1"),
+                    sleeper("s2"),
+                    sleeper("q1"),
+                    {**sleeper("q2"), "dependencies": {"after": ["s1"]}},
+                    sleeper("q3"),
+                ],
+            }
+        )
+    )
     await until_state(real, "s1", JobState.EXECUTING)
     await until_state(real, "s2", JobState.EXECUTING)
     jobs = ok(await real.handle({"request": "listJobs"}))["jobs"]
     assert jobs["s1"] == {"status": "EXECUTING"}
     assert jobs["s2"] == {"status": "EXECUTING"}
     assert [jobs[n] for n in ("q1", "q2", "q3")] == [
-        {"status": "QUEUED", "inQueue": 0}, {"status": "QUEUED", "inQueue": 1},
-        {"status": "QUEUED", "inQueue": 2}]
+        {"status": "QUEUED", "inQueue": 0},
+        {"status": "QUEUED", "inQueue": 1},
+        {"status": "QUEUED", "inQueue": 2},
+    ]
 
 
 async def test_list_jobs_messages(real: Protocol) -> None:
-    ok(await real.handle({"request": "submit", "jobs": [
-        {"name": "missing", "execution": {"exec": "/no/such/program"}}]}))
+    ok(
+        await real.handle(
+            {
+                "request": "submit",
+                "jobs": [{"name": "missing", "execution": {"exec": "/no/such/program"}}],
+            }
+        )
+    )
     await real.pilot.wait4("missing", timeout=T)
     entry = ok(await real.handle({"request": "listJobs"}))["jobs"]["missing"]
     assert entry["status"] == "FAILED"
@@ -300,11 +381,19 @@ async def test_list_jobs_messages(real: Protocol) -> None:
 
 async def test_resources_info(real: Protocol) -> None:
     assert ok(await real.handle({"request": "resourcesInfo"})) == {
-        "total_nodes": 1, "total_cores": 2, "used_cores": 0, "free_cores": 2}
+        "total_nodes": 1,
+        "total_cores": 2,
+        "used_cores": 0,
+        "free_cores": 2,
+    }
     ok(await real.handle({"request": "submit", "jobs": [sleeper("s")]}))
     await until_state(real, "s", JobState.EXECUTING)
     assert ok(await real.handle({"request": "resourcesInfo"})) == {
-        "total_nodes": 1, "total_cores": 2, "used_cores": 1, "free_cores": 1}
+        "total_nodes": 1,
+        "total_cores": 2,
+        "used_cores": 1,
+        "free_cores": 1,
+    }
 
 
 # -- status -------------------------------------------------------------------------------------
@@ -321,33 +410,58 @@ async def test_status_all_jobs_finished(real: Protocol) -> None:
 
 
 async def test_status_full(instant: Protocol, tmp_path: Path) -> None:
-    ok(await instant.handle({"request": "submit", "jobs": [
-        echo("a"), {**echo("it"), "iteration": {"stop": 3}}]}))
+    ok(
+        await instant.handle(
+            {"request": "submit", "jobs": [echo("a"), {**echo("it"), "iteration": {"stop": 3}}]}
+        )
+    )
     await instant.pilot.wait4all(timeout=T)
     data = ok(await instant.handle({"request": "status"}))
     assert set(data) == {"System", "Resources", "JobStats", "IterationStats"}
     assert set(data["System"]) == {
-        "InstanceId", "Started", "Generated", "Uptime", "Zmqaddress", "Ifaces",
-        "StatusPublisher", "Host", "Account", "Wd", "PythonVersion", "Python", "Platform"}
+        "InstanceId",
+        "Started",
+        "Generated",
+        "Uptime",
+        "Zmqaddress",
+        "Ifaces",
+        "StatusPublisher",
+        "Host",
+        "Account",
+        "Wd",
+        "PythonVersion",
+        "Python",
+        "Platform",
+    }
     assert data["System"]["InstanceId"] == instant.pilot.id
     assert data["System"]["Wd"] == str(tmp_path)
-    assert data["Resources"] == {"TotalNodes": 2, "TotalCores": 4, "UsedCores": 0,
-                                 "FreeCores": 4}
-    assert data["JobStats"] == {"TotalJobs": 2, "InScheduleJobs": 0, "FailedJobs": 0,
-                                "FinishedJobs": 2, "ExecutingJobs": 0}
+    assert data["Resources"] == {"TotalNodes": 2, "TotalCores": 4, "UsedCores": 0, "FreeCores": 4}
+    assert data["JobStats"] == {
+        "TotalJobs": 2,
+        "InScheduleJobs": 0,
+        "FailedJobs": 0,
+        "FinishedJobs": 2,
+        "ExecutingJobs": 0,
+    }
     assert data["IterationStats"] == {
-        "TotalIterations": 4, "InScheduleIterations": 0, "FailedIterations": 0,
-        "FinishedIterations": 4, "ExecutingIterations": 0}
+        "TotalIterations": 4,
+        "InScheduleIterations": 0,
+        "FailedIterations": 0,
+        "FinishedIterations": 4,
+        "ExecutingIterations": 0,
+    }
     # an option that is off (or not a dict) gives the full status
-    assert "System" in ok(await instant.handle({"request": "status",
-                                                "options": {"allJobsFinished": False}}))
+    assert "System" in ok(
+        await instant.handle({"request": "status", "options": {"allJobsFinished": False}})
+    )
     assert "System" in ok(await instant.handle({"request": "status", "options": "x"}))
 
 
 async def test_status_advertises_zmq_addresses(tmp_path: Path) -> None:
     async with Pilot(nodes="1", wd=tmp_path, executor=NullExecutor()) as pilot:
-        protocol = Protocol(pilot, zmq_address="tcp://127.0.0.1:5555",
-                            publisher="tcp://127.0.0.1:5556")
+        protocol = Protocol(
+            pilot, zmq_address="tcp://127.0.0.1:5555", publisher="tcp://127.0.0.1:5556"
+        )
         system = ok(await protocol.handle({"request": "status"}))["System"]
     assert system["Zmqaddress"] == "tcp://127.0.0.1:5555"
     assert system["Ifaces"] == ["ZMQ"]  # the original's interface names
@@ -357,46 +471,79 @@ async def test_status_advertises_zmq_addresses(tmp_path: Path) -> None:
 
 
 async def test_status_counts_failed_omitted_queued_executing(real: Protocol) -> None:
-    ok(await real.handle({"request": "submit", "jobs": [
-        {"name": "bad", "execution": {"exec": "false"}},
-        {**echo("after-bad"), "dependencies": {"after": ["bad"]}},
-        sleeper("s1"), sleeper("s2"), sleeper("s3")]}))
+    ok(
+        await real.handle(
+            {
+                "request": "submit",
+                "jobs": [
+                    {"name": "bad", "execution": {"exec": "false"}},
+                    {**echo("after-bad"), "dependencies": {"after": ["bad"]}},
+                    sleeper("s1"),
+                    sleeper("s2"),
+                    sleeper("s3"),
+                ],
+            }
+        )
+    )
     await real.pilot.wait4(["bad", "after-bad"], timeout=T)
     await until_state(real, "s2", JobState.EXECUTING)
     await until_state(real, "s1", JobState.EXECUTING)
     stats = ok(await real.handle({"request": "status"}))["JobStats"]
-    assert stats == {"TotalJobs": 5, "InScheduleJobs": 1, "FailedJobs": 2,
-                     "FinishedJobs": 0, "ExecutingJobs": 2}
+    assert stats == {
+        "TotalJobs": 5,
+        "InScheduleJobs": 1,
+        "FailedJobs": 2,
+        "FinishedJobs": 0,
+        "ExecutingJobs": 2,
+    }
 
 
 # -- cancelJob ------------------------------------------------------------------------------------
 
 
 async def test_cancel(real: Protocol) -> None:
-    ok(await real.handle({"request": "submit", "jobs": [
-        sleeper("run"), {**sleeper("it"), "iteration": {"stop": 3}}]}))
+    ok(
+        await real.handle(
+            {
+                "request": "submit",
+                "jobs": [sleeper("run"), {**sleeper("it"), "iteration": {"stop": 3}}],
+            }
+        )
+    )
     data = ok(await real.handle({"request": "cancelJob", "jobNames": ["it:2", "nope"]}))
     assert data == {"canceled": 1, "errors": {"nope": "Job/iteration nope doesn't exist"}}
     assert ok(await real.handle({"request": "cancelJob", "jobNames": ["run", "it"]})) == {
-        "canceled": 2}
+        "canceled": 2
+    }
     assert await real.pilot.wait4(["run", "it"], timeout=T) == {
-        "run": JobState.CANCELED, "it": JobState.CANCELED}
+        "run": JobState.CANCELED,
+        "it": JobState.CANCELED,
+    }
 
 
 async def test_cancel_errors(real: Protocol) -> None:
     # as the original: a success reply naming the errors, even when nothing was cancelled
     assert ok(await real.handle({"request": "cancelJob", "jobNames": ["nope", "nope:1"]})) == {
-        "canceled": 0, "errors": {"nope": "Job/iteration nope doesn't exist",
-                                  "nope:1": "Job/iteration nope doesn't exist"}}
-    ok(await real.handle({"request": "submit",
-                          "jobs": [{**echo("it"), "iteration": {"stop": 2}}]}))
+        "canceled": 0,
+        "errors": {
+            "nope": "Job/iteration nope doesn't exist",
+            "nope:1": "Job/iteration nope doesn't exist",
+        },
+    }
+    ok(await real.handle({"request": "submit", "jobs": [{**echo("it"), "iteration": {"stop": 2}}]}))
     assert ok(await real.handle({"request": "cancelJob", "jobNames": ["it:9"]})) == {
-        "canceled": 0, "errors": {"it:9": "Unknown iteration 9 for job it"}}
+        "canceled": 0,
+        "errors": {"it:9": "Unknown iteration 9 for job it"},
+    }
     await real.pilot.wait4("it", timeout=T)
     assert ok(await real.handle({"request": "cancelJob", "jobNames": ["it"]})) == {
-        "canceled": 0, "errors": {"it": "Job/iteration it already finished"}}
-    assert (err(await real.handle({"request": "cancelJob"}))
-            == "Invalid request: Wrong cancel job request - missing job names")
+        "canceled": 0,
+        "errors": {"it": "Job/iteration it already finished"},
+    }
+    assert (
+        err(await real.handle({"request": "cancelJob"}))
+        == "Invalid request: Wrong cancel job request - missing job names"
+    )
 
 
 # -- removeJob ------------------------------------------------------------------------------------
@@ -406,8 +553,10 @@ async def test_remove(real: Protocol) -> None:
     ok(await real.handle({"request": "submit", "jobs": [echo("x"), echo("y")]}))
     await real.pilot.wait4all(timeout=T)
     assert ok(await real.handle({"request": "removeJob", "jobNames": ["x"]})) == {"removed": 1}
-    assert (err(await real.handle({"request": "jobStatus", "jobNames": ["x"]}))
-            == "Job 'x' doesn't exist")
+    assert (
+        err(await real.handle({"request": "jobStatus", "jobNames": ["x"]}))
+        == "Job 'x' doesn't exist"
+    )
     # a removed name can be used again
     ok(await real.handle({"request": "submit", "jobs": [echo("x")]}))
     await real.pilot.wait4("x", timeout=T)
@@ -418,29 +567,40 @@ async def test_remove(real: Protocol) -> None:
 async def test_remove_errors(real: Protocol) -> None:
     # as the original: a success reply naming the errors, even when nothing was removed
     assert ok(await real.handle({"request": "removeJob", "jobNames": ["nope"]})) == {
-        "removed": 0, "errors": {"nope": "Job 'nope' doesn't exist"}}
+        "removed": 0,
+        "errors": {"nope": "Job 'nope' doesn't exist"},
+    }
     ok(await real.handle({"request": "submit", "jobs": [sleeper("x")]}))
     assert ok(await real.handle({"request": "removeJob", "jobNames": ["x"]})) == {
-        "removed": 0, "errors": {"x": "Job 'x' not finished - can not be removed"}}
-    assert (err(await real.handle({"request": "removeJob", "jobNames": []}))
-            == "Invalid request: Wrong remove job request - missing job names")
+        "removed": 0,
+        "errors": {"x": "Job 'x' not finished - can not be removed"},
+    }
+    assert (
+        err(await real.handle({"request": "removeJob", "jobNames": []}))
+        == "Invalid request: Wrong remove job request - missing job names"
+    )
 
 
 # -- control, finish ------------------------------------------------------------------------------
 
 
 async def test_control(instant: Protocol) -> None:
-    assert (err(await instant.handle({"request": "control"}))
-            == "Invalid request: Wrong control request - missing command")
-    assert (err(await instant.handle({"request": "control", "command": "X"}))
-            == 'Invalid request: Wrong control request - unknown command "X"')
+    assert (
+        err(await instant.handle({"request": "control"}))
+        == "Invalid request: Wrong control request - missing command"
+    )
+    assert (
+        err(await instant.handle({"request": "control", "command": "X"}))
+        == 'Invalid request: Wrong control request - unknown command "X"'
+    )
     reply = await instant.handle({"request": "control", "command": "finishAfterAllTasksDone"})
     assert reply == {"code": 0, "message": "finishAfterAllTasksDone command accepted"}
     assert instant.finish_after_all.is_set() and not instant.finish.is_set()
     assert instant.finishing
-    assert (err(await instant.handle({"request": "control",
-                                      "command": "finishAfterAllTasksDone"}))
-            == "Finish request already requested")
+    assert (
+        err(await instant.handle({"request": "control", "command": "finishAfterAllTasksDone"}))
+        == "Finish request already requested"
+    )
 
 
 async def test_control_command_not_a_string(instant: Protocol) -> None:
@@ -449,9 +609,12 @@ async def test_control_command_not_a_string(instant: Protocol) -> None:
         deep = [deep]
     for command in (deep, ["finishAfterAllTasksDone"], 7, {"a": 1}, True):
         reply = await instant.handle({"request": "control", "command": command})
-        assert reply == {"code": 1, "message": "Invalid request: Wrong control request - "
-                                               "command: expected a string, got "
-                                               f"{type(command).__name__}"}
+        assert reply == {
+            "code": 1,
+            "message": "Invalid request: Wrong control request - "
+            "command: expected a string, got "
+            f"{type(command).__name__}",
+        }
     assert not instant.finishing
     ok(await instant.handle({"request": "control", "command": "finishAfterAllTasksDone"}))
 
@@ -461,11 +624,11 @@ async def test_finish(instant: Protocol) -> None:
     data = ok(await instant.handle({"request": "finish"}))
     assert set(data) == {"when"} and re.fullmatch(r"\d+s", data["when"])
     assert instant.finish.is_set() and instant.finishing
-    assert (err(await instant.handle({"request": "finish"}))
-            == "Finish request already requested")
-    assert (err(await instant.handle({"request": "control",
-                                      "command": "finishAfterAllTasksDone"}))
-            == "Finish request already requested")
+    assert err(await instant.handle({"request": "finish"})) == "Finish request already requested"
+    assert (
+        err(await instant.handle({"request": "control", "command": "finishAfterAllTasksDone"}))
+        == "Finish request already requested"
+    )
 
 
 async def test_finish_after_control_is_accepted(instant: Protocol) -> None:
@@ -478,8 +641,9 @@ async def test_finish_after_control_is_accepted(instant: Protocol) -> None:
 # -- robustness ------------------------------------------------------------------------------------
 
 
-async def test_a_handler_bug_is_an_error_reply(instant: Protocol,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_handler_bug_is_an_error_reply(
+    instant: Protocol, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async def boom(*args: object, **kw: object) -> None:
         raise RuntimeError("boom")
 

@@ -60,8 +60,11 @@ async def test_calls_of_the_pilot(served: tuple[Pilot, ZmqServer], client: Clien
     assert server.address.startswith("tcp://127.0.0.1:")
     assert client.publisher == server.publisher
     with anyio.fail_after(T):
-        names = await client.submit(Jobs().add(name="a", exec="/bin/true")
-                                    .add(name="it", exec="/bin/true", iteration=3, after="a"))
+        names = await client.submit(
+            Jobs()
+            .add(name="a", exec="/bin/true")
+            .add(name="it", exec="/bin/true", iteration=3, after="a")
+        )
         assert names == ["a", "it"]
         assert await client.wait4(["it:2", "a"]) == {"it:2": S, "a": S}
         assert await client.wait4(names) == {"a": S, "it": S}
@@ -93,8 +96,11 @@ async def test_waits_are_event_driven(client: Client) -> None:
         await client.submit(Jobs().add(name="s2", exec="/bin/sleep", args=["0.2"]))
         await client.wait4all()  # NOJ of the first wait is long gone: this waits for s2
         assert await client.status("s2") == {"s2": S}
-        await client.submit(Jobs().add(name="s3", exec="/bin/sleep", args=["0.2"])
-                            .add(name="s4", exec="/bin/sleep", args=["10"]))
+        await client.submit(
+            Jobs()
+            .add(name="s3", exec="/bin/sleep", args=["0.2"])
+            .add(name="s4", exec="/bin/sleep", args=["10"])
+        )
         assert await client.wait4_any(["s3", "s4"]) == ("s3", S)
         await client.cancel("s4")
         assert await client.wait4("s4") == {"s4": JobState.CANCELED}
@@ -156,14 +162,18 @@ async def test_errors(served: tuple[Pilot, ZmqServer], client: Client) -> None:
 
 
 @pytest.mark.anyio
-async def test_address_file_and_job_environment(served: tuple[Pilot, ZmqServer],
-                                                client: Client, tmp_path: Path) -> None:
+async def test_address_file_and_job_environment(
+    served: tuple[Pilot, ZmqServer], client: Client, tmp_path: Path
+) -> None:
     pilot, server = served
     assert pilot.service is not None
     assert (Path(pilot.service.path) / "address").read_text() == server.address
     with anyio.fail_after(T):
-        await client.submit(Jobs().add(name="env", exec="/bin/sh", stdout="env.out",
-                                       args=["-c", f"echo ${ADDRESS_ENV}"]))
+        await client.submit(
+            Jobs().add(
+                name="env", exec="/bin/sh", stdout="env.out", args=["-c", f"echo ${ADDRESS_ENV}"]
+            )
+        )
         assert await client.wait4("env") == {"env": S}
     assert (tmp_path / "env.out").read_text().strip() == server.address
 
@@ -215,8 +225,15 @@ def _raw_requests(address: str, frames: list[Any]) -> list[dict[str, Any]]:
 async def test_garbage_frames(served: tuple[Pilot, ZmqServer], client: Client) -> None:
     server = served[1]
     server.max_message = 1000  # the limit applies per server
-    frames: list[Any] = [b"{not json", b"\xc3\x28", b"42", b"null", [b"{}", b"{}"],
-                         b"{" + b" " * 2000 + b"}", b'{"request": "listJobs"}']
+    frames: list[Any] = [
+        b"{not json",
+        b"\xc3\x28",
+        b"42",
+        b"null",
+        [b"{}", b"{}"],
+        b"{" + b" " * 2000 + b"}",
+        b'{"request": "listJobs"}',
+    ]
     replies = await anyio.to_thread.run_sync(_raw_requests, server.address, frames)
     messages = [r.get("message", "") for r in replies[:-1]]
     assert all(r["code"] == 1 for r in replies[:-1])
@@ -252,18 +269,24 @@ async def _subscribe_all(publisher: str, client: Client) -> Any:
 
 
 @pytest.mark.anyio
-async def test_published_events_are_the_originals(served: tuple[Pilot, ZmqServer],
-                                                  client: Client) -> None:
+async def test_published_events_are_the_originals(
+    served: tuple[Pilot, ZmqServer], client: Client
+) -> None:
     with anyio.fail_after(T):
         ctx, sub = await _subscribe_all(served[1].publisher, client)
         try:
-            await client.submit([
-                {"name": "p", "execution": {"exec": "/bin/true"}},
-                {"name": "it", "execution": {"exec": "/bin/true"}, "iteration": {"stop": 2}},
-                {"name": "f", "execution": {"exec": "/bin/false"}},
-                {"name": "o", "execution": {"exec": "/bin/true"},
-                 "dependencies": {"after": ["f"]}},
-            ])
+            await client.submit(
+                [
+                    {"name": "p", "execution": {"exec": "/bin/true"}},
+                    {"name": "it", "execution": {"exec": "/bin/true"}, "iteration": {"stop": 2}},
+                    {"name": "f", "execution": {"exec": "/bin/false"}},
+                    {
+                        "name": "o",
+                        "execution": {"exec": "/bin/true"},
+                        "dependencies": {"after": ["f"]},
+                    },
+                ]
+            )
             seen: dict[tuple[str, str, Any], list[str]] = defaultdict(list)
             order: list[str] = []
             while True:

@@ -44,8 +44,9 @@ def manager(tmp_path: Path) -> Iterator[OriginalClients]:
         clients.close()
 
 
-def test_address_file_status_and_localhost_binding(service: Service,
-                                                   manager: OriginalClients) -> None:
+def test_address_file_status_and_localhost_binding(
+    service: Service, manager: OriginalClients
+) -> None:
     m = manager(service.address)
     system = m.system_status()["System"]
     assert service.address.startswith("tcp://127.0.0.1:")
@@ -58,17 +59,20 @@ def test_address_file_status_and_localhost_binding(service: Service,
 
 def test_submit_plain_wait4_and_output(service: Service, manager: OriginalClients) -> None:
     m = manager(service.address)
-    names = m.submit(Jobs().add(name="hello", exec="/bin/echo", args=["hi", 42],
-                                stdout="hello.out"))
+    names = m.submit(
+        Jobs().add(name="hello", exec="/bin/echo", args=["hi", 42], stdout="hello.out")
+    )
     assert names == ["hello"]
     assert m.wait4(names, timeout=20) == {"hello": "SUCCEED"}
     assert (service.wd / "hello.out").read_text() == "hi 42\n"
     assert m.status("hello") == {
-        "jobs": {"hello": {"status": 0, "data": {"jobName": "hello", "status": "SUCCEED"}}}}
+        "jobs": {"hello": {"status": 0, "data": {"jobName": "hello", "status": "SUCCEED"}}}
+    }
 
 
-def test_iterations_status_and_info_parsed_with_childs(service: Service,
-                                                       manager: OriginalClients) -> None:
+def test_iterations_status_and_info_parsed_with_childs(
+    service: Service, manager: OriginalClients
+) -> None:
     m = manager(service.address)
     m.submit(Jobs().add(name="it", exec="/bin/true", iteration=5))
     # Iteration names are waited on through IFI events.
@@ -100,14 +104,20 @@ def test_iterations_status_and_info_parsed_with_childs(service: Service,
 
 def test_dependencies_and_omitted(service: Service, manager: OriginalClients) -> None:
     m = manager(service.address)
-    jobs = (Jobs()
-            .add(name="first", exec="/bin/sleep", args=["0.3"])
-            .add(name="second", exec="/bin/true", after="first")
-            .add(name="bad", exec="/bin/false")
-            .add(name="never", exec="/bin/true", after=["bad", "first"]))
+    jobs = (
+        Jobs()
+        .add(name="first", exec="/bin/sleep", args=["0.3"])
+        .add(name="second", exec="/bin/true", after="first")
+        .add(name="bad", exec="/bin/false")
+        .add(name="never", exec="/bin/true", after=["bad", "first"])
+    )
     assert m.submit(jobs) == ["first", "second", "bad", "never"]
     assert m.wait4(["first", "second", "bad", "never"], timeout=20) == {
-        "first": "SUCCEED", "second": "SUCCEED", "bad": "FAILED", "never": "OMITTED"}
+        "first": "SUCCEED",
+        "second": "SUCCEED",
+        "bad": "FAILED",
+        "never": "OMITTED",
+    }
     # (info_parsed reads the history from the wrong key - the original client's
     # bug - so the raw info is used here.)
     info = m.info(["first", "second"])["jobs"]
@@ -122,10 +132,20 @@ def test_dependencies_and_omitted(service: Service, manager: OriginalClients) ->
 def test_add_std_with_resource_ranges(service: Service, manager: OriginalClients) -> None:
     m = manager(service.address)
     jobs = Jobs()
-    jobs.add_std({"name": "range", "execution": {"exec": "/bin/true"},
-                  "resources": {"numCores": {"min": 2, "max": 3}}})
-    jobs.add_std({"name": "twonodes", "execution": {"exec": "/bin/true"},
-                  "resources": {"numNodes": {"exact": 2}, "numCores": {"exact": 2}}})
+    jobs.add_std(
+        {
+            "name": "range",
+            "execution": {"exec": "/bin/true"},
+            "resources": {"numCores": {"min": 2, "max": 3}},
+        }
+    )
+    jobs.add_std(
+        {
+            "name": "twonodes",
+            "execution": {"exec": "/bin/true"},
+            "resources": {"numNodes": {"exact": 2}, "numCores": {"exact": 2}},
+        }
+    )
     names = m.submit(jobs)
     assert m.wait4(names, timeout=20) == {"range": "SUCCEED", "twonodes": "SUCCEED"}
     info = m.info_parsed(names)
@@ -134,8 +154,9 @@ def test_add_std_with_resource_ranges(service: Service, manager: OriginalClients
     assert all(len(cores) == 2 for cores in info["twonodes"].nodes.values())
 
     too_big = Jobs()
-    too_big.add_std({"name": "huge", "execution": {"exec": "/bin/true"},
-                     "resources": {"numCores": {"min": 9}}})
+    too_big.add_std(
+        {"name": "huge", "execution": {"exec": "/bin/true"}, "resources": {"numCores": {"min": 9}}}
+    )
     with pytest.raises(errors.ConnectionError, match="Not enough resources"):
         m.submit(too_big)
 
@@ -163,8 +184,7 @@ def test_list_cancel_remove_resources(service: Service, manager: OriginalClients
     assert "long" in m.list()
     m.cancel("long")
     assert m.wait4("long", timeout=20) == {"long": "CANCELED"}
-    assert m.resources() == {"total_nodes": 2, "total_cores": 8, "used_cores": 0,
-                             "free_cores": 8}
+    assert m.resources() == {"total_nodes": 2, "total_cores": 8, "used_cores": 0, "free_cores": 8}
     m.remove("long")
     assert "long" not in m.list()
     # A removed name can be used again. (By a new client: this one may still
@@ -179,13 +199,17 @@ def test_wait4all_is_event_driven(service: Service, manager: OriginalClients) ->
     # A client polling without events would wait DEFAULT_POLL_DELAY (5 s) per
     # round; NOJ ends this wait as soon as the jobs are done.
     m = manager(service.address)
-    m.submit(Jobs().add(name="all1", exec="/bin/sleep", args=["0.3"])
-             .add(name="all2", exec="/bin/sleep", args=["0.3"], iteration=2))
+    m.submit(
+        Jobs()
+        .add(name="all1", exec="/bin/sleep", args=["0.3"])
+        .add(name="all2", exec="/bin/sleep", args=["0.3"], iteration=2)
+    )
     m.wait4all(timeout_secs=4)
     st = m.status(["all1", "all2"])["jobs"]
     assert {v["data"]["status"] for v in st.values()} == {"SUCCEED"}
-    assert m.send_request({"request": "status", "options": {"allJobsFinished": True}})[
-        "data"] == {"AllJobsFinished": True}
+    assert m.send_request({"request": "status", "options": {"allJobsFinished": True}})["data"] == {
+        "AllJobsFinished": True
+    }
 
 
 def test_wait4_any_job_finish(service: Service, manager: OriginalClients) -> None:
@@ -196,14 +220,18 @@ def test_wait4_any_job_finish(service: Service, manager: OriginalClients) -> Non
 
 def test_job_gets_the_address(service: Service, manager: OriginalClients) -> None:
     m = manager(service.address)
-    m.submit(Jobs().add(name="env", exec="/bin/sh", args=["-c", "echo $QCG_PM_ZMQ_ADDRESS"],
-                        stdout="env.out"))
+    m.submit(
+        Jobs().add(
+            name="env", exec="/bin/sh", args=["-c", "echo $QCG_PM_ZMQ_ADDRESS"], stdout="env.out"
+        )
+    )
     assert m.wait4("env", timeout=20) == {"env": "SUCCEED"}
     assert (service.wd / "env.out").read_text().strip() == service.address
 
 
-def test_job_submits_jobs_to_its_own_pilot(service: Service, manager: OriginalClients,
-                                           tmp_path: Path) -> None:
+def test_job_submits_jobs_to_its_own_pilot(
+    service: Service, manager: OriginalClients, tmp_path: Path
+) -> None:
     # An application controller running AS a job: the original client with
     # no address takes QCG_PM_ZMQ_ADDRESS.
     controller = """
@@ -217,17 +245,24 @@ print(json.dumps(m.wait4(names)))
 """
     m = manager(service.address)
     cmd = job_script(tmp_path, "ctl", controller)
-    m.submit(Jobs().add(name="controller", exec=cmd[0], args=cmd[1:], stdout="controller.out",
-                        stderr="controller.err"))
-    assert m.wait4("controller", timeout=30) == {"controller": "SUCCEED"}, \
-        (service.wd / "controller.err").read_text()
+    m.submit(
+        Jobs().add(
+            name="controller",
+            exec=cmd[0],
+            args=cmd[1:],
+            stdout="controller.out",
+            stderr="controller.err",
+        )
+    )
+    assert m.wait4("controller", timeout=30) == {"controller": "SUCCEED"}, (
+        service.wd / "controller.err"
+    ).read_text()
     out = json.loads((service.wd / "controller.out").read_text())
     assert out == {"child": "SUCCEED"}
     assert m.info_parsed("child")["child"].iterations["finished"] == 2
 
 
-def test_garbage_frames_do_not_stop_the_service(service: Service,
-                                                manager: OriginalClients) -> None:
+def test_garbage_frames_do_not_stop_the_service(service: Service, manager: OriginalClients) -> None:
     bad: list[Any] = [
         b"not json at all",
         b"\xff\xfe\x00binary",
@@ -244,8 +279,10 @@ def test_garbage_frames_do_not_stop_the_service(service: Service,
         reply = service.request(frame, timeout=30)
         assert reply["code"] == 1, reply
         assert reply["message"].startswith("Invalid request"), reply
-    assert service.request(b'{"request": "bogus"}')["message"] == \
-        "Invalid request: Unknown request name: bogus"
+    assert (
+        service.request(b'{"request": "bogus"}')["message"]
+        == "Invalid request: Unknown request name: bogus"
+    )
     assert service.request(b"[1]")["message"] == "Invalid request: Invalid request"
     # Still serving, for every client.
     assert service.request({"request": "resourcesInfo"})["code"] == 0
@@ -268,25 +305,27 @@ def test_finish_ends_the_service(tmp_path: Path, manager: OriginalClients) -> No
         assert final["System"]["Zmqaddress"] == svc.address
         assert final["JobStats"]["TotalJobs"] == 2
         assert final["JobStats"]["FinishedJobs"] == 2  # SUCCEED + CANCELED
-        report = [json.loads(line) for line in
-                  (svc.service_dir / "jobs.report").read_text().splitlines()]
-        assert {r["name"]: r["state"] for r in report} == {"done": "SUCCEED",
-                                                           "stuck": "CANCELED"}
+        report = [
+            json.loads(line) for line in (svc.service_dir / "jobs.report").read_text().splitlines()
+        ]
+        assert {r["name"]: r["state"] for r in report} == {"done": "SUCCEED", "stuck": "CANCELED"}
         assert "1 succeeded, 1 cancelled" in svc.stderr_text()
     finally:
         svc.close()
 
 
-def test_finish_lets_a_waiting_client_see_the_end(tmp_path: Path,
-                                                  manager: OriginalClients) -> None:
+def test_finish_lets_a_waiting_client_see_the_end(tmp_path: Path, manager: OriginalClients) -> None:
     # Client A waits for a running and a queued job; client B sends finish. A's
     # wait4 returns with both CANCELED: their final events are published before
     # the interface closes.
     svc = Service(tmp_path, "--nodes", "1", "--kill-grace", "1")
     try:
         a, b = manager(svc.address), manager(svc.address)
-        names = a.submit(Jobs().add(name="long", exec="/bin/sleep", args=["30"])
-                         .add(name="queued", exec="/bin/sleep", args=["30"]))
+        names = a.submit(
+            Jobs()
+            .add(name="long", exec="/bin/sleep", args=["30"])
+            .add(name="queued", exec="/bin/sleep", args=["30"])
+        )
         got: dict[str, Any] = {}
         waiter = threading.Thread(target=lambda: got.update(a.wait4(names, timeout=20)))
         waiter.start()
@@ -298,8 +337,9 @@ def test_finish_lets_a_waiting_client_see_the_end(tmp_path: Path,
         svc.close()
 
 
-def test_finish_after_all_still_answers_the_last_requests(tmp_path: Path,
-                                                          manager: OriginalClients) -> None:
+def test_finish_after_all_still_answers_the_last_requests(
+    tmp_path: Path, manager: OriginalClients
+) -> None:
     # As the original: jobs submitted after finishAfterAllTasksDone still run, and
     # a client's wait4all right after its jobs ended is answered (--net-linger).
     svc = Service(tmp_path, "--nodes", "2")
@@ -323,8 +363,9 @@ def _free_port() -> int:
 
 def test_port_flags(tmp_path: Path, manager: OriginalClients) -> None:
     port, pub = _free_port(), _free_port()
-    svc = Service(tmp_path / "a", "--net-port", str(port), "--net-pub-port", str(pub),
-                  "--nodes", "1")
+    svc = Service(
+        tmp_path / "a", "--net-port", str(port), "--net-pub-port", str(pub), "--nodes", "1"
+    )
     try:
         assert svc.address == f"tcp://127.0.0.1:{port}"
         status = manager(svc.address).system_status()["System"]
@@ -332,8 +373,9 @@ def test_port_flags(tmp_path: Path, manager: OriginalClients) -> None:
     finally:
         svc.close()
     assert svc.proc.returncode == 0
-    svc = Service(tmp_path / "b", "--net-port-min", "40100", "--net-port-max", "40200",
-                  "--nodes", "1")
+    svc = Service(
+        tmp_path / "b", "--net-port-min", "40100", "--net-port-max", "40200", "--nodes", "1"
+    )
     try:
         status = manager(svc.address).system_status()["System"]
         for addr in (svc.address, status["StatusPublisher"]):
@@ -344,10 +386,14 @@ def test_port_flags(tmp_path: Path, manager: OriginalClients) -> None:
 
 def test_file_then_net_until_finish_after_all(tmp_path: Path) -> None:
     reqs = tmp_path / "reqs.json"
-    reqs.write_text(json.dumps([
-        {"request": "submit", "jobs": [{"name": "f1", "execution": {"exec": "/bin/true"}}]},
-        {"request": "control", "command": "finishAfterAllTasksDone"},
-    ]))
+    reqs.write_text(
+        json.dumps(
+            [
+                {"request": "submit", "jobs": [{"name": "f1", "execution": {"exec": "/bin/true"}}]},
+                {"request": "control", "command": "finishAfterAllTasksDone"},
+            ]
+        )
+    )
     svc = Service(tmp_path, "--file-path", str(reqs), "--nodes", "2")
     try:
         assert svc.wait(20) == 0
@@ -359,9 +405,13 @@ def test_file_then_net_until_finish_after_all(tmp_path: Path) -> None:
 
 def test_file_then_net_keeps_serving(tmp_path: Path, manager: OriginalClients) -> None:
     reqs = tmp_path / "reqs.json"
-    reqs.write_text(json.dumps([
-        {"request": "submit", "jobs": [{"name": "f1", "execution": {"exec": "/bin/true"}}]},
-    ]))
+    reqs.write_text(
+        json.dumps(
+            [
+                {"request": "submit", "jobs": [{"name": "f1", "execution": {"exec": "/bin/true"}}]},
+            ]
+        )
+    )
     svc = Service(tmp_path, "--file-path", str(reqs), "--nodes", "2")
     try:
         m = manager(svc.address)
@@ -379,7 +429,8 @@ def test_file_then_net_keeps_serving(tmp_path: Path, manager: OriginalClients) -
 def test_cli_net_without_interface_is_an_error() -> None:
     import subprocess
 
-    res = subprocess.run([sys.executable, "-m", "qcgpj_async"], capture_output=True, text=True,
-                         check=False)
+    res = subprocess.run(
+        [sys.executable, "-m", "qcgpj_async"], capture_output=True, text=True, check=False
+    )
     assert res.returncode == 2
     assert "--net" in res.stderr

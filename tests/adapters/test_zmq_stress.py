@@ -59,4 +59,3 @@ def test_ten_clients_each_submit_and_await_500_jobs(tmp_path: Path) -> None:
         clients.close()
         svc.close()
     assert svc.proc.returncode == 0, svc.stderr_text()
-

@@ -37,8 +37,9 @@ class Service:
         cmd = [sys.executable, "-m", "qcgpj_async", "--wd", str(wd), "--id", sid, *args]
         if not any(a.startswith("--net") for a in args):
             cmd.append("--net")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, cwd=wd)
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=wd
+        )
         self.stderr: list[str] = []
         self._serving = threading.Event()
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
@@ -63,8 +64,9 @@ class Service:
     def stderr_text(self) -> str:
         return "".join(self.stderr)
 
-    def request(self, request: dict[str, Any] | bytes | list[bytes],
-                timeout: float = 10.0) -> dict[str, Any]:
+    def request(
+        self, request: dict[str, Any] | bytes | list[bytes], timeout: float = 10.0
+    ) -> dict[str, Any]:
         """One raw request (a dict is sent as JSON); the decoded reply."""
         if self._req is None:
             self._req = self._ctx.socket(zmq.REQ)
@@ -138,4 +140,3 @@ def job_script(tmp: Path, name: str, code: str) -> list[str]:
     path = tmp / f"{name}.py"
     path.write_text(code)
     return [sys.executable, str(path)]
-

@@ -27,14 +27,20 @@ from qcgpj_async import JobState, NullExecutor, Pilot, __version__
 from qcgpj_async.cli import _progress, _progress_line
 
 TIMEOUT = 60
-SUMMARY = re.compile(r"qcgpj-async: (\d+) jobs?: (\d+) succeeded(, \d+ failed)?"
-                     r"(, \d+ omitted)?(, \d+ cancelled)?; report: (.+)")
+SUMMARY = re.compile(
+    r"qcgpj-async: (\d+) jobs?: (\d+) succeeded(, \d+ failed)?"
+    r"(, \d+ omitted)?(, \d+ cancelled)?; report: (.+)"
+)
 
 
-def qcgpj(*args: str, cwd: Path, exe: tuple[str, ...] = (sys.executable, "-m", "qcgpj_async"),
-          ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([*exe, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=TIMEOUT, check=False)
+def qcgpj(
+    *args: str,
+    cwd: Path,
+    exe: tuple[str, ...] = (sys.executable, "-m", "qcgpj_async"),
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [*exe, *args], cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc
 
@@ -46,7 +52,8 @@ def requests_file(path: Path, requests: Any) -> str:
 
 def job(name: str, script: str | None = None, **extra: Any) -> dict[str, Any]:
     execution: dict[str, Any] = (
-        {"script": script} if script is not None else {"exec": "echo", "args": [name]})
+        {"script": script} if script is not None else {"exec": "echo", "args": [name]}
+    )
     return {"name": name, "execution": execution, **extra}
 
 
@@ -75,8 +82,10 @@ def service_dir(wd: Path) -> Path:
 def replies(wd: Path) -> list[tuple[int, str, dict[str, Any]]]:
     """The (request number, request name, reply) lines of service.log."""
     log = (service_dir(wd) / "service.log").read_text()
-    return [(int(n), name, json.loads(reply)) for n, name, reply in
-            re.findall(r"request #(\d+) \((\w+)\): (\{.*\})$", log, re.M)]
+    return [
+        (int(n), name, json.loads(reply))
+        for n, name, reply in re.findall(r"request #(\d+) \((\w+)\): (\{.*\})$", log, re.M)
+    ]
 
 
 # -- exit codes ----------------------------------------------------------------------------
@@ -93,17 +102,22 @@ def test_all_succeed_exit_0(tmp_path: Path) -> None:
 
 
 def test_a_failed_job_exit_1(tmp_path: Path) -> None:
-    f = batch(tmp_path / "r.json", job("f", "exit 3"),
-              job("o", dependencies={"after": ["f"]}), job("t"))
+    f = batch(
+        tmp_path / "r.json", job("f", "exit 3"), job("o", dependencies={"after": ["f"]}), job("t")
+    )
     proc = qcgpj("--file-path", f, "--wd", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 1
     assert lines(proc)[-1].startswith("qcgpj-async: 3 jobs: 1 succeeded, 1 failed, 1 omitted; ")
 
 
 def test_cancelled_job_exit_1(tmp_path: Path) -> None:
-    f = requests_file(tmp_path / "r.json", [
-        {"request": "submit", "jobs": [job("s", "sleep 30")]},
-        {"request": "cancelJob", "jobNames": ["s"]}])
+    f = requests_file(
+        tmp_path / "r.json",
+        [
+            {"request": "submit", "jobs": [job("s", "sleep 30")]},
+            {"request": "cancelJob", "jobNames": ["s"]},
+        ],
+    )
     proc = qcgpj("--file-path", f, "--wd", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 1
     assert ", 1 cancelled; " in lines(proc)[-1]
@@ -140,32 +154,48 @@ def test_file_is_a_directory(tmp_path: Path) -> None:
 def test_invalid_json_names_line_and_column(tmp_path: Path) -> None:
     (tmp_path / "r.json").write_text('[\n  {"request": "submit",\n   "jobs": [}\n]\n')
     line = one_error(qcgpj("--file-path", "r.json", cwd=tmp_path))
-    assert line.startswith("qcgpj-async: error: request file 'r.json': invalid JSON at "
-                           "line 3 column 13: ")
+    assert line.startswith(
+        "qcgpj-async: error: request file 'r.json': invalid JSON at line 3 column 13: "
+    )
 
 
 def test_unreadable_request_files(tmp_path: Path) -> None:
     (tmp_path / "bin.json").write_bytes(b'[{"request": "status"}, "\xff"]')
     assert one_error(qcgpj("--file-path", "bin.json", cwd=tmp_path)) == (
-        "qcgpj-async: error: request file 'bin.json': not UTF-8 text (byte 25)")
+        "qcgpj-async: error: request file 'bin.json': not UTF-8 text (byte 25)"
+    )
     (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     assert one_error(qcgpj("--file-path", "deep.json", cwd=tmp_path)) == (
-        "qcgpj-async: error: request file 'deep.json': JSON nested too deeply")
+        "qcgpj-async: error: request file 'deep.json': JSON nested too deeply"
+    )
 
 
-@pytest.mark.parametrize(("flags", "message"), [
-    (["--wd", "r.json"], "cannot create the working directory '{wd}/r.json': File exists"),
-    (["--wd", "/proc/qcgpj-nope"], "cannot create the working directory '/proc/qcgpj-nope': "),
-    (["--report-file", "sub/r.txt"], "report file 'sub/r.txt': a file name in the service "
-                                     "directory, without a directory part"),
-    (["--report-file="], "report file '': a file name"),
-    (["--nodes", "9999999999"], "nodes: 9999999999 cores in '9999999999', more than the "
-                                "10,000,000 one pilot manages"),
-])
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--wd", "r.json"], "cannot create the working directory '{wd}/r.json': File exists"),
+        (["--wd", "/proc/qcgpj-nope"], "cannot create the working directory '/proc/qcgpj-nope': "),
+        (
+            ["--report-file", "sub/r.txt"],
+            "report file 'sub/r.txt': a file name in the service "
+            "directory, without a directory part",
+        ),
+        (["--report-file="], "report file '': a file name"),
+        (
+            ["--nodes", "9999999999"],
+            "nodes: 9999999999 cores in '9999999999', more than the 10,000,000 one pilot manages",
+        ),
+    ],
+)
 def test_setup_errors_are_one_line(tmp_path: Path, flags: list[str], message: str) -> None:
     f = batch(tmp_path / "r.json", job("a"))
-    proc = qcgpj("--file-path", f, *(["--nodes", "1"] if "--nodes" not in flags else []),
-                 *flags, cwd=tmp_path)
+    proc = qcgpj(
+        "--file-path",
+        f,
+        *(["--nodes", "1"] if "--nodes" not in flags else []),
+        *flags,
+        cwd=tmp_path,
+    )
     line = one_error(proc)
     assert line.startswith("qcgpj-async: error: " + message.format(wd=tmp_path)), line
     assert not list(tmp_path.glob(".qcgpjm-service-*"))  # nothing left behind
@@ -174,16 +204,19 @@ def test_setup_errors_are_one_line(tmp_path: Path, flags: list[str], message: st
 def test_empty_file(tmp_path: Path) -> None:
     (tmp_path / "r.json").write_text("")
     assert "invalid JSON at line 1 column 1" in one_error(
-        qcgpj("--file-path", "r.json", cwd=tmp_path))
+        qcgpj("--file-path", "r.json", cwd=tmp_path)
+    )
 
 
-@pytest.mark.parametrize(("content", "kind"), [
-    ({"jobs": []}, "dict"), ("submit", "str"), (3, "int"), (None, "NoneType")])
+@pytest.mark.parametrize(
+    ("content", "kind"), [({"jobs": []}, "dict"), ("submit", "str"), (3, "int"), (None, "NoneType")]
+)
 def test_not_a_list(tmp_path: Path, content: object, kind: str) -> None:
     requests_file(tmp_path / "r.json", content)
     line = one_error(qcgpj("--file-path", "r.json", cwd=tmp_path))
-    assert line == (f"qcgpj-async: error: request file 'r.json': must hold a JSON list of "
-                    f"requests, not {kind}")
+    assert line == (
+        f"qcgpj-async: error: request file 'r.json': must hold a JSON list of requests, not {kind}"
+    )
 
 
 def test_a_single_request_object_is_accepted(tmp_path: Path) -> None:
@@ -221,16 +254,27 @@ def test_file_alone_reads_the_original_default_file(tmp_path: Path) -> None:
 
 
 def test_rejected_requests_do_not_stop_the_others(tmp_path: Path) -> None:
-    f = requests_file(tmp_path / "r.json", [
-        {"request": "submit", "jobs": [{"name": "bad", "execution": {}}]},
-        {"request": "submit", "jobs": [job("good", "echo ok > good.out")]},
-        {"request": "submit", "jobs": [{"name": "two", "execution": {"exec": "x", "script": "y"},
-                                        "resources": {"numCores": {"min": 3, "max": 2}}}]},
-        {"request": "bogus"},
-        7,
-        {"request": "submit", "jobs": [job("later", "echo later > later.out")]},
-        {"request": "control", "command": "finishAfterAllTasksDone"},
-    ])
+    f = requests_file(
+        tmp_path / "r.json",
+        [
+            {"request": "submit", "jobs": [{"name": "bad", "execution": {}}]},
+            {"request": "submit", "jobs": [job("good", "echo ok > good.out")]},
+            {
+                "request": "submit",
+                "jobs": [
+                    {
+                        "name": "two",
+                        "execution": {"exec": "x", "script": "y"},
+                        "resources": {"numCores": {"min": 3, "max": 2}},
+                    }
+                ],
+            },
+            {"request": "bogus"},
+            7,
+            {"request": "submit", "jobs": [job("later", "echo later > later.out")]},
+            {"request": "control", "command": "finishAfterAllTasksDone"},
+        ],
+    )
     proc = qcgpj("--file-path", f, "--wd", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 2
     *problems, last = lines(proc)
@@ -256,8 +300,10 @@ def test_rejected_requests_do_not_stop_the_others(tmp_path: Path) -> None:
 
 
 def test_rejected_request_and_failed_job_exit_2(tmp_path: Path) -> None:
-    f = requests_file(tmp_path / "r.json", [
-        {"request": "submit", "jobs": [job("f", "false")]}, {"request": "nope"}])
+    f = requests_file(
+        tmp_path / "r.json",
+        [{"request": "submit", "jobs": [job("f", "false")]}, {"request": "nope"}],
+    )
     proc = qcgpj("--file-path", f, "--wd", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 2  # invalid input wins over a failed job
     assert ", 1 failed; " in lines(proc)[-1]
@@ -280,32 +326,38 @@ def test_summary_points_at_the_report(tmp_path: Path) -> None:
 
 def test_report_format_text(tmp_path: Path) -> None:
     f = batch(tmp_path / "r.json", job("a"))
-    proc = qcgpj("--file-path", f, "--wd", str(tmp_path), "--report-format", "text",
-                 cwd=tmp_path)
+    proc = qcgpj("--file-path", f, "--wd", str(tmp_path), "--report-format", "text", cwd=tmp_path)
     assert proc.returncode == 0
     text = (service_dir(tmp_path) / "jobs.report").read_text()
     head, *rest = text.splitlines()
     assert head == "a (SUCCEED)"
     assert [r.rsplit(": ", 1)[1] for r in rest[:4]] == [
-        "QUEUED", "SCHEDULED", "EXECUTING", "SUCCEED"]
+        "QUEUED",
+        "SCHEDULED",
+        "EXECUTING",
+        "SUCCEED",
+    ]
     assert "\tallocation: " in text and "\texit_code: 0" in text
 
 
 def test_report_format_none(tmp_path: Path) -> None:
     f = batch(tmp_path / "r.json", job("a"))
-    proc = qcgpj("--file-path", f, "--wd", str(tmp_path), "--report-format", "none",
-                 cwd=tmp_path)
+    proc = qcgpj("--file-path", f, "--wd", str(tmp_path), "--report-format", "none", cwd=tmp_path)
     assert proc.returncode == 0
     svc = service_dir(tmp_path)
-    assert sorted(p.name for p in svc.iterdir()) == ["final_status.json", "journal.jsonl",
-                                                     "service.log"]
+    assert sorted(p.name for p in svc.iterdir()) == [
+        "final_status.json",
+        "journal.jsonl",
+        "service.log",
+    ]
     assert (tmp_path / summary(proc).group(6)).resolve() == svc.resolve()
 
 
 def test_report_file(tmp_path: Path) -> None:
     f = batch(tmp_path / "r.json", job("a"))
-    proc = qcgpj("--file-path", f, "--wd", str(tmp_path), "--report-file", "my.report",
-                 cwd=tmp_path)
+    proc = qcgpj(
+        "--file-path", f, "--wd", str(tmp_path), "--report-file", "my.report", cwd=tmp_path
+    )
     assert proc.returncode == 0
     svc = service_dir(tmp_path)
     assert (svc / "my.report").exists() and not (svc / "jobs.report").exists()
@@ -316,8 +368,11 @@ def test_report_file(tmp_path: Path) -> None:
 
 
 def test_wd(tmp_path: Path) -> None:
-    f = batch(tmp_path / "r.json", job("a", "pwd > where; echo x > rel/out"),
-              {"name": "b", "execution": {"script": "pwd > where.b", "wd": "sub"}})
+    f = batch(
+        tmp_path / "r.json",
+        job("a", "pwd > where; echo x > rel/out"),
+        {"name": "b", "execution": {"script": "pwd > where.b", "wd": "sub"}},
+    )
     proc = qcgpj("--file-path", f, "--wd", "a/b", cwd=tmp_path)
     assert proc.returncode == 1  # rel/ does not exist: job a fails (on purpose)
     wd = tmp_path / "a" / "b"
@@ -336,18 +391,28 @@ def test_default_wd_is_the_current_directory(tmp_path: Path) -> None:
 
 
 def test_nodes(tmp_path: Path) -> None:
-    f = requests_file(tmp_path / "r.json", [
-        {"request": "resourcesInfo"},
-        {"request": "submit", "jobs": [job("wide", 'echo "$QCG_PM_NODELIST $QCG_PM_NPROCS"',
-                                           resources={"numCores": {"exact": 5}})]},
-    ])
+    f = requests_file(
+        tmp_path / "r.json",
+        [
+            {"request": "resourcesInfo"},
+            {
+                "request": "submit",
+                "jobs": [
+                    job(
+                        "wide",
+                        'echo "$QCG_PM_NODELIST $QCG_PM_NPROCS"',
+                        resources={"numCores": {"exact": 5}},
+                    )
+                ],
+            },
+        ],
+    )
     for w in ("w1", "w2"):
         (tmp_path / w).mkdir()
     proc = qcgpj("--file-path", f, "--wd", "w1", "--nodes", "n1:2,n2:4", cwd=tmp_path)
     assert proc.returncode == 0
     (_, _, reply), _ = replies(tmp_path / "w1")
-    assert reply["data"] == {"total_nodes": 2, "total_cores": 6, "used_cores": 0,
-                             "free_cores": 6}
+    assert reply["data"] == {"total_nodes": 2, "total_cores": 6, "used_cores": 0, "free_cores": 6}
     # unnamed nodes are n0, n1, ...
     proc = qcgpj("--file-path", f, "--wd", "w2", "--nodes", "3,3", cwd=tmp_path)
     assert proc.returncode == 0
@@ -365,28 +430,32 @@ def test_bad_nodes(tmp_path: Path) -> None:
 
 
 def test_system_core(tmp_path: Path) -> None:
-    f = requests_file(tmp_path / "r.json", [
-        {"request": "resourcesInfo"},
-        {"request": "submit", "jobs": [job("all", resources={"numCores": {"exact": 2}})]},
-        {"request": "submit", "jobs": [job("one", 'echo "$QCG_PM_NPROCS" > one.out')]},
-        {"request": "resourcesInfo"},
-    ])
-    proc = qcgpj("--file-path", f, "--wd", str(tmp_path), "--nodes", "2", "--system-core",
-                 cwd=tmp_path)
+    f = requests_file(
+        tmp_path / "r.json",
+        [
+            {"request": "resourcesInfo"},
+            {"request": "submit", "jobs": [job("all", resources={"numCores": {"exact": 2}})]},
+            {"request": "submit", "jobs": [job("one", 'echo "$QCG_PM_NPROCS" > one.out')]},
+            {"request": "resourcesInfo"},
+        ],
+    )
+    proc = qcgpj(
+        "--file-path", f, "--wd", str(tmp_path), "--nodes", "2", "--system-core", cwd=tmp_path
+    )
     assert proc.returncode == 2
-    assert lines(proc)[0] == ("qcgpj-async: request #2 (submit) rejected: "
-                              "Not enough resources for job all")
+    assert lines(proc)[0] == (
+        "qcgpj-async: request #2 (submit) rejected: Not enough resources for job all"
+    )
     assert (tmp_path / "one.out").read_text() == "1\n"
-    report = [json.loads(x) for x in (service_dir(tmp_path) / "jobs.report").read_text()
-              .splitlines()]
+    report = [
+        json.loads(x) for x in (service_dir(tmp_path) / "jobs.report").read_text().splitlines()
+    ]
     assert report[0]["runtime"]["allocation"] == "n0[1]"  # core 0 is the manager's
     # As the original: the reserved core counts in the total, as used.
     first = next(r for r in replies(tmp_path) if r[1] == "resourcesInfo")[2]
-    assert first["data"] == {"total_nodes": 1, "total_cores": 2, "used_cores": 1,
-                             "free_cores": 1}
+    assert first["data"] == {"total_nodes": 1, "total_cores": 2, "used_cores": 1, "free_cores": 1}
     status = json.loads((service_dir(tmp_path) / "final_status.json").read_text())
-    assert status["Resources"] == {"TotalNodes": 1, "TotalCores": 2, "UsedCores": 1,
-                                   "FreeCores": 1}
+    assert status["Resources"] == {"TotalNodes": 1, "TotalCores": 2, "UsedCores": 1, "FreeCores": 1}
 
 
 def test_id_names_the_service_directory(tmp_path: Path) -> None:
@@ -400,7 +469,9 @@ def test_id_names_the_service_directory(tmp_path: Path) -> None:
     proc = qcgpj("--file-path", f, "--wd", str(tmp_path), "--id", "my-run", cwd=tmp_path)
     assert proc.returncode == 0
     assert sorted(p.name for p in tmp_path.glob(".qcgpjm-service-*")) == [
-        ".qcgpjm-service-my-run", ".qcgpjm-service-my-run.1"]
+        ".qcgpjm-service-my-run",
+        ".qcgpjm-service-my-run.1",
+    ]
 
 
 def test_version(tmp_path: Path) -> None:
@@ -412,8 +483,18 @@ def test_version(tmp_path: Path) -> None:
 def test_help_lists_the_original_flags(tmp_path: Path) -> None:
     proc = qcgpj("--help", cwd=tmp_path)
     assert proc.returncode == 0
-    for flag in ("--file-path", "--wd", "--nodes", "--report-format", "--report-file",
-                 "--system-core", "--show-progress", "--id", "--log", "--resources"):
+    for flag in (
+        "--file-path",
+        "--wd",
+        "--nodes",
+        "--report-format",
+        "--report-file",
+        "--system-core",
+        "--show-progress",
+        "--id",
+        "--log",
+        "--resources",
+    ):
         assert flag in proc.stdout
 
 
@@ -429,12 +510,12 @@ def test_log_level(tmp_path: Path) -> None:
 
 def test_show_progress_final_line(tmp_path: Path) -> None:
     f = batch(tmp_path / "r.json", job("s", "sleep 0.1", iteration={"stop": 4}), job("f", "false"))
-    proc = qcgpj("--file-path", f, "--wd", str(tmp_path), "--nodes", "2", "--show-progress",
-                 cwd=tmp_path)
+    proc = qcgpj(
+        "--file-path", f, "--wd", str(tmp_path), "--nodes", "2", "--show-progress", cwd=tmp_path
+    )
     assert proc.returncode == 1
     progress, last = lines(proc)  # non-tty: whole lines, no escape codes
-    m = re.fullmatch(r"done 5/5 \(1 failed\), running 0, queued 0, (\d+) jobs/s, ETA -",
-                     progress)
+    m = re.fullmatch(r"done 5/5 \(1 failed\), running 0, queued 0, (\d+) jobs/s, ETA -", progress)
     assert m, progress
     # the rate counts from the start of the run: 5 iterations, 2 rounds of 0.1 s at least
     assert 0 < int(m.group(1)) <= 5 / 0.2
@@ -453,12 +534,21 @@ class FakeStream(io.StringIO):
 @pytest.mark.anyio
 async def test_progress_line(tmp_path: Path) -> None:
     async with Pilot(nodes="2", wd=tmp_path, kill_grace=1) as pilot:
-        await pilot.submit([job("bad", "false"), job("ok"),
-                            job("s1", "sleep 30"), job("s2", "sleep 30"), job("q", "sleep 30")])
+        await pilot.submit(
+            [
+                job("bad", "false"),
+                job("ok"),
+                job("s1", "sleep 30"),
+                job("s2", "sleep 30"),
+                job("q", "sleep 30"),
+            ]
+        )
         await pilot.wait4(["bad", "ok"], timeout=TIMEOUT)
         with anyio.fail_after(TIMEOUT):
-            while (await pilot.status(["s1", "s2"])) != {"s1": JobState.EXECUTING,
-                                                        "s2": JobState.EXECUTING}:
+            while (await pilot.status(["s1", "s2"])) != {
+                "s1": JobState.EXECUTING,
+                "s2": JobState.EXECUTING,
+            }:
                 await anyio.sleep(0.01)  # processes we started have to get going
         t0 = time.monotonic() - 20  # 2 done in 20 s: 0.1 jobs/s, 3 left: 30 s
         plain = FakeStream(tty=False)
@@ -493,32 +583,52 @@ async def test_progress_line(tmp_path: Path) -> None:
 
 def test_every_request_in_a_file(tmp_path: Path) -> None:
     # one core: "hold" takes it, so "b" waits (QUEUED) until "hold" is cancelled
-    f = requests_file(tmp_path / "r.json", [
-        {"request": "submit", "jobs": [job("hold", "sleep 30"), job("b", "true"),
-                                       job("c", "true", dependencies={"after": ["b"]})]},
-        {"request": "jobStatus", "jobNames": ["hold", "b"]},
-        {"request": "jobInfo", "jobNames": ["hold"], "params": {"withChilds": True}},
-        {"request": "listJobs"},
-        {"request": "resourcesInfo"},
-        {"request": "status"},
-        {"request": "status", "options": {"allJobsFinished": True}},
-        {"request": "cancelJob", "jobNames": ["b"]},
-        {"request": "removeJob", "jobNames": ["c"]},
-        {"request": "cancelJob", "jobNames": ["hold"]},
-        {"request": "submit", "jobs": [job("a", "echo a > a.out")]},
-        {"request": "control", "command": "finishAfterAllTasksDone"},
-    ])
+    f = requests_file(
+        tmp_path / "r.json",
+        [
+            {
+                "request": "submit",
+                "jobs": [
+                    job("hold", "sleep 30"),
+                    job("b", "true"),
+                    job("c", "true", dependencies={"after": ["b"]}),
+                ],
+            },
+            {"request": "jobStatus", "jobNames": ["hold", "b"]},
+            {"request": "jobInfo", "jobNames": ["hold"], "params": {"withChilds": True}},
+            {"request": "listJobs"},
+            {"request": "resourcesInfo"},
+            {"request": "status"},
+            {"request": "status", "options": {"allJobsFinished": True}},
+            {"request": "cancelJob", "jobNames": ["b"]},
+            {"request": "removeJob", "jobNames": ["c"]},
+            {"request": "cancelJob", "jobNames": ["hold"]},
+            {"request": "submit", "jobs": [job("a", "echo a > a.out")]},
+            {"request": "control", "command": "finishAfterAllTasksDone"},
+        ],
+    )
     t = time.monotonic()
     proc = qcgpj("--file-path", f, "--wd", str(tmp_path), "--nodes", "1", cwd=tmp_path)
     assert time.monotonic() - t < 10  # "hold" was killed, not waited for
     assert proc.returncode == 1  # two jobs were cancelled
-    assert lines(proc) == ["qcgpj-async: 3 jobs: 1 succeeded, 2 cancelled; report: "
-                           + summary(proc).group(6)]
+    assert lines(proc) == [
+        "qcgpj-async: 3 jobs: 1 succeeded, 2 cancelled; report: " + summary(proc).group(6)
+    ]
     got = replies(tmp_path)
     assert [(n, name) for n, name, _ in got] == [
-        (1, "submit"), (2, "jobStatus"), (3, "jobInfo"), (4, "listJobs"), (5, "resourcesInfo"),
-        (6, "status"), (7, "status"), (8, "cancelJob"), (9, "removeJob"), (10, "cancelJob"),
-        (11, "submit"), (12, "control")]
+        (1, "submit"),
+        (2, "jobStatus"),
+        (3, "jobInfo"),
+        (4, "listJobs"),
+        (5, "resourcesInfo"),
+        (6, "status"),
+        (7, "status"),
+        (8, "cancelJob"),
+        (9, "removeJob"),
+        (10, "cancelJob"),
+        (11, "submit"),
+        (12, "control"),
+    ]
     r = {n: reply for n, _, reply in got}
     assert all(reply["code"] == 0 for reply in r.values())
     assert r[1]["data"] == {"submitted": 3, "jobs": ["hold", "b", "c"]}
@@ -531,8 +641,7 @@ def test_every_request_in_a_file(tmp_path: Path) -> None:
     assert info["history"].startswith("\n")
     assert r[4]["data"]["length"] == 3
     assert r[4]["data"]["jobs"]["b"] == {"status": "QUEUED", "inQueue": 0}
-    assert r[5]["data"] == {"total_nodes": 1, "total_cores": 1, "used_cores": 1,
-                            "free_cores": 0}
+    assert r[5]["data"] == {"total_nodes": 1, "total_cores": 1, "used_cores": 1, "free_cores": 0}
     assert r[6]["data"]["JobStats"]["TotalJobs"] == 3
     assert r[6]["data"]["Resources"]["UsedCores"] == 1
     assert r[7]["data"] == {"AllJobsFinished": False}
@@ -543,17 +652,25 @@ def test_every_request_in_a_file(tmp_path: Path) -> None:
     assert r[12] == {"code": 0, "message": "finishAfterAllTasksDone command accepted"}
     assert (tmp_path / "a.out").read_text() == "a\n"
     final = json.loads((service_dir(tmp_path) / "final_status.json").read_text())
-    assert final["JobStats"] == {"TotalJobs": 3, "InScheduleJobs": 0, "FailedJobs": 0,
-                                 "FinishedJobs": 3, "ExecutingJobs": 0}
+    assert final["JobStats"] == {
+        "TotalJobs": 3,
+        "InScheduleJobs": 0,
+        "FailedJobs": 0,
+        "FinishedJobs": 3,
+        "ExecutingJobs": 0,
+    }
     assert final["Resources"]["UsedCores"] == 0
 
 
 def test_finish_request_stops_at_once(tmp_path: Path) -> None:
-    f = requests_file(tmp_path / "r.json", [
-        {"request": "submit", "jobs": [job("s", "sleep 30", iteration={"stop": 3})]},
-        {"request": "finish"},
-        {"request": "submit", "jobs": [job("never", "echo x > never.out")]},
-    ])
+    f = requests_file(
+        tmp_path / "r.json",
+        [
+            {"request": "submit", "jobs": [job("s", "sleep 30", iteration={"stop": 3})]},
+            {"request": "finish"},
+            {"request": "submit", "jobs": [job("never", "echo x > never.out")]},
+        ],
+    )
     t = time.monotonic()
     proc = qcgpj("--file-path", f, "--wd", str(tmp_path), "--nodes", "2", cwd=tmp_path)
     assert time.monotonic() - t < 10
@@ -563,42 +680,84 @@ def test_finish_request_stops_at_once(tmp_path: Path) -> None:
     assert [name for _, name, _ in got] == ["submit", "finish"]  # nothing after finish
     assert set(got[1][2]["data"]) == {"when"}
     assert not (tmp_path / "never.out").exists()
-    report = [json.loads(x) for x in (service_dir(tmp_path) / "jobs.report").read_text()
-              .splitlines()]
+    report = [
+        json.loads(x) for x in (service_dir(tmp_path) / "jobs.report").read_text().splitlines()
+    ]
     # the two running iterations were killed; the queued third one never ran
     assert {e["name"]: e["state"] for e in report} == {
-        "s:0": "CANCELED", "s:1": "CANCELED", "s:2": "CANCELED", "s": "CANCELED"}
+        "s:0": "CANCELED",
+        "s:1": "CANCELED",
+        "s:2": "CANCELED",
+        "s": "CANCELED",
+    }
     by_name = {e["name"]: e for e in report}
     assert by_name["s:2"]["runtime"] == {} and "allocation" in by_name["s:0"]["runtime"]
-    assert report[-1]["iterations"] == {"start": 0, "stop": 3, "total": 3, "finished": 3,
-                                        "failed": 3}
+    assert report[-1]["iterations"] == {
+        "start": 0,
+        "stop": 3,
+        "total": 3,
+        "finished": 3,
+        "failed": 3,
+    }
 
 
 def test_iterations_that_never_ran_are_reported(tmp_path: Path) -> None:
     # as the original: one report line per ended iteration, also for those
     # cancelled while queued or omitted by an a:${it} dependency
-    f = requests_file(tmp_path / "r.json", [
-        {"request": "submit", "jobs": [
-            {"name": "a", "execution": {"exec": "false"}, "iteration": {"stop": 2}},
-            {"name": "b", "execution": {"exec": "true"}, "iteration": {"stop": 2},
-             "dependencies": {"after": ["a:${it}"]}},
-            {"name": "q", "execution": {"exec": "sleep", "args": ["30"]},
-             "iteration": {"stop": 6}}]},
-        {"request": "cancelJob", "jobNames": ["q"]},
-    ])
+    f = requests_file(
+        tmp_path / "r.json",
+        [
+            {
+                "request": "submit",
+                "jobs": [
+                    {"name": "a", "execution": {"exec": "false"}, "iteration": {"stop": 2}},
+                    {
+                        "name": "b",
+                        "execution": {"exec": "true"},
+                        "iteration": {"stop": 2},
+                        "dependencies": {"after": ["a:${it}"]},
+                    },
+                    {
+                        "name": "q",
+                        "execution": {"exec": "sleep", "args": ["30"]},
+                        "iteration": {"stop": 6},
+                    },
+                ],
+            },
+            {"request": "cancelJob", "jobNames": ["q"]},
+        ],
+    )
     for fmt in ("json", "text"):
         wd = tmp_path / fmt
-        proc = qcgpj("--file-path", f, "--wd", str(wd), "--nodes", "4", "--kill-grace", "1",
-                     "--report-format", fmt, cwd=tmp_path)
+        proc = qcgpj(
+            "--file-path",
+            f,
+            "--wd",
+            str(wd),
+            "--nodes",
+            "4",
+            "--kill-grace",
+            "1",
+            "--report-format",
+            fmt,
+            cwd=tmp_path,
+        )
         assert proc.returncode == 1
         text = (service_dir(wd) / "jobs.report").read_text()
         if fmt == "json":
             states = {e["name"]: e for e in map(json.loads, text.splitlines())}
         else:
-            states = {m.group(1): m.group(2) for m in re.finditer(r"^(\S+) \((\w+)\)$", text,
-                                                                   re.MULTILINE)}
-        expected = {"a:0": "FAILED", "a:1": "FAILED", "b:0": "OMITTED", "b:1": "OMITTED",
-                    **{f"q:{i}": "CANCELED" for i in range(6)}}
+            states = {
+                m.group(1): m.group(2)
+                for m in re.finditer(r"^(\S+) \((\w+)\)$", text, re.MULTILINE)
+            }
+        expected = {
+            "a:0": "FAILED",
+            "a:1": "FAILED",
+            "b:0": "OMITTED",
+            "b:1": "OMITTED",
+            **{f"q:{i}": "CANCELED" for i in range(6)},
+        }
         for name, state in expected.items():
             entry = states[name]
             assert (entry["state"] if fmt == "json" else entry) == state, (name, entry)
@@ -624,16 +783,19 @@ def test_resume_without_wd_goes_on_in_the_resumed_runs_wd(tmp_path: Path) -> Non
 
 
 def test_request_errors_in_a_file(tmp_path: Path) -> None:
-    f = requests_file(tmp_path / "r.json", [
-        {"request": "submit", "jobs": [job("hold", "sleep 30")]},
-        {"request": "removeJob", "jobNames": ["hold"]},
-        {"request": "jobStatus"},
-        {"request": "control"},
-        {"request": "control", "command": "X"},
-        {"request": "cancelJob", "jobNames": ["hold"]},
-        {"request": "control", "command": "finishAfterAllTasksDone"},
-        {"request": "control", "command": "finishAfterAllTasksDone"},
-    ])
+    f = requests_file(
+        tmp_path / "r.json",
+        [
+            {"request": "submit", "jobs": [job("hold", "sleep 30")]},
+            {"request": "removeJob", "jobNames": ["hold"]},
+            {"request": "jobStatus"},
+            {"request": "control"},
+            {"request": "control", "command": "X"},
+            {"request": "cancelJob", "jobNames": ["hold"]},
+            {"request": "control", "command": "finishAfterAllTasksDone"},
+            {"request": "control", "command": "finishAfterAllTasksDone"},
+        ],
+    )
     proc = qcgpj("--file-path", f, "--wd", str(tmp_path), "--nodes", "1", cwd=tmp_path)
     assert proc.returncode == 2
     assert lines(proc)[:-1] == [
@@ -651,17 +813,39 @@ def test_request_errors_in_a_file(tmp_path: Path) -> None:
 # -- signals ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("sig", "code", "word"), [
-    ("SIGINT", 130, "interrupted"),
-    # what Slurm sends at the time limit or on scancel: the jobs must not outlive the run
-    ("SIGTERM", 143, "terminated"),
-])
+@pytest.mark.parametrize(
+    ("sig", "code", "word"),
+    [
+        ("SIGINT", 130, "interrupted"),
+        # what Slurm sends at the time limit or on scancel: the jobs must not outlive the run
+        ("SIGTERM", 143, "terminated"),
+    ],
+)
 def test_signal_stops_every_job(tmp_path: Path, sig: str, code: int, word: str) -> None:
-    f = requests_file(tmp_path / "r.json", [{"request": "submit", "jobs": [
-        job("s", "echo $$ > pid.${it}; exec sleep 30", iteration={"stop": 2})]}])
-    proc = subprocess.Popen([sys.executable, "-m", "qcgpj_async", "--file-path", f,
-                             "--wd", str(tmp_path), "--nodes", "2"],
-                            stderr=subprocess.PIPE, text=True)
+    f = requests_file(
+        tmp_path / "r.json",
+        [
+            {
+                "request": "submit",
+                "jobs": [job("s", "echo $$ > pid.${it}; exec sleep 30", iteration={"stop": 2})],
+            }
+        ],
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "qcgpj_async",
+            "--file-path",
+            f,
+            "--wd",
+            str(tmp_path),
+            "--nodes",
+            "2",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     pids: list[int] = []
     try:
         deadline = time.monotonic() + TIMEOUT

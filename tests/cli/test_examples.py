@@ -38,9 +38,22 @@ def host_cores() -> int:
 def run_batch(example: str, wd: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     """Run a request file from the repository root, as examples/README.md does."""
     return subprocess.run(
-        [sys.executable, "-m", "qcgpj_async", "--file-path", f"examples/{example}",
-         "--wd", str(wd), *extra],
-        cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+        [
+            sys.executable,
+            "-m",
+            "qcgpj_async",
+            "--file-path",
+            f"examples/{example}",
+            "--wd",
+            str(wd),
+            *extra,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
 
 
 def two_cores() -> tuple[str, ...]:
@@ -91,8 +104,11 @@ BATCH_COMMANDS = {
 
 
 def test_readme_lists_every_example_with_its_command() -> None:
-    files = {p.relative_to(EXAMPLES).as_posix() for p in EXAMPLES.rglob("*")
-             if p.suffix in (".json", ".py")}
+    files = {
+        p.relative_to(EXAMPLES).as_posix()
+        for p in EXAMPLES.rglob("*")
+        if p.suffix in (".json", ".py")
+    }
     assert files == {*BATCH_COMMANDS, "controller.py"}
     for name, args in BATCH_COMMANDS.items():
         command = f".venv/bin/python -m qcgpj_async --file-path examples/{name} {args}"
@@ -104,8 +120,18 @@ def test_readme_lists_every_example_with_its_command() -> None:
 
 
 REQUEST_FILES = sorted(p.relative_to(EXAMPLES).as_posix() for p in EXAMPLES.rglob("*.json"))
-KNOWN_REQUESTS = {"submit", "jobStatus", "jobInfo", "cancelJob", "removeJob", "listJobs",
-                  "resourcesInfo", "status", "control", "finish"}
+KNOWN_REQUESTS = {
+    "submit",
+    "jobStatus",
+    "jobInfo",
+    "cancelJob",
+    "removeJob",
+    "listJobs",
+    "resourcesInfo",
+    "status",
+    "control",
+    "finish",
+}
 
 
 @pytest.mark.parametrize("name", REQUEST_FILES)
@@ -140,21 +166,31 @@ def test_seed_example(tmp_path: Path) -> None:
     entries = report(tmp_path)
     assert set(entries) == {"example", "example:0", "example:1", "example:2", "example:3"}
     assert all(e["state"] == "SUCCEED" for e in entries.values())
-    assert entries["example"]["iterations"] == {"start": 0, "stop": 4, "total": 4,
-                                                "finished": 4, "failed": 0}
+    assert entries["example"]["iterations"] == {
+        "start": 0,
+        "stop": 4,
+        "total": 4,
+        "finished": 4,
+        "failed": 0,
+    }
 
 
 def test_file_interface_example(tmp_path: Path) -> None:
     proc = run_batch("batch/file-interface.json", tmp_path, *two_cores())
     succeeded(proc, 2)
     sandbox = tmp_path / "sleep.sandbox"
-    assert sorted(p.name for p in sandbox.iterdir()) == ["sleep2.2.1.stderr",
-                                                          "sleep2.2.1.stdout"]
+    assert sorted(p.name for p in sandbox.iterdir()) == ["sleep2.2.1.stderr", "sleep2.2.1.stdout"]
     assert (tmp_path / "echo.stdout").read_text() == "hello from echo, request 1\n"
     log = (service_dir(tmp_path) / "service.log").read_text()
     replies = dict(re.findall(r"request #\d+ \((\w+)\): (\{.*\})$", log, re.M))
-    assert list(replies) == ["submit", "listJobs", "jobStatus", "jobInfo", "resourcesInfo",
-                             "control"]
+    assert list(replies) == [
+        "submit",
+        "listJobs",
+        "jobStatus",
+        "jobInfo",
+        "resourcesInfo",
+        "control",
+    ]
     data = {name: json.loads(text) for name, text in replies.items()}
     assert all(r["code"] == 0 for r in data.values())
     assert data["submit"]["data"] == {"submitted": 2, "jobs": ["msleep2", "echo"]}
@@ -173,8 +209,10 @@ def test_mpi_example(tmp_path: Path) -> None:
     proc = run_batch("batch/mpi-example.json", tmp_path, "--nodes", "n1:4,n2:4")
     succeeded(proc, 2)
     out = (tmp_path / "pw.benzene.scf.out").read_text()
-    assert out == ("mpirun would start 8 ranks of pw.x on n1,n2 (4,4 per node)\n"
-                   "input:\n&control\n  calculation = \"scf\"\n/\n")
+    assert out == (
+        "mpirun would start 8 ranks of pw.x on n1,n2 (4,4 per node)\n"
+        'input:\n&control\n  calculation = "scf"\n/\n'
+    )
     assert report(tmp_path)["qe-example"]["runtime"]["allocation"] == "n1[0:1:2:3],n2[0:1:2:3]"
 
 
@@ -187,14 +225,17 @@ def test_openmp_example(tmp_path: Path) -> None:
     assert cores_of(report(tmp_path)["openmp-example"]["runtime"]["allocation"]) == 2
 
 
-@pytest.mark.parametrize(("nodes", "expected"), [
-    # 10 iterations on 8 cores: 2 rounds of 5 sharing the 8 cores as 1, 1, 2, 2, 2
-    ("8", [1, 1, 2, 2, 2, 1, 1, 2, 2, 2]),
-    # on 4 cores: 3 rounds of 4, 3 and 3 iterations
-    ("4", [1, 1, 1, 1, 1, 1, 2, 1, 1, 2]),
-    # on 12 cores: one round, every iteration at once
-    ("12", [1, 1, 1, 1, 1, 1, 1, 1, 2, 2]),
-])
+@pytest.mark.parametrize(
+    ("nodes", "expected"),
+    [
+        # 10 iterations on 8 cores: 2 rounds of 5 sharing the 8 cores as 1, 1, 2, 2, 2
+        ("8", [1, 1, 2, 2, 2, 1, 1, 2, 2, 2]),
+        # on 4 cores: 3 rounds of 4, 3 and 3 iterations
+        ("4", [1, 1, 1, 1, 1, 1, 2, 1, 1, 2]),
+        # on 12 cores: one round, every iteration at once
+        ("12", [1, 1, 1, 1, 1, 1, 1, 1, 2, 2]),
+    ],
+)
 def test_sweep_maximum_iters(tmp_path: Path, nodes: str, expected: list[int]) -> None:
     proc = run_batch("sweep-maximum-iters.json", tmp_path, "--nodes", nodes)
     succeeded(proc, 1)
@@ -243,7 +284,12 @@ def test_dag_example(tmp_path: Path) -> None:
 def test_controller_example(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "examples/controller.py", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     m = re.fullmatch(r"best x = (\S+), f = (\S+)\n", (tmp_path / "summary.txt").read_text())

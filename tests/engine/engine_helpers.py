@@ -36,8 +36,12 @@ def specs(*jobs: Mapping[str, Any]) -> list[JobSpec]:
     return b.jobs()
 
 
-def pool(nodes: str = "4", *, system_core: bool = False,
-         crs: Mapping[str, Mapping[str, int]] | None = None) -> ResourcePool:
+def pool(
+    nodes: str = "4",
+    *,
+    system_core: bool = False,
+    crs: Mapping[str, Mapping[str, int]] | None = None,
+) -> ResourcePool:
     return ResourcePool(parse_nodes(nodes), system_core=system_core, crs=crs)
 
 

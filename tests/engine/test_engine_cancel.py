@@ -240,7 +240,9 @@ def test_stale_deadlines_do_not_pile_up() -> None:
 
 def test_remove_canceled_waiting_job_frees_memory() -> None:
     d = Driver(engine("1"))
-    d.submit(spec("x"), spec("a", iteration=2), spec("w", iteration=2, after=["x", "a:1", "a:${it}"]))
+    d.submit(
+        spec("x"), spec("a", iteration=2), spec("w", iteration=2, after=["x", "a:1", "a:${it}"])
+    )
     ref = weakref.ref(d.eng.jobs["w"])
     d.cancel("w")
     d.eng.remove("w")

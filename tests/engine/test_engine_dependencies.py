@@ -67,11 +67,17 @@ def test_unknown_dependency_rejected() -> None:
     assert eng.jobs == {}
 
 
-@pytest.mark.parametrize("deps", [
-    [{"name": "a", "after": "b"}, {"name": "b", "after": "a"}],
-    [{"name": "a", "after": "c"}, {"name": "b", "after": "a"}, {"name": "c", "after": "b"}],
-    [{"name": "a", "after": "b:1", "iteration": 2}, {"name": "b", "after": "a:${it}", "iteration": 2}],
-])
+@pytest.mark.parametrize(
+    "deps",
+    [
+        [{"name": "a", "after": "b"}, {"name": "b", "after": "a"}],
+        [{"name": "a", "after": "c"}, {"name": "b", "after": "a"}, {"name": "c", "after": "b"}],
+        [
+            {"name": "a", "after": "b:1", "iteration": 2},
+            {"name": "b", "after": "a:${it}", "iteration": 2},
+        ],
+    ],
+)
 def test_cycle_rejected(deps: list[dict[str, object]]) -> None:
     eng = engine("1")
     with pytest.raises(JobDescriptionError, match="cycle"):
@@ -89,8 +95,13 @@ def test_dependency_on_later_job_in_the_same_submit() -> None:
 
 def test_iteration_dependency_on_later_job_in_the_same_submit() -> None:
     d = Driver(engine("2"))
-    d.submit(specs({"name": "b", "after": "a:1"}, {"name": "c", "after": "a:${it}", "iteration": 2},
-                   {"name": "a", "iteration": 2}))
+    d.submit(
+        specs(
+            {"name": "b", "after": "a:1"},
+            {"name": "c", "after": "a:${it}", "iteration": 2},
+            {"name": "a", "iteration": 2},
+        )
+    )
     assert d.launched() == [("a", 0), ("a", 1)]
     d.finish("a", 1)
     assert ("b", None) in d.launched()
@@ -117,9 +128,12 @@ def test_long_chain_runs_in_order() -> None:
 def test_long_paired_iteration_chain_omitted() -> None:
     n = 3_000
     d = Driver(engine("1"))
-    d.submit(specs({"name": "j0", "iteration": 2},
-                   *({"name": f"j{i}", "iteration": 2, "after": f"j{i - 1}:${{it}}"}
-                     for i in range(1, n))))
+    d.submit(
+        specs(
+            {"name": "j0", "iteration": 2},
+            *({"name": f"j{i}", "iteration": 2, "after": f"j{i - 1}:${{it}}"} for i in range(1, n)),
+        )
+    )
     d.finish("j0", 0, code=1)
     for i in range(1, n):
         assert d.state(f"j{i}:0") is OMIT
@@ -159,11 +173,14 @@ def test_after_iteration_of_job_with_offset_range() -> None:
     assert d.launched()[-1] == ("b", None)
 
 
-@pytest.mark.parametrize(("after", "msg"), [
-    ("p:0", "has no iterations"),
-    ("a:9", "has no iteration 9"),
-    ("a:${it}", "needs iterations"),
-])
+@pytest.mark.parametrize(
+    ("after", "msg"),
+    [
+        ("p:0", "has no iterations"),
+        ("a:9", "has no iteration 9"),
+        ("a:${it}", "needs iterations"),
+    ],
+)
 def test_bad_iteration_dependencies_rejected(after: str, msg: str) -> None:
     eng = engine("4")
     eng.submit([spec("p"), spec("a", iteration=3)], 0.0)
@@ -217,8 +234,11 @@ def test_paired_and_job_level_dependencies() -> None:
 
 def test_paired_on_two_jobs() -> None:
     d = Driver(engine("8"))
-    d.submit(spec("a", iteration=2), spec("c", iteration=2),
-             spec("b", iteration=2, after=["a:${it}", "c:${it}"]))
+    d.submit(
+        spec("a", iteration=2),
+        spec("c", iteration=2),
+        spec("b", iteration=2, after=["a:${it}", "c:${it}"]),
+    )
     d.finish("a", 1)
     assert ("b", 1) not in d.launched()
     d.finish("c", 1)
@@ -228,8 +248,13 @@ def test_paired_on_two_jobs() -> None:
 def test_omitted_iteration_job_releases_its_iteration_dependants() -> None:
     """A job waiting on ``a:1`` must end OMITTED when a itself is OMITTED."""
     d = Driver(engine("2"))
-    d.submit(spec("x"), spec("a", iteration=2, after="x"), spec("b", after="a:1"),
-             spec("c", iteration=2, after="a:${it}"), spec("y", after="a"))
+    d.submit(
+        spec("x"),
+        spec("a", iteration=2, after="x"),
+        spec("b", after="a:1"),
+        spec("c", iteration=2, after="a:${it}"),
+        spec("y", after="a"),
+    )
     d.finish("x", code=1)
     assert d.state("a") is OMIT
     assert d.state("y") is OMIT
@@ -240,8 +265,12 @@ def test_omitted_iteration_job_releases_its_iteration_dependants() -> None:
 
 def test_canceled_iteration_job_releases_its_dependants() -> None:
     d = Driver(engine("1"))
-    d.submit(spec("a", iteration=3), spec("b", after="a:2"), spec("c", iteration=3, after="a:${it}"),
-             spec("y", after="a"))
+    d.submit(
+        spec("a", iteration=3),
+        spec("b", after="a:2"),
+        spec("c", iteration=3, after="a:${it}"),
+        spec("y", after="a"),
+    )
     d.cancel("a")
     d.exit(d.run_of("a", 0), -15)
     assert d.state("a") is CANCEL
@@ -251,8 +280,12 @@ def test_canceled_iteration_job_releases_its_dependants() -> None:
 
 def test_canceled_single_iteration_omits_paired_chain() -> None:
     d = Driver(engine("1"))
-    d.submit(spec("a", iteration=2), spec("b", iteration=2, after="a:${it}"),
-             spec("c", iteration=2, after="b:${it}"), spec("z", after="c:1"))
+    d.submit(
+        spec("a", iteration=2),
+        spec("b", iteration=2, after="a:${it}"),
+        spec("c", iteration=2, after="b:${it}"),
+        spec("z", after="c:1"),
+    )
     d.cancel("a:1")
     assert d.state("a:1") is CANCEL
     assert d.state("b:1") is OMIT and d.state("c:1") is OMIT and d.state("z") is OMIT

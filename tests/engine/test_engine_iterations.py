@@ -66,7 +66,12 @@ def test_omit_of_iteration_job_publishes_iterations() -> None:
     d.cancel("a:1")
     d.finish("x", code=1)
     assert [(c.iteration, c.state) for c in d.changes if c.job == "a"] == [
-        (None, Q), (1, CANCEL), (0, OMIT), (2, OMIT), (None, OMIT)]
+        (None, Q),
+        (1, CANCEL),
+        (0, OMIT),
+        (2, OMIT),
+        (None, OMIT),
+    ]
     job = d.eng.jobs["a"]
     assert job.done == 3 and job.failed == 3
 

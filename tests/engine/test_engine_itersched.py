@@ -12,19 +12,22 @@ from qcgpj_async.engine import maximum_iters, split_into
 from qcgpj_async.engine._itersched import plan
 
 
-@pytest.mark.parametrize(("total", "n", "pmin", "want"), [
-    (4, 5, 1, [1, 1, 2, 2, 2]),  # the example
-    (10, 10, 1, [1] * 10),
-    (10, 20, 1, [1] * 20),
-    (10, 5, 1, [2] * 5),
-    (10, 3, 1, [3, 3, 4]),
-    (11, 3, 1, [3, 4, 4]),
-    (11, 3, 3, [3, 4, 4]),
-    (11, 3, 5, [5, 6, 11]),
-    (11, 4, 5, [5, 6, 5, 6]),
-    (11, 4, 6, [11, 11, 11, 11]),
-    (4, 1, 1, [4]),
-])
+@pytest.mark.parametrize(
+    ("total", "n", "pmin", "want"),
+    [
+        (4, 5, 1, [1, 1, 2, 2, 2]),  # the example
+        (10, 10, 1, [1] * 10),
+        (10, 20, 1, [1] * 20),
+        (10, 5, 1, [2] * 5),
+        (10, 3, 1, [3, 3, 4]),
+        (11, 3, 1, [3, 4, 4]),
+        (11, 3, 3, [3, 4, 4]),
+        (11, 3, 5, [5, 6, 11]),
+        (11, 4, 5, [5, 6, 5, 6]),
+        (11, 4, 6, [11, 11, 11, 11]),
+        (4, 1, 1, [4]),
+    ],
+)
 def test_maximum_iters(total: int, n: int, pmin: int, want: list[int]) -> None:
     assert list(maximum_iters(total, n, pmin)) == want
 
@@ -34,13 +37,16 @@ def test_maximum_iters_min_above_total() -> None:
         list(maximum_iters(4, 2, 5))
 
 
-@pytest.mark.parametrize(("total", "n", "params", "want"), [
-    (10, 10, {}, [1] * 10),
-    (10, 10, {"parts": 5}, [2] * 10),
-    (10, 10, {"parts": 2}, [5] * 10),
-    (10, 3, {}, [3, 3, 3]),
-    (10, 4, {"parts": 3}, [3, 3, 3, 3]),
-])
+@pytest.mark.parametrize(
+    ("total", "n", "params", "want"),
+    [
+        (10, 10, {}, [1] * 10),
+        (10, 10, {"parts": 5}, [2] * 10),
+        (10, 10, {"parts": 2}, [5] * 10),
+        (10, 3, {}, [3, 3, 3]),
+        (10, 4, {"parts": 3}, [3, 3, 3, 3]),
+    ],
+)
 def test_split_into(total: int, n: int, params: dict[str, int], want: list[int]) -> None:
     assert list(split_into(total, n, params)) == want
 

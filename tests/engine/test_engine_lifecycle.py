@@ -57,9 +57,17 @@ def test_iteration_history_and_events() -> None:
     assert job.runs[0].history == [(Q, 0.0), (S, 0.0), (E, 1.0), (OK, 1.0)]
     assert job.runs[1].history == [(Q, 0.0), (S, 1.0), (E, 2.0), (FAIL, 2.0)]
     assert [(c.job, c.iteration, c.state) for c in d.changes] == [
-        ("a", None, Q), ("a", 0, S), ("a", None, S),
-        ("a", 0, E), ("a", None, E), ("a", 0, OK), ("a", 1, S),
-        ("a", 1, E), ("a", 1, FAIL), ("a", None, FAIL)]
+        ("a", None, Q),
+        ("a", 0, S),
+        ("a", None, S),
+        ("a", 0, E),
+        ("a", None, E),
+        ("a", 0, OK),
+        ("a", 1, S),
+        ("a", 1, E),
+        ("a", 1, FAIL),
+        ("a", None, FAIL),
+    ]
 
 
 def test_started_twice_is_an_invalid_transition() -> None:
@@ -77,7 +85,9 @@ def test_exit_without_start_is_failed_with_message() -> None:
     d.exit(d.run_of("a"), -1, "executable not found")
     job = d.eng.jobs["a"]
     assert job.state is FAIL and job.history[-1] == (FAIL, 0.0)
-    assert job.runs[None].message == "executable not found" and job.messages == ["executable not found"]
+    assert job.runs[None].message == "executable not found" and job.messages == [
+        "executable not found"
+    ]
     assert job.runs[None].rtime is None
 
 
@@ -113,9 +123,14 @@ def test_cancel_of_final_job_raises() -> None:
         d.cancel("b")
 
 
-@pytest.mark.parametrize(("codes", "want"), [
-    ([0, 0, 0], OK), ([0, 1, 0], FAIL), ([2, 2, 2], FAIL),
-])
+@pytest.mark.parametrize(
+    ("codes", "want"),
+    [
+        ([0, 0, 0], OK),
+        ([0, 1, 0], FAIL),
+        ([2, 2, 2], FAIL),
+    ],
+)
 def test_iteration_job_state(codes: list[int], want: JobState) -> None:
     d = Driver(engine("4"))
     d.submit(spec("a", iteration=3))

@@ -28,7 +28,12 @@ def test_runs_beyond_the_cores_are_launched_queued_in_order() -> None:
     out = eng.submit([spec(f"j{i}") for i in range(8)], 0.0)
     got = launches(out)
     assert [(la.job, la.queued) for la in got] == [
-        ("j0", False), ("j1", False), ("j2", True), ("j3", True), ("j4", True)]
+        ("j0", False),
+        ("j1", False),
+        ("j2", True),
+        ("j3", True),
+        ("j4", True),
+    ]
     assert eng.queued == 3 and eng.pool.free_cores == 0
     for name in ("j2", "j3", "j4"):  # they hold no cores and are still QUEUED
         assert eng.jobs[name].state is Q
@@ -91,7 +96,11 @@ def test_iterations_are_launched_ahead() -> None:
     eng = ahead_engine(lookahead=2)
     out = launches(eng.submit([spec("it", iteration=6)], 0.0))
     assert [(la.iteration, la.queued) for la in out] == [
-        (0, False), (1, False), (2, True), (3, True)]
+        (0, False),
+        (1, False),
+        (2, True),
+        (3, True),
+    ]
     assert eng.iteration_state(eng.jobs["it"], 2) is Q
 
 
@@ -133,8 +142,7 @@ def test_cancel_of_an_iteration_job_with_queued_runs() -> None:
     eng.cancel("it:2", 1.0)  # one queued iteration, then the whole job
     eng.cancel("it", 1.0)
     job = eng.jobs["it"]
-    assert [eng.iteration_state(job, i) for i in range(5)] == [S, CANCEL, CANCEL, CANCEL,
-                                                                CANCEL]
+    assert [eng.iteration_state(job, i) for i in range(5)] == [S, CANCEL, CANCEL, CANCEL, CANCEL]
     assert (job.done, job.active) == (4, 1)
     eng.exited(q1, -1, 1.5, "stopped before it started")
     eng.exited(q2, -1, 1.5, "stopped before it started")
@@ -145,10 +153,16 @@ def test_cancel_of_an_iteration_job_with_queued_runs() -> None:
 
 def test_an_end_of_several_cores_goes_to_several_queued_runs() -> None:
     eng = ahead_engine("3", lookahead=4)
-    out = launches(eng.submit([spec("big", numCores=2), spec("a"), spec("b"), spec("c"),
-                               spec("d")], 0.0))
+    out = launches(
+        eng.submit([spec("big", numCores=2), spec("a"), spec("b"), spec("c"), spec("d")], 0.0)
+    )
     assert [(la.job, la.queued) for la in out] == [
-        ("big", False), ("a", False), ("b", True), ("c", True), ("d", True)]
+        ("big", False),
+        ("a", False),
+        ("b", True),
+        ("c", True),
+        ("d", True),
+    ]
     big, b, c = out[0].run_id, out[2].run_id, out[3].run_id
     eng.started(big, 1.0)
     eng.exited(big, 0, 2.0, successors=[b, c])
@@ -161,8 +175,12 @@ def test_a_requeued_run_goes_back_in_its_place_and_lookahead_stops() -> None:
     eng = ahead_engine("2", lookahead=3)
     out = launches(eng.submit([spec("a"), spec("b"), spec("it", iteration=3), spec("z")], 0.0))
     assert [(la.job, la.iteration, la.queued) for la in out] == [
-        ("a", None, False), ("b", None, False), ("it", 0, True), ("it", 1, True),
-        ("it", 2, True)]
+        ("a", None, False),
+        ("b", None, False),
+        ("it", 0, True),
+        ("it", 1, True),
+        ("it", 2, True),
+    ]
     for la in out[2:]:
         assert eng.requeue(la.run_id, 1.0) == []  # nothing free yet
     assert eng.lookahead == 0 and eng.queued == 0
@@ -184,7 +202,8 @@ def test_free_cores_go_to_queued_runs_first() -> None:
     out2 = launches(eng.exited(a, 0, 2.0))
     assert [(la.job, la.queued, la.promote) for la in out2] == [
         ("c", False, True),  # start it now, in the free core
-        ("e", True, False)]  # and keep the lookahead
+        ("e", True, False),
+    ]  # and keep the lookahead
     assert eng.jobs["c"].state is S and not eng.runs[c].queued
     assert out2[0].allocation is eng.runs[c].allocation
     # the executor had started it in a's core after all: its core is not taken twice

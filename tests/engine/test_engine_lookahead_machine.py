@@ -103,8 +103,9 @@ class LookaheadMachine(EngineMachine):
             return
         eng = self.eng
         sent = {i.run_id for kind, i in self.pipe if kind in ("start", "queue")}
-        assert set(eng.runs) == (set(self.pending) | set(self.running) | set(self.queue)
-                                 | set(self.dropped) | sent)
+        assert set(eng.runs) == (
+            set(self.pending) | set(self.running) | set(self.queue) | set(self.dropped) | sent
+        )
         for rid in (*self.pending, *self.running):  # what runs holds cores
             assert not eng.runs[rid].queued
         assert eng.queued == sum(r.queued for r in eng.runs.values())
@@ -133,6 +134,8 @@ class LookaheadMachine(EngineMachine):
 
 TestLookaheadMachine = LookaheadMachine.TestCase
 TestLookaheadMachine.settings = settings(
-    max_examples=800, stateful_step_count=40, deadline=None,
+    max_examples=800,
+    stateful_step_count=40,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )

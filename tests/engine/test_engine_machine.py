@@ -109,8 +109,10 @@ class EngineMachine(RuleBasedStateMachine):
     @rule(data=st.data(), n=st.integers(1, 3))
     def submit(self, data: st.DataObject, n: int) -> None:
         batch: list[dict[str, Any]] = []
-        known = {name: (j.iteration and len(j.iteration)) for name, j in
-                 ((name, job.spec) for name, job in self.eng.jobs.items())}
+        known = {
+            name: (j.iteration and len(j.iteration))
+            for name, j in ((name, job.spec) for name, job in self.eng.jobs.items())
+        }
         for _ in range(n):
             self.names += 1
             name = f"j{self.names}"
@@ -120,7 +122,9 @@ class EngineMachine(RuleBasedStateMachine):
             its = data.draw(st.sampled_from([None, None, 1, 2, 4]), label="iterations")
             if its:
                 kw["iteration"] = its
-            shape = data.draw(st.sampled_from(["cores", "cores", "nodes", "both", "gpu", "sched", "one"]))
+            shape = data.draw(
+                st.sampled_from(["cores", "cores", "nodes", "both", "gpu", "sched", "one"])
+            )
             if shape == "cores":
                 kw["numCores"] = data.draw(counts)
             elif shape == "nodes":
@@ -131,13 +135,17 @@ class EngineMachine(RuleBasedStateMachine):
             elif shape == "gpu" and self.has_gpu:
                 kw["nodeCrs"] = {"gpu": data.draw(st.integers(1, 2))}
             elif shape == "sched" and its:
-                kw["numCores"] = {"scheduler": {"name": data.draw(
-                    st.sampled_from(["maximum-iters", "split-into"]))}}
+                kw["numCores"] = {
+                    "scheduler": {
+                        "name": data.draw(st.sampled_from(["maximum-iters", "split-into"]))
+                    }
+                }
             if data.draw(st.booleans(), label="wt"):
                 kw["wt"] = data.draw(st.sampled_from(["2s", "5s"]))
             after = []
-            for name in data.draw(st.lists(st.sampled_from(sorted(known)), max_size=2)
-                                  if known else st.just([])):
+            for name in data.draw(
+                st.lists(st.sampled_from(sorted(known)), max_size=2) if known else st.just([])
+            ):
                 target_its = known[name]
                 kind = data.draw(st.sampled_from(["job", "it", "paired"]))
                 if kind == "it" and target_its:
@@ -163,8 +171,14 @@ class EngineMachine(RuleBasedStateMachine):
             job = self.eng.jobs[s.name]
             for dep in s.dependencies.after if s.dependencies else ():
                 name, _, suffix = dep.partition(":")
-                self.deps.append((job, self.eng.jobs[name],
-                                  int(suffix) if suffix.isdigit() else None, suffix == "${it}"))
+                self.deps.append(
+                    (
+                        job,
+                        self.eng.jobs[name],
+                        int(suffix) if suffix.isdigit() else None,
+                        suffix == "${it}",
+                    )
+                )
         self.feed(out)
 
     @precondition(lambda self: self.pending)
@@ -290,8 +304,9 @@ class EngineMachine(RuleBasedStateMachine):
 
     def check_all_ended(self) -> None:
         """Once everything has exited: every job final, every core free, the invariants."""
-        assert self.eng.unfinished == 0, {n: j.state for n, j in self.eng.jobs.items()
-                                          if j.state not in FINAL}
+        assert self.eng.unfinished == 0, {
+            n: j.state for n, j in self.eng.jobs.items() if j.state not in FINAL
+        }
         assert self.pool.free_cores == self.pool.total_cores
         self.resources()
         self.counters()
@@ -300,7 +315,9 @@ class EngineMachine(RuleBasedStateMachine):
 
 TestEngineMachine = EngineMachine.TestCase
 TestEngineMachine.settings = settings(
-    max_examples=300, stateful_step_count=40, deadline=None,
+    max_examples=300,
+    stateful_step_count=40,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 
@@ -314,8 +331,13 @@ class PoolMachine(RuleBasedStateMachine):
         self.pool = pool(nodes, system_core=system, crs=crs)
         self.held: list[Any] = []
 
-    @rule(lo=st.integers(0, 4), extra=st.integers(0, 3), nodes=st.sampled_from([None, 1, 2]),
-          more_nodes=st.integers(0, 1), gpu=st.integers(0, 2))
+    @rule(
+        lo=st.integers(0, 4),
+        extra=st.integers(0, 3),
+        nodes=st.sampled_from([None, 1, 2]),
+        more_nodes=st.integers(0, 1),
+        gpu=st.integers(0, 2),
+    )
     def allocate(self, lo: int, extra: int, nodes: int | None, more_nodes: int, gpu: int) -> None:
         if nodes is None and lo == 0:
             lo = 1

@@ -29,17 +29,20 @@ def launches(out: list[object]) -> list[Launch]:
 # -- requirement() -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kw", "want"), [
-    ({}, Requirement(1, 1)),
-    ({"numCores": 3}, Requirement(3, 3)),
-    ({"numCores": {"min": 2}}, Requirement(2, 2)),  # min without max: exactly min
-    ({"numCores": {"max": 4}}, Requirement(1, 4)),
-    ({"numCores": {"min": 2, "max": 4}}, Requirement(2, 4)),
-    ({"numNodes": 2}, Requirement(0, 0, 2, 2)),
-    ({"numNodes": {"min": 1, "max": 3}}, Requirement(0, 0, 1, 3)),
-    ({"numNodes": 2, "numCores": {"min": 1, "max": 2}}, Requirement(1, 2, 2, 2)),
-    ({"nodeCrs": {"gpu": 1}}, Requirement(1, 1, None, None, (("gpu", 1),))),
-])
+@pytest.mark.parametrize(
+    ("kw", "want"),
+    [
+        ({}, Requirement(1, 1)),
+        ({"numCores": 3}, Requirement(3, 3)),
+        ({"numCores": {"min": 2}}, Requirement(2, 2)),  # min without max: exactly min
+        ({"numCores": {"max": 4}}, Requirement(1, 4)),
+        ({"numCores": {"min": 2, "max": 4}}, Requirement(2, 4)),
+        ({"numNodes": 2}, Requirement(0, 0, 2, 2)),
+        ({"numNodes": {"min": 1, "max": 3}}, Requirement(0, 0, 1, 3)),
+        ({"numNodes": 2, "numCores": {"min": 1, "max": 2}}, Requirement(1, 2, 2, 2)),
+        ({"nodeCrs": {"gpu": 1}}, Requirement(1, 1, None, None, (("gpu", 1),))),
+    ],
+)
 def test_requirement(kw: dict[str, object], want: Requirement) -> None:
     assert requirement(spec("a", **kw)) == want
 
@@ -47,10 +50,12 @@ def test_requirement(kw: dict[str, object], want: Requirement) -> None:
 def test_a_threads_job_gets_its_cores_on_one_node() -> None:
     assert requirement(spec("t", numCores=4, model="threads"), 4) == Requirement(4, 4, 1, 1)
     assert requirement(spec("t", numCores={"min": 2, "max": 8}, model="threads"), 4) == (
-        Requirement(2, 4, 1, 1))  # no more than one node has
+        Requirement(2, 4, 1, 1)
+    )  # no more than one node has
     assert requirement(spec("t", numCores=5, model="threads"), 4) == Requirement(5, 5)
     assert requirement(spec("t", numCores=4, numNodes=2, model="threads"), 4) == Requirement(
-        4, 4, 2, 2)  # asked for explicitly
+        4, 4, 2, 2
+    )  # asked for explicitly
     e = engine("n1:4,n2:4")
     (first,) = launches(e.submit([spec("one", numCores=3)], 0.0))
     assert first.allocation.cores == 3
@@ -64,8 +69,7 @@ def test_a_threads_job_gets_its_cores_on_one_node() -> None:
     (p,) = launches(e2.submit([spec("p", numCores=5)], 0.0))
     assert {x.node for x in p.allocation.parts} == {"n1", "n2"}
     # larger than any node: split, as in the original (on one host, virtual nodes)
-    (big,) = launches(engine("n1:4,n2:4").submit([spec("big", numCores=6, model="threads")],
-                                                 0.0))
+    (big,) = launches(engine("n1:4,n2:4").submit([spec("big", numCores=6, model="threads")], 0.0))
     assert big.allocation.cores == 6
 
 
@@ -80,10 +84,15 @@ def test_not_enough_resources_rejected_at_submit() -> None:
     assert eng.jobs == {}
 
 
-@pytest.mark.parametrize("kw", [
-    {"numNodes": 3}, {"numNodes": {"min": 3, "max": 4}}, {"numNodes": 1, "numCores": 3},
-    {"numCores": {"min": 5, "max": 8}},
-])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"numNodes": 3},
+        {"numNodes": {"min": 3, "max": 4}},
+        {"numNodes": 1, "numCores": 3},
+        {"numCores": {"min": 5, "max": 8}},
+    ],
+)
 def test_not_enough_resources_variants(kw: dict[str, object]) -> None:
     with pytest.raises(JobDescriptionError, match="Not enough resources for job big"):
         engine("2,2").submit([spec("big", **kw)], 0.0)
@@ -111,8 +120,12 @@ def test_node_crs_on_resources_without_them_rejected() -> None:
 
 def test_node_crs_with_iteration_scheduler_on_resources_without_them_rejected() -> None:
     eng = engine("2")
-    s = spec("g", nodeCrs={"gpu": 1}, iteration=2,
-             numCores={"scheduler": {"name": "split-into"}, "min": 1})
+    s = spec(
+        "g",
+        nodeCrs={"gpu": 1},
+        iteration=2,
+        numCores={"scheduler": {"name": "split-into"}, "min": 1},
+    )
     with pytest.raises(JobDescriptionError, match="resources.nodeCrs: no node has gpu"):
         eng.submit([s], 0.0)
 
@@ -126,8 +139,10 @@ def test_node_crs_more_than_any_node_has() -> None:
 def test_every_problem_listed_and_nothing_accepted() -> None:
     eng = engine("2")
     with pytest.raises(JobDescriptionError) as ei:
-        eng.submit(specs({"name": "ok"}, {"name": "big", "numCores": 3},
-                         {"name": "dep", "after": "nope"}), 0.0)
+        eng.submit(
+            specs({"name": "ok"}, {"name": "big", "numCores": 3}, {"name": "dep", "after": "nope"}),
+            0.0,
+        )
     assert len(ei.value.problems) == 2
     assert eng.jobs == {} and eng.unfinished == 0 and eng.pool.free_cores == 2
 
@@ -143,17 +158,29 @@ def test_name_taken() -> None:
 
 def test_max_with_scheduler_is_a_model_error() -> None:
     """Regression (original bug): max with a scheduler crashed; the model rejects it."""
-    with pytest.raises(JobDescriptionError, match="max: not allowed together with an iteration scheduler"):
+    with pytest.raises(
+        JobDescriptionError, match="max: not allowed together with an iteration scheduler"
+    ):
         spec("a", iteration=4, numCores={"max": 2, "scheduler": {"name": "maximum-iters"}})
 
 
 def test_scheduler_that_gives_zero_rejected() -> None:
     with pytest.raises(JobDescriptionError, match="split-into"):
-        engine("2").submit([spec("a", iteration=4, numCores={"scheduler": {
-            "name": "split-into", "params": {"parts": 4}}})], 0.0)
+        engine("2").submit(
+            [
+                spec(
+                    "a",
+                    iteration=4,
+                    numCores={"scheduler": {"name": "split-into", "params": {"parts": 4}}},
+                )
+            ],
+            0.0,
+        )
     with pytest.raises(JobDescriptionError, match="maximum-iters"):
-        engine("2").submit([spec("a", iteration=4, numCores={"min": 3, "scheduler": {
-            "name": "maximum-iters"}})], 0.0)
+        engine("2").submit(
+            [spec("a", iteration=4, numCores={"min": 3, "scheduler": {"name": "maximum-iters"}})],
+            0.0,
+        )
 
 
 # -- the queue --------------------------------------------------------------------------
@@ -168,8 +195,14 @@ def test_arrival_order() -> None:
 
 def test_first_fit_with_backfill() -> None:
     d = Driver(engine("4"))
-    d.submit(specs({"name": "a", "numCores": 3}, {"name": "b", "numCores": 2},
-                   {"name": "c", "numCores": 1}, {"name": "d", "numCores": 2}))
+    d.submit(
+        specs(
+            {"name": "a", "numCores": 3},
+            {"name": "b", "numCores": 2},
+            {"name": "c", "numCores": 1},
+            {"name": "d", "numCores": 2},
+        )
+    )
     # a fits; b does not (1 free) and is skipped; c backfills; d waits behind b
     assert d.launched() == [("a", None), ("c", None)]
     assert d.state("b") is Q and d.state("d") is Q
@@ -182,8 +215,13 @@ def test_first_fit_with_backfill() -> None:
 
 def test_earlier_job_wins_over_later_smaller_one() -> None:
     d = Driver(engine("4"))
-    d.submit(specs({"name": "hog", "numCores": 4}, {"name": "big", "numCores": 3},
-                   {"name": "small", "numCores": 1}))
+    d.submit(
+        specs(
+            {"name": "hog", "numCores": 4},
+            {"name": "big", "numCores": 3},
+            {"name": "small", "numCores": 1},
+        )
+    )
     d.finish("hog")
     # with 4 free, the pass takes big (earlier) then small: both fit
     assert d.launched() == [("hog", None), ("big", None), ("small", None)]
@@ -208,8 +246,14 @@ def test_min_only_means_exactly_min() -> None:
 
 def test_allocation_rules_through_the_engine() -> None:
     d = Driver(engine("n1:2,n2:2", crs={"n1": {"gpu": 2}}))
-    d.submit(specs({"name": "c", "numCores": 1}, {"name": "node", "numNodes": 1},
-                   {"name": "g", "nodeCrs": {"gpu": 1}}, {"name": "each", "numNodes": 2, "numCores": 1}))
+    d.submit(
+        specs(
+            {"name": "c", "numCores": 1},
+            {"name": "node", "numNodes": 1},
+            {"name": "g", "nodeCrs": {"gpu": 1}},
+            {"name": "each", "numNodes": 2, "numCores": 1},
+        )
+    )
     got = {la.job: str(la.allocation) for la in d.launches}
     assert got == {"c": "n1[0]", "node": "n2[0:1]", "g": "n1[1]"}
     assert d.launches[2].allocation.parts[0].crs == {"gpu": 1}
@@ -246,7 +290,11 @@ def test_iteration_scheduler_split_into_and_maximum_iters() -> None:
     d.drain()
     assert [la.allocation.cores for la in d.launches] == [1, 1, 2, 2, 2]
     assert d.eng.jobs["m"].state is OK
-    d.submit(spec("s", iteration=4, numCores={"scheduler": {"name": "split-into", "params": {"parts": 2}}}))
+    d.submit(
+        spec(
+            "s", iteration=4, numCores={"scheduler": {"name": "split-into", "params": {"parts": 2}}}
+        )
+    )
     assert [la.allocation.cores for la in d.launches[5:]] == [2, 2]
     d.drain()
     assert [la.allocation.cores for la in d.launches[5:]] == [2, 2, 2, 2]
@@ -329,7 +377,10 @@ def test_cores_only_after_a_consumable_job_emptied_a_node() -> None:
 def test_iteration_scheduler_on_nodes_with_cores_on_each() -> None:
     d = Driver(engine("2,2,2,2"))
     d.submit(spec("n", iteration=2, numCores=1, numNodes={"scheduler": {"name": "split-into"}}))
-    assert [str(la.allocation) for la in d.launches] == ["n0[0],n1[0]", "n0[1],n1[1]"]  # first nodes with a free core
+    assert [str(la.allocation) for la in d.launches] == [
+        "n0[0],n1[0]",
+        "n0[1],n1[1]",
+    ]  # first nodes with a free core
 
 
 def test_iteration_scheduler_whole_nodes_skip_system_core_node() -> None:
@@ -344,9 +395,13 @@ def test_iteration_scheduler_whole_nodes_skip_system_core_node() -> None:
 
 def test_many_distinct_requirements_and_schedulers() -> None:
     d = Driver(engine("2,2"))
-    d.submit(*(spec(f"c{i}", numCores={"min": 1, "max": 1 + i % 4}) for i in range(20)),
-             *(spec(f"s{i}", iteration=3, numCores={"scheduler": {"name": "maximum-iters"}})
-               for i in range(5)))
+    d.submit(
+        *(spec(f"c{i}", numCores={"min": 1, "max": 1 + i % 4}) for i in range(20)),
+        *(
+            spec(f"s{i}", iteration=3, numCores={"scheduler": {"name": "maximum-iters"}})
+            for i in range(5)
+        ),
+    )
     d.drain()
     assert d.eng.unfinished == 0 and d.eng.pool.free_cores == 4
     assert [j for j, _ in d.launched()][:1] == ["c0"]

@@ -18,11 +18,23 @@ from qcgpj_async.model import jobs_from_std
 
 def seen(run: Run) -> dict[str, Any]:
     """Everything a reader can see of a run."""
-    return {"id": run.id, "job": run.job.name, "index": run.index,
-            "allocation": str(run.allocation), "state": run.state, "history": run.history,
-            "pid": run.pid, "exit_code": run.exit_code, "message": run.message,
-            "started": run.started, "finished": run.finished, "rtime": run.rtime,
-            "kill_reason": run.kill_reason, "wd": run.wd, "pname": run.pname}
+    return {
+        "id": run.id,
+        "job": run.job.name,
+        "index": run.index,
+        "allocation": str(run.allocation),
+        "state": run.state,
+        "history": run.history,
+        "pid": run.pid,
+        "exit_code": run.exit_code,
+        "message": run.message,
+        "started": run.started,
+        "finished": run.finished,
+        "rtime": run.rtime,
+        "kill_reason": run.kill_reason,
+        "wd": run.wd,
+        "pname": run.pname,
+    }
 
 
 def test_history_pack_round_trip() -> None:
@@ -68,8 +80,13 @@ def test_failure_messages_are_shared() -> None:
 
 def test_ended_jobs_share_equal_executions_and_resources() -> None:
     raw = {"execution": {"exec": "/bin/true", "args": ["x"]}, "resources": {"numCores": 1}}
-    a, b, c = jobs_from_std([{"name": "a", **raw}, {"name": "b", **raw},
-                             {"name": "c", "execution": {"exec": "/bin/false"}}])
+    a, b, c = jobs_from_std(
+        [
+            {"name": "a", **raw},
+            {"name": "b", **raw},
+            {"name": "c", "execution": {"exec": "/bin/false"}},
+        ]
+    )
     originals = {s.name: s for s in (a, b, c)}
     assert a.execution is not b.execution and a.execution == b.execution
     d = Driver(engine("1"))
@@ -87,10 +104,18 @@ def test_ended_jobs_share_equal_executions_and_resources() -> None:
 
 def test_spec_fields_are_the_ones_sharing_copies() -> None:
     assert [f.name for f in attrs.fields(JobSpec)] == [
-        "name", "execution", "resources", "iteration", "dependencies", "attributes"]
+        "name",
+        "execution",
+        "resources",
+        "iteration",
+        "dependencies",
+        "attributes",
+    ]
 
 
-def iteration_job_with_every_kind_of_run(d: Driver, n: int = 24) -> tuple[Job, dict[int | None, Run]]:
+def iteration_job_with_every_kind_of_run(
+    d: Driver, n: int = 24
+) -> tuple[Job, dict[int | None, Run]]:
     """``it`` of ``n`` iterations on 4 cores: successes, failures, a launch error,
     a cancel while running, a wall time; returns the job and its live runs."""
     d.submit(spec("it", iteration=n, wt="10s"))
@@ -170,9 +195,18 @@ def test_values_the_columns_cannot_hold_keep_the_dict() -> None:
 def test_runs_started_out_of_order_keep_their_order() -> None:
     d = Driver(engine("1"))
     n = 2 * RunTable.MIN_RUNS
-    restore(d, [spec("it", iteration=n)], {"it": {
-        i: Outcome(OK if i % 3 else FAIL, float(i), 0 if i % 3 else 1, None if i % 3 else "boom")
-        for i in range(n // 2, n)}})
+    restore(
+        d,
+        [spec("it", iteration=n)],
+        {
+            "it": {
+                i: Outcome(
+                    OK if i % 3 else FAIL, float(i), 0 if i % 3 else 1, None if i % 3 else "boom"
+                )
+                for i in range(n // 2, n)
+            }
+        },
+    )
     d.drain()
     job = d.eng.jobs["it"]
     assert isinstance(job.run_store, RunTable)
@@ -195,7 +229,8 @@ def test_restored_ended_iteration_job_is_compact() -> None:
     job = d.eng.jobs["it"]
     assert job.state is OK and isinstance(job.run_store, RunTable)
     assert [(r.index, r.exit_code, r.finished) for r in job.runs.values()] == [
-        (i, 0, float(i)) for i in range(n)]
+        (i, 0, float(i)) for i in range(n)
+    ]
     assert job.history == [(OK, 99.0)] and type(job.packed_history) is bytes
 
 

@@ -17,18 +17,23 @@ def cores_of(a: Allocation | None) -> list[tuple[str, tuple[int, ...]]]:
 # -- nodes spec ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "nodes"), [
-    ("4", [("n0", 4)]),
-    ("n1:2", [("n1", 2)]),
-    ("4,2,2", [("n0", 4), ("n1", 2), ("n2", 2)]),
-    ("n1:4,n2:4", [("n1", 4), ("n2", 4)]),
-    (" a:1 , 3", [("a", 1), ("n1", 3)]),
-])
+@pytest.mark.parametrize(
+    ("text", "nodes"),
+    [
+        ("4", [("n0", 4)]),
+        ("n1:2", [("n1", 2)]),
+        ("4,2,2", [("n0", 4), ("n1", 2), ("n2", 2)]),
+        ("n1:4,n2:4", [("n1", 4), ("n2", 4)]),
+        (" a:1 , 3", [("a", 1), ("n1", 3)]),
+    ],
+)
 def test_parse_nodes(text: str, nodes: list[tuple[str, int]]) -> None:
     assert parse_nodes(text) == nodes
 
 
-@pytest.mark.parametrize("text", ["", "0", "n1:0", "n1:", "a:b", "-1", "n1:2,n1:3", "2,,2", "a:b:2"])
+@pytest.mark.parametrize(
+    "text", ["", "0", "n1:0", "n1:", "a:b", "-1", "n1:2,n1:3", "2,,2", "a:b:2"]
+)
 def test_parse_nodes_rejects(text: str) -> None:
     with pytest.raises(JobDescriptionError, match="nodes"):
         parse_nodes(text)
@@ -42,7 +47,9 @@ def test_empty_pool_rejected() -> None:
 def test_named_cores_and_counts() -> None:
     p = pool("n1:2,n2:3", crs={"n1": {"gpu": 2, "mem": 8}})
     assert [(n.name, n.total, sorted(n.free)) for n in p.nodes] == [
-        ("n1", 2, [0, 1]), ("n2", 3, [0, 1, 2])]
+        ("n1", 2, [0, 1]),
+        ("n2", 3, [0, 1, 2]),
+    ]
     assert p.nodes[0].crs_total == {"gpu": 2, "mem": 8}
     assert p.nodes[1].crs_total == {}
     assert p.consumables == {"gpu", "mem"}

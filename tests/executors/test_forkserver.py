@@ -18,14 +18,17 @@ T = 30
 
 
 def test_messages_are_framed_across_reads() -> None:
-    msgs = [("started", 1, 4242), ("failed", 2, "job b: executable 'x' not found"),
-            ("start", 3, "c:1", ["/bin/echo", "é"], {"A": "1"}, ["B"], "/w", None, "o", "o")]
+    msgs = [
+        ("started", 1, 4242),
+        ("failed", 2, "job b: executable 'x' not found"),
+        ("start", 3, "c:1", ["/bin/echo", "é"], {"A": "1"}, ["B"], "/w", None, "o", "o"),
+    ]
     data = b"".join(pack(m) for m in msgs) * 50
     r, w = os.pipe()
     try:
         reader, got = Reader(r), []
         for i in range(0, len(data), 7):  # a read may end anywhere, even inside a header
-            os.write(w, data[i:i + 7])
+            os.write(w, data[i : i + 7])
             got += reader.read() or []
         os.close(w)
         assert reader.read() is None  # the end of the pipe
@@ -93,7 +96,8 @@ async def test_a_dead_fork_server_fails_its_jobs_and_the_next_start_here(tmp_pat
 
 
 async def test_a_fork_server_that_cannot_start_leaves_jobs_to_the_pilot(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from qcgpj_async.executors import _forkserver_link
 
     monkeypatch.setattr(_forkserver_link.sys, "executable", str(tmp_path / "no-python"))
@@ -104,7 +108,8 @@ async def test_a_fork_server_that_cannot_start_leaves_jobs_to_the_pilot(
 
 
 async def test_a_fork_server_that_dies_at_once_leaves_jobs_to_the_pilot(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from qcgpj_async.executors import _forkserver_link
 
     monkeypatch.setattr(_forkserver_link, "_SCRIPT", str(tmp_path / "no-such-script.py"))
@@ -114,8 +119,9 @@ async def test_a_fork_server_that_dies_at_once_leaves_jobs_to_the_pilot(
     assert {int((tmp_path / f"ppid.{i}").read_text()) for i in range(4)} == {os.getpid()}
 
 
-async def test_a_bug_in_a_callback_fails_the_pilot_loudly(tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_bug_in_a_callback_fails_the_pilot_loudly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pilot = Pilot(nodes="2", wd=tmp_path)
 
     def broken(*args: object, **kw: object) -> list[object]:
@@ -132,15 +138,24 @@ async def test_a_bug_in_a_callback_fails_the_pilot_loudly(tmp_path: Path,
 
 
 async def test_each_job_gets_the_base_environment_and_only_its_own_variables(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     def env_of(name: str) -> dict[str, str]:
         lines = (tmp_path / f"{name}.env").read_text().splitlines()
         return dict(line.split("=", 1) for line in lines if "=" in line)
 
     dump = "env > ${jname}.env"
     async with Pilot(nodes="2", wd=tmp_path) as pilot:
-        await pilot.submit(Jobs().add(name="t", exec="bash", args=["-c", dump], model="threads",
-                                      numCores=2, env={"ONLY_T": "yes"}))
+        await pilot.submit(
+            Jobs().add(
+                name="t",
+                exec="bash",
+                args=["-c", dump],
+                model="threads",
+                numCores=2,
+                env={"ONLY_T": "yes"},
+            )
+        )
         assert await pilot.wait4("t", timeout=T) == {"t": JobState.SUCCEED}
         await pilot.submit(Jobs().add(name="plain", script=dump))
         assert await pilot.wait4("plain", timeout=T) == {"plain": JobState.SUCCEED}

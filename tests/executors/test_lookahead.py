@@ -54,9 +54,11 @@ async def test_queued_jobs_start_in_the_core_the_last_one_left_in_order(tmp_path
 async def test_a_queued_job_that_cannot_start_passes_its_core_on(tmp_path: Path) -> None:
     async with Pilot(nodes="1", wd=tmp_path) as pilot:
         names = await pilot.submit(
-            Jobs().add(name="a", exec="/bin/sleep", args=["0.2"])
-                  .add(name="missing", exec="/no/such/program")
-                  .add(name="b", script="echo ok > b.out"))
+            Jobs()
+            .add(name="a", exec="/bin/sleep", args=["0.2"])
+            .add(name="missing", exec="/no/such/program")
+            .add(name="b", script="echo ok > b.out")
+        )
         got = await pilot.wait4(names, timeout=T)
         info = await pilot.info("missing")
         res = await pilot.resources()
@@ -69,20 +71,29 @@ async def test_a_queued_job_that_cannot_start_passes_its_core_on(tmp_path: Path)
 async def test_cancel_of_a_queued_job_is_at_once_and_it_never_runs(tmp_path: Path) -> None:
     async with Pilot(nodes="1", wd=tmp_path) as pilot:
         await pilot.submit(
-            Jobs().add(name="a", exec="/bin/sleep", args=["30"])
-                  .add(name="b", script="touch b.ran")
-                  .add(name="c", script="touch c.ran", after="b")
-                  .add(name="it", script="touch it.${it}.ran", iteration=3))
+            Jobs()
+            .add(name="a", exec="/bin/sleep", args=["30"])
+            .add(name="b", script="touch b.ran")
+            .add(name="c", script="touch c.ran", after="b")
+            .add(name="it", script="touch it.${it}.ran", iteration=3)
+        )
         await until(pilot, "a", E)
         assert pilot.engine.queued == 4  # b, it:0..2 (c waits for b)
         await pilot.cancel(["b", "it:1"])
         assert await pilot.status(["b", "c", "it:1"]) == {  # at once, as a queued job
-            "b": JobState.CANCELED, "c": JobState.OMITTED, "it:1": JobState.CANCELED}
+            "b": JobState.CANCELED,
+            "c": JobState.OMITTED,
+            "it:1": JobState.CANCELED,
+        }
         await pilot.cancel(["a"])
         got = await pilot.wait4(["a", "b", "c", "it"], timeout=T)
         resources = await pilot.resources()
-    assert got == {"a": JobState.CANCELED, "b": JobState.CANCELED, "c": JobState.OMITTED,
-                   "it": JobState.FAILED}  # one iteration cancelled, the others ran
+    assert got == {
+        "a": JobState.CANCELED,
+        "b": JobState.CANCELED,
+        "c": JobState.OMITTED,
+        "it": JobState.FAILED,
+    }  # one iteration cancelled, the others ran
     assert not (tmp_path / "b.ran").exists() and not (tmp_path / "c.ran").exists()
     assert sorted(p.name for p in tmp_path.glob("it.*.ran")) == ["it.0.ran", "it.2.ran"]
     assert resources.used_cores == 0
@@ -92,8 +103,11 @@ async def test_cancel_of_a_queued_job_is_at_once_and_it_never_runs(tmp_path: Pat
 
 async def test_set_env_reaches_jobs_already_queued(tmp_path: Path) -> None:
     async with Pilot(nodes="1", wd=tmp_path) as pilot:
-        await pilot.submit(Jobs().add(name="a", exec="/bin/sleep", args=["0.3"])
-                                 .add(name="b", script="echo ${X:-unset} > x.out"))
+        await pilot.submit(
+            Jobs()
+            .add(name="a", exec="/bin/sleep", args=["0.3"])
+            .add(name="b", script="echo ${X:-unset} > x.out")
+        )
         await until(pilot, "a", E)
         assert pilot.engine.queued == 1
         pilot.set_env("X", "new")
@@ -112,16 +126,21 @@ async def test_leaving_by_an_exception_stops_queued_jobs_too(tmp_path: Path) -> 
             raise RuntimeError("boom")
     assert not list(tmp_path.glob("q.*.ran"))
     assert children(os.getpid()) == []
-    assert (await pilot.status(["long", "q"])) == {"long": JobState.CANCELED,
-                                                   "q": JobState.CANCELED}
+    assert (await pilot.status(["long", "q"])) == {
+        "long": JobState.CANCELED,
+        "q": JobState.CANCELED,
+    }
 
 
 async def test_jobs_queued_in_a_fork_server_that_dies_run_all_the_same(tmp_path: Path) -> None:
     import signal
 
     async with Pilot(nodes="1", wd=tmp_path) as pilot:
-        await pilot.submit(Jobs().add(name="long", exec="/bin/sleep", args=["60"])
-                                 .add(name="q", script="echo $PPID > ppid.${it}", iteration=3))
+        await pilot.submit(
+            Jobs()
+            .add(name="long", exec="/bin/sleep", args=["60"])
+            .add(name="q", script="echo $PPID > ppid.${it}", iteration=3)
+        )
         await until(pilot, "long", E)
         assert pilot.engine.queued == 3
         (server,) = children(os.getpid())

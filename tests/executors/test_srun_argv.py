@@ -49,23 +49,37 @@ PILOT_ENV = {
 
 def task(alloc: Allocation = UNEVEN, base_env: dict[str, str] | None = None, **kw: object) -> Task:
     (spec,) = Jobs().add(name="j", **kw).jobs()
-    return prepare_task(Launch(5, "j", None, spec, alloc), root_wd="/wd",
-                        base_env=PILOT_ENV if base_env is None else base_env, step_id="p.5")
+    return prepare_task(
+        Launch(5, "j", None, spec, alloc),
+        root_wd="/wd",
+        base_env=PILOT_ENV if base_env is None else base_env,
+        step_id="p.5",
+    )
 
 
 # == pure: per-node counts, files, environments ==================================
 
 
-@pytest.mark.parametrize(("counts", "spec"), [
-    ([1], "1"), ([4, 4, 2], "4(x2),2"), ([3, 3], "3(x2)"), ([2, 3, 2], "2,3,2"), ([1, 2, 2, 2], "1,2(x3)"),
-])
+@pytest.mark.parametrize(
+    ("counts", "spec"),
+    [
+        ([1], "1"),
+        ([4, 4, 2], "4(x2),2"),
+        ([3, 3], "3(x2)"),
+        ([2, 3, 2], "2,3,2"),
+        ([1, 2, 2, 2], "1,2(x3)"),
+    ],
+)
 def test_per_node_counts_use_slurms_run_length_form(counts: list[int], spec: str) -> None:
     assert per_node_spec(counts) == spec
 
 
 def test_hostfile_has_one_line_per_core_and_rankfile_one_rank_per_core() -> None:
     assert hostfile_text(UNEVEN) == "n1\nn1\nn1\nn2\n"
-    assert rankfile_text(UNEVEN) == "rank 0=n1 slot=0\nrank 1=n1 slot=1\nrank 2=n1 slot=2\nrank 3=n2 slot=3\n"
+    assert (
+        rankfile_text(UNEVEN)
+        == "rank 0=n1 slot=0\nrank 1=n1 slot=1\nrank 2=n1 slot=2\nrank 3=n2 slot=3\n"
+    )
 
 
 def test_slurm_environment_describes_the_jobs_share() -> None:
@@ -111,7 +125,9 @@ def test_step_environment_puts_the_allocations_name_back() -> None:
     env = step_environment(task(exec="app"), "/s/hf")
     assert env["SLURM_JOB_NAME"] == "alloc"  # -J renames it inside the step
     assert env["SLURM_NTASKS"] == "4"
-    assert "SLURM_JOB_NAME" not in step_environment(task(base_env={"SLURM_JOB_ID": "1"}, exec="a"), None)
+    assert "SLURM_JOB_NAME" not in step_environment(
+        task(base_env={"SLURM_JOB_ID": "1"}, exec="a"), None
+    )
 
 
 # == pure: srun command lines ==================================================
@@ -120,29 +136,63 @@ def test_step_environment_puts_the_allocations_name_back() -> None:
 def test_default_model_is_one_process_on_the_first_node_with_its_cores() -> None:
     t = task(exec="app", args=["-x", "a b"])
     assert srun_argv(t, step_name="s1", step_env={"A": "1", "B": "x=y"}) == (
-        "srun", "--exact", "--quiet", "--job-name=s1",
-        "-N1", "-n1", "--cpus-per-task=3", "--nodelist=n1",
-        "--input=none", "--output=none", "--error=none",
-        ENV, "A=1", "B=x=y", "app", "-x", "a b",
+        "srun",
+        "--exact",
+        "--quiet",
+        "--job-name=s1",
+        "-N1",
+        "-n1",
+        "--cpus-per-task=3",
+        "--nodelist=n1",
+        "--input=none",
+        "--output=none",
+        "--error=none",
+        ENV,
+        "A=1",
+        "B=x=y",
+        "app",
+        "-x",
+        "a b",
     )
 
 
 def test_threads_model_is_one_task_with_cpus_per_task() -> None:
     t = task(ONE, exec="omp", model="threads")
     argv = srun_argv(t, step_name="s", srun="/opt/slurm/bin/srun")
-    assert argv == ("/opt/slurm/bin/srun", "--exact", "--quiet", "--job-name=s",
-                    "-N1", "-n1", "--cpus-per-task=1", "--nodelist=n2",
-                    "--input=none", "--output=none", "--error=none", "omp")
+    assert argv == (
+        "/opt/slurm/bin/srun",
+        "--exact",
+        "--quiet",
+        "--job-name=s",
+        "-N1",
+        "-n1",
+        "--cpus-per-task=1",
+        "--nodelist=n2",
+        "--input=none",
+        "--output=none",
+        "--error=none",
+        "omp",
+    )
     assert t.env["OMP_NUM_THREADS"] == "1"
 
 
 def test_srunmpi_is_one_rank_per_core_placed_by_the_hostfile() -> None:
     t = task(script="echo $SLURM_PROCID", model="srunmpi")
     assert srun_argv(t, step_name="s") == (
-        "srun", "--exact", "--quiet", "--job-name=s",
-        "-N2", "-n4", "--cpus-per-task=1", "--distribution=arbitrary",
-        "--input=none", "--output=none", "--error=none",
-        "bash", "-c", "echo $SLURM_PROCID",
+        "srun",
+        "--exact",
+        "--quiet",
+        "--job-name=s",
+        "-N2",
+        "-n4",
+        "--cpus-per-task=1",
+        "--distribution=arbitrary",
+        "--input=none",
+        "--output=none",
+        "--error=none",
+        "bash",
+        "-c",
+        "echo $SLURM_PROCID",
     )
 
 
@@ -150,10 +200,16 @@ def test_streams_are_opened_by_slurm_with_literal_names() -> None:
     # srun would expand %j and friends; a backslash anywhere keeps the name
     # literal (and is dropped from it), so one goes before the first %.
     t = task(exec="app", stdin="in", stdout="out.%j.%t", stderr="out.%j.%t", wd="w%")
-    assert stream_options(t) == ["--input=/wd/w\\%/in", "--output=/wd/w\\%/out.%j.%t",
-                                 "--error=/wd/w\\%/out.%j.%t"]
-    assert stream_options(task(exec="app", stderr="e")) == ["--input=none", "--output=none",
-                                                           "--error=/wd/e"]
+    assert stream_options(t) == [
+        "--input=/wd/w\\%/in",
+        "--output=/wd/w\\%/out.%j.%t",
+        "--error=/wd/w\\%/out.%j.%t",
+    ]
+    assert stream_options(task(exec="app", stderr="e")) == [
+        "--input=none",
+        "--output=none",
+        "--error=/wd/e",
+    ]
     with pytest.raises(ValueError, match="backslash"):
         stream_options(task(exec="app", stdout="a\\b"))
 
@@ -182,10 +238,23 @@ def test_models_srun_does_not_start() -> None:
 
 
 def test_openmpi_runs_mpirun_with_a_rankfile() -> None:
-    t = task(exec="app", args=["1"], model="openmpi",
-             model_opts={"mpirun": "/opt/ompi/bin/mpirun", "mpirun_args": ["--bind-to", "core"]})
-    assert mpirun_argv(t, "/s/rf") == ("/opt/ompi/bin/mpirun", "-n", "4", "--rankfile", "/s/rf",
-                                       "--bind-to", "core", "app", "1")
+    t = task(
+        exec="app",
+        args=["1"],
+        model="openmpi",
+        model_opts={"mpirun": "/opt/ompi/bin/mpirun", "mpirun_args": ["--bind-to", "core"]},
+    )
+    assert mpirun_argv(t, "/s/rf") == (
+        "/opt/ompi/bin/mpirun",
+        "-n",
+        "4",
+        "--rankfile",
+        "/s/rf",
+        "--bind-to",
+        "core",
+        "app",
+        "1",
+    )
     with pytest.raises(ValueError, match="rankfile"):
         mpirun_argv(t)
 
@@ -193,9 +262,25 @@ def test_openmpi_runs_mpirun_with_a_rankfile() -> None:
 def test_intelmpi_runs_one_section_per_node_with_its_cores() -> None:
     t = task(exec="app", model="intelmpi", model_opts={"mpirun_args": ["-v"]})
     assert mpirun_argv(t) == (
-        "mpirun", "-v",
-        "-host", "n1", "-n", "3", "-env", "I_MPI_PIN_PROCESSOR_LIST", "0,1,2", "app", ":",
-        "-host", "n2", "-n", "1", "-env", "I_MPI_PIN_PROCESSOR_LIST", "3", "app",
+        "mpirun",
+        "-v",
+        "-host",
+        "n1",
+        "-n",
+        "3",
+        "-env",
+        "I_MPI_PIN_PROCESSOR_LIST",
+        "0,1,2",
+        "app",
+        ":",
+        "-host",
+        "n2",
+        "-n",
+        "1",
+        "-env",
+        "I_MPI_PIN_PROCESSOR_LIST",
+        "3",
+        "app",
     )
     with pytest.raises(ValueError):
         mpirun_argv(task(exec="app", model="srunmpi"))
@@ -289,8 +374,9 @@ def executor(fake: Path, made: list[SrunExecutor]) -> SrunExecutor:
 def fake_task(fake: Path, mode: str, **kw: object) -> Task:
     env = {**PILOT_ENV, "PATH": os.environ["PATH"], "FAKE_DIR": str(fake), "FAKE_SRUN": mode}
     (spec,) = Jobs().add(name="j", **kw).jobs()
-    return prepare_task(Launch(5, "j", None, spec, UNEVEN), root_wd=str(fake / "wd"),
-                        base_env=env, step_id="p.5")
+    return prepare_task(
+        Launch(5, "j", None, spec, UNEVEN), root_wd=str(fake / "wd"), base_env=env, step_id="p.5"
+    )
 
 
 def lines(path: Path) -> list[str]:
@@ -306,7 +392,9 @@ async def ready(fake: Path) -> None:
 pytestmark = pytest.mark.anyio
 
 
-async def test_start_runs_srun_with_the_step_environment_and_cleans_up(fake: Path, executors: list[SrunExecutor]) -> None:
+async def test_start_runs_srun_with_the_step_environment_and_cleans_up(
+    fake: Path, executors: list[SrunExecutor]
+) -> None:
     ex = executor(fake, executors)
     proc = await ex.start(fake_task(fake, "exit3", exec="app", stdout="out"))
     assert ex.running == 1
@@ -316,7 +404,7 @@ async def test_start_runs_srun_with_the_step_environment_and_cleans_up(fake: Pat
     step = argv[2].removeprefix("--job-name=")
     assert step.startswith(ex.prefix) and step.endswith("5")
     hostfile = str(fake / f".{step}.hostfile")
-    assert argv[argv.index(ENV) + 1:][-1] == "app"
+    assert argv[argv.index(ENV) + 1 :][-1] == "app"
     assert f"SLURM_HOSTFILE={hostfile}" in argv and "SLURM_TASKS_PER_NODE=3,1" in argv
     env = dict(line.split("=", 1) for line in lines(fake / "srun.env") if "=" in line)
     assert env["SLURM_HOSTFILE"] == hostfile
@@ -341,13 +429,17 @@ async def test_srun_messages_are_kept_only_when_srun_failed_unasked(
     assert [p.name for p in fake.glob(".qcgpj-*")] == [log.name]  # the hostfile is gone
 
 
-async def test_outside_an_allocation_start_fails_clearly(fake: Path, executors: list[SrunExecutor]) -> None:
+async def test_outside_an_allocation_start_fails_clearly(
+    fake: Path, executors: list[SrunExecutor]
+) -> None:
     ex = executor(fake, executors)
     t = attrs.evolve(fake_task(fake, "exit3", exec="app"), env={"PATH": "/bin"})
     with pytest.raises(LaunchError, match="SLURM_JOB_ID is not set"):
         await ex.start(t)
     with pytest.raises(LaunchError, match="not found"):
-        await SrunExecutor(str(fake), srun=str(fake / "nosrun")).start(fake_task(fake, "x", exec="a"))
+        await SrunExecutor(str(fake), srun=str(fake / "nosrun")).start(
+            fake_task(fake, "x", exec="a")
+        )
     with pytest.raises(LaunchError, match="cannot open stdin"):
         await ex.start(fake_task(fake, "exit3", exec="app", stdin="nothere"))
     with pytest.raises(LaunchError, match="backslash"):
@@ -355,7 +447,9 @@ async def test_outside_an_allocation_start_fails_clearly(fake: Path, executors: 
     assert list(fake.glob(".qcgpj-*")) == []  # no hostfile left behind
 
 
-async def test_terminate_scancels_the_step_with_term(fake: Path, executors: list[SrunExecutor]) -> None:
+async def test_terminate_scancels_the_step_with_term(
+    fake: Path, executors: list[SrunExecutor]
+) -> None:
     ex = executor(fake, executors)
     proc = await ex.start(fake_task(fake, "sleep", exec="app"))
     await ready(fake)
@@ -367,7 +461,9 @@ async def test_terminate_scancels_the_step_with_term(fake: Path, executors: list
     assert lines(fake / "squeue.log") == ["--noheader --steps --jobs=77 --format=%i %j"]
 
 
-async def test_terminate_before_the_step_exists_stops_srun(fake: Path, executors: list[SrunExecutor]) -> None:
+async def test_terminate_before_the_step_exists_stops_srun(
+    fake: Path, executors: list[SrunExecutor]
+) -> None:
     (fake / "no-step").touch()
     ex = executor(fake, executors)
     proc = await ex.start(fake_task(fake, "sleep", exec="app"))
@@ -378,7 +474,9 @@ async def test_terminate_before_the_step_exists_stops_srun(fake: Path, executors
     assert lines(fake / "scancel.log") == []
 
 
-async def test_kill_sigterms_srun_and_never_needs_the_backstop(fake: Path, executors: list[SrunExecutor]) -> None:
+async def test_kill_sigterms_srun_and_never_needs_the_backstop(
+    fake: Path, executors: list[SrunExecutor]
+) -> None:
     ex = executor(fake, executors)
     proc = await ex.start(fake_task(fake, "sleep", exec="app"))
     await ready(fake)
@@ -394,7 +492,9 @@ async def test_kill_sigterms_srun_and_never_needs_the_backstop(fake: Path, execu
     assert lines(fake / "scancel.log") == []
 
 
-async def test_srun_killed_behind_our_back_has_its_step_cancelled(fake: Path, executors: list[SrunExecutor]) -> None:
+async def test_srun_killed_behind_our_back_has_its_step_cancelled(
+    fake: Path, executors: list[SrunExecutor]
+) -> None:
     ex = executor(fake, executors)
     proc = await ex.start(fake_task(fake, "selfkill", exec="app"))
     with anyio.fail_after(T):
@@ -402,7 +502,9 @@ async def test_srun_killed_behind_our_back_has_its_step_cancelled(fake: Path, ex
     assert lines(fake / "scancel.log") == ["--quiet 77.3"]
 
 
-async def test_aclose_cancels_only_steps_of_this_executor(fake: Path, executors: list[SrunExecutor]) -> None:
+async def test_aclose_cancels_only_steps_of_this_executor(
+    fake: Path, executors: list[SrunExecutor]
+) -> None:
     ex = executor(fake, executors)
     other = executor(fake, executors)
     proc = await ex.start(fake_task(fake, "exit3", exec="app"))
@@ -419,8 +521,10 @@ async def test_a_task_killed_by_a_signal_ends_with_minus_the_signal(
     fake: Path, executors: list[SrunExecutor]
 ) -> None:
     ex = executor(fake, executors)
-    for mode, code, said in (("segv", -11, "Segmentation fault (core dumped)"),
-                             ("exit139", 139, "Exited with exit code 139")):
+    for mode, code, said in (
+        ("segv", -11, "Segmentation fault (core dumped)"),
+        ("exit139", 139, "Exited with exit code 139"),
+    ):
         proc = await ex.start(fake_task(fake, mode, exec="app"))
         with anyio.fail_after(T):
             assert await proc.wait() == code, mode

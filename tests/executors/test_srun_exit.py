@@ -36,15 +36,28 @@ CANCELLED = "slurmstepd-n1: error: *** STEP 3.9 ON n1 CANCELLED AT 2026-11-23T23
         (143, "srun: error: n1: task 0: Exited with exit code 143\n", 143),
         (139, "srun: error: n1: task 0: Exited with exit code 139\n", 139),
         (143, CANCELLED + "srun: error: n1: task 0: Exited with exit code 143\n", 143),
-        (137, "srun: error: n1: task 0: Exited with exit code 137\n"
-              "srun: error: n2: task 1: Exited with exit code 137\n", 137),
+        (
+            137,
+            "srun: error: n1: task 0: Exited with exit code 137\n"
+            "srun: error: n2: task 1: Exited with exit code 137\n",
+            137,
+        ),
         # Several tasks: any signal outranks every exit code, the highest signal wins.
-        (137, "srun: error: n1: task 0: Killed\nsrun: error: n2: task 1: Exited with exit code 3\n",
-         -9),
-        (137, "srun: error: n1: task 0: Exited with exit code 137\n"
-              "srun: error: n2: task 1: Killed\n", -9),
-        (137, "srun: error: n1: task 0: Exited with exit code 200\n"
-              "srun: error: n2: task 1: Killed\n", -9),
+        (
+            137,
+            "srun: error: n1: task 0: Killed\nsrun: error: n2: task 1: Exited with exit code 3\n",
+            -9,
+        ),
+        (
+            137,
+            "srun: error: n1: task 0: Exited with exit code 137\nsrun: error: n2: task 1: Killed\n",
+            -9,
+        ),
+        (
+            137,
+            "srun: error: n1: task 0: Exited with exit code 200\nsrun: error: n2: task 1: Killed\n",
+            -9,
+        ),
         (143, "srun: error: n1: task 0: Terminated\nsrun: error: n2: task 1: Killed\n", -15),
         (137, "srun: error: n2: task 1: Killed\nsrun: error: n1: task 0: Killed\n", -9),
         (137, "srun: error: n[1-2]: tasks 0,2-5: Killed\n", -9),

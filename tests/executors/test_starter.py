@@ -22,8 +22,9 @@ FAST = spawner() is not None
 def task(root: Path, env: dict[str, str] | None = None, **kw: object):
     (spec,) = Jobs().add(name="j", **kw).jobs()
     base = {"PATH": os.environ.get("PATH", os.defpath), **(env or {})}
-    return prepare_task(Launch(1, "j", None, spec, ALLOC), root_wd=str(root), base_env=base,
-                        step_id="p.1")
+    return prepare_task(
+        Launch(1, "j", None, spec, ALLOC), root_wd=str(root), base_env=base, step_id="p.1"
+    )
 
 
 @pytest.fixture(params=["posix_spawn", "popen"])
@@ -48,9 +49,16 @@ def test_the_fast_way_is_used_on_this_machine() -> None:
 
 
 def test_wd_env_streams_session_and_signals(starter: Starter, tmp_path: Path) -> None:
-    t = task(tmp_path, env={"FOO": "bar baz"}, wd="sub/dir", stdin="in", stdout="out",
-             stderr="out", script="cat; pwd; echo $FOO $QCG_PM_NPROCS; ps -o sid= -p $$; "
-             "echo $$; grep SigIgn /proc/self/status; echo err >&2")
+    t = task(
+        tmp_path,
+        env={"FOO": "bar baz"},
+        wd="sub/dir",
+        stdin="in",
+        stdout="out",
+        stderr="out",
+        script="cat; pwd; echo $FOO $QCG_PM_NPROCS; ps -o sid= -p $$; "
+        "echo $$; grep SigIgn /proc/self/status; echo err >&2",
+    )
     os.makedirs(tmp_path / "sub/dir")
     (tmp_path / "sub/dir/in").write_text("input\n")
     p = starter.start(t, t.argv)
@@ -89,8 +97,9 @@ def test_the_program_is_searched_in_the_jobs_path(starter: Starter, tmp_path: Pa
         run(starter, task(tmp_path, exec="hello-qcgpj"))  # not in the default PATH
 
 
-def test_a_relative_path_entry_is_searched_from_the_jobs_wd(starter: Starter,
-                                                            tmp_path: Path) -> None:
+def test_a_relative_path_entry_is_searched_from_the_jobs_wd(
+    starter: Starter, tmp_path: Path
+) -> None:
     (tmp_path / "w/tools").mkdir(parents=True)
     prog = tmp_path / "w/tools/rel-qcgpj"
     prog.write_text("#!/bin/sh\necho rel > rel.out\n")

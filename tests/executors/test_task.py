@@ -15,13 +15,32 @@ def launch(index: int | None = None, **kw: object) -> Launch:
 
 
 def prep(index: int | None = None, submit_vars: dict[str, str] | None = None, **kw: object):
-    return prepare_task(launch(index, **kw), root_wd="/root/wd", base_env={"PATH": "/bin", "KEEP": "1"},
-                        step_id="pilot.7", submit_vars=submit_vars)
+    return prepare_task(
+        launch(index, **kw),
+        root_wd="/root/wd",
+        base_env={"PATH": "/bin", "KEEP": "1"},
+        step_id="pilot.7",
+        submit_vars=submit_vars,
+    )
 
 
 def test_exec_and_args_start_directly_with_variables() -> None:
-    t = prep(2, exec="/bin/echo", args=["${it}", "${itval}", "${ncores}", "${nnodes}", "${nlist}",
-                                         "${root_wd}", "${jname}", "${x}", "$$"], iteration=["a", "b", "c"])
+    t = prep(
+        2,
+        exec="/bin/echo",
+        args=[
+            "${it}",
+            "${itval}",
+            "${ncores}",
+            "${nnodes}",
+            "${nlist}",
+            "${root_wd}",
+            "${jname}",
+            "${x}",
+            "$$",
+        ],
+        iteration=["a", "b", "c"],
+    )
     assert t.argv == ("/bin/echo", "2", "c", "3", "2", "n1,n2", "/root/wd", "j", "${x}", "$$")
     assert t.label == "j:2"
 
@@ -59,21 +78,46 @@ def test_threads_model_sets_omp_num_threads() -> None:
 
 
 def test_paths_are_relative_to_wd_which_is_relative_to_root() -> None:
-    t = prep(1, exec="x", wd="runs/${it}", stdin="in", stdout="out.${it}", stderr="/abs/err", iteration=2)
+    t = prep(
+        1, exec="x", wd="runs/${it}", stdin="in", stdout="out.${it}", stderr="/abs/err", iteration=2
+    )
     assert t.cwd == "/root/wd/runs/1"
-    assert (t.stdin, t.stdout, t.stderr) == ("/root/wd/runs/1/in", "/root/wd/runs/1/out.1", "/abs/err")
+    assert (t.stdin, t.stdout, t.stderr) == (
+        "/root/wd/runs/1/in",
+        "/root/wd/runs/1/out.1",
+        "/abs/err",
+    )
     t = prep(exec="x")
     assert (t.cwd, t.stdin, t.stdout, t.stderr) == ("/root/wd", None, None, None)
 
 
 def test_submit_variables_are_substituted_at_launch() -> None:
-    t = prep(exec="echo", args=["${rcnt}", "${uniq}", "${sname}"], submit_vars={"rcnt": "4", "uniq": "u", "sname": "local"})
+    t = prep(
+        exec="echo",
+        args=["${rcnt}", "${uniq}", "${sname}"],
+        submit_vars={"rcnt": "4", "uniq": "u", "sname": "local"},
+    )
     assert t.argv == ("echo", "4", "u", "local")
 
 
 def test_local_argv_runs_mpi_models_through_mpirun() -> None:
-    t = prep(exec="app", args=["-v"], model="openmpi", model_opts={"mpirun": "/opt/mpirun", "mpirun_args": ["--bind-to", "none"]})
-    assert local_argv(t, "/tmp/hf") == ("/opt/mpirun", "-n", "3", "--hostfile", "/tmp/hf", "--bind-to", "none", "app", "-v")
+    t = prep(
+        exec="app",
+        args=["-v"],
+        model="openmpi",
+        model_opts={"mpirun": "/opt/mpirun", "mpirun_args": ["--bind-to", "none"]},
+    )
+    assert local_argv(t, "/tmp/hf") == (
+        "/opt/mpirun",
+        "-n",
+        "3",
+        "--hostfile",
+        "/tmp/hf",
+        "--bind-to",
+        "none",
+        "app",
+        "-v",
+    )
     t = prep(exec="app", model="intelmpi")
     assert local_argv(t, "/tmp/hf") == ("mpirun", "-n", "3", "-machinefile", "/tmp/hf", "app")
     t = prep(exec="app", model="srunmpi")

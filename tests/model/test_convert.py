@@ -21,8 +21,13 @@ pos = st.integers(1, 1000)
 
 @st.composite
 def counts(draw: st.DrawFn, with_sched: bool) -> dict[str, Any]:
-    kind = draw(st.sampled_from(["exact", "min", "max", "range", "sched"] if with_sched
-                                else ["exact", "min", "max", "range"]))
+    kind = draw(
+        st.sampled_from(
+            ["exact", "min", "max", "range", "sched"]
+            if with_sched
+            else ["exact", "min", "max", "range"]
+        )
+    )
     if kind == "exact":
         return {"exact": draw(pos)}
     if kind == "min":
@@ -68,7 +73,9 @@ def std_jobs(draw: st.DrawFn) -> dict[str, Any]:
             start = draw(st.integers(0, 100))
             job["iteration"] = {"start": start, "stop": start + draw(pos)}
         else:
-            job["iteration"] = {"values": draw(st.lists(text | st.integers(), min_size=1, max_size=5))}
+            job["iteration"] = {
+                "values": draw(st.lists(text | st.integers(), min_size=1, max_size=5))
+            }
     resources: dict[str, Any] = {}
     if draw(st.booleans()):
         resources["numCores"] = draw(counts(has_it))
@@ -81,9 +88,17 @@ def std_jobs(draw: st.DrawFn) -> dict[str, Any]:
     if resources:
         job["resources"] = resources
     if draw(st.booleans()):
-        job["dependencies"] = {"after": draw(st.lists(
-            names.filter(lambda n: n != job["name"]).map(
-                lambda n: n + draw(st.sampled_from(["", ":3", ":${it}"]))), min_size=1, max_size=3))}
+        job["dependencies"] = {
+            "after": draw(
+                st.lists(
+                    names.filter(lambda n: n != job["name"]).map(
+                        lambda n: n + draw(st.sampled_from(["", ":3", ":${it}"]))
+                    ),
+                    min_size=1,
+                    max_size=3,
+                )
+            )
+        }
     if draw(st.booleans()):
         job["attributes"] = {"owner": draw(text), "n": draw(st.integers())}
     return job
@@ -111,14 +126,21 @@ def test_batch_std_dicts_are_the_models_std(job: dict[str, Any]) -> None:
 
 
 def test_batch_std_dicts_are_normalized() -> None:
-    raw = {"name": "a", "execution": {"exec": "x", "args": [1, 2.5], "model": "THREADS",
-                                       "env": {"N": 3}},
-           "resources": {"numCores": 2, "wt": "10m"}, "attributes": None}
+    raw = {
+        "name": "a",
+        "execution": {"exec": "x", "args": [1, 2.5], "model": "THREADS", "env": {"N": 3}},
+        "resources": {"numCores": 2, "wt": "10m"},
+        "attributes": None,
+    }
     stds: list[dict[str, Any]] = []
     [spec] = jobs_from_std([raw], stds)
     assert stds == [job_to_std(spec)]
-    assert stds[0]["execution"] == {"exec": "x", "args": ["1", "2.5"], "model": "threads",
-                                    "env": {"N": "3"}}
+    assert stds[0]["execution"] == {
+        "exec": "x",
+        "args": ["1", "2.5"],
+        "model": "threads",
+        "env": {"N": "3"},
+    }
     assert stds[0]["resources"]["numCores"] == {"exact": 2}
     assert "attributes" not in stds[0]
 
@@ -128,13 +150,29 @@ def test_simple_format_maps_to_standard() -> None:
     assert jobs.to_std() == [
         {"name": "a", "execution": {"exec": "/bin/date"}, "iteration": {"start": 0, "stop": 4}}
     ]
-    jobs.add(name="b", script="echo ${it}", stdout="b.${it}", iteration=["x", "y"], after="a",
-             numCores={"min": 2, "max": 4}, numNodes=1, wt="10m", modules="gcc", venv="/v",
-             model="threads", attributes={"k": 1})
+    jobs.add(
+        name="b",
+        script="echo ${it}",
+        stdout="b.${it}",
+        iteration=["x", "y"],
+        after="a",
+        numCores={"min": 2, "max": 4},
+        numNodes=1,
+        wt="10m",
+        modules="gcc",
+        venv="/v",
+        model="threads",
+        attributes={"k": 1},
+    )
     assert jobs.to_std()[1] == {
         "name": "b",
-        "execution": {"script": "echo ${it}", "stdout": "b.${it}", "modules": ["gcc"], "venv": "/v",
-                      "model": "threads"},
+        "execution": {
+            "script": "echo ${it}",
+            "stdout": "b.${it}",
+            "modules": ["gcc"],
+            "venv": "/v",
+            "model": "threads",
+        },
         "resources": {"numCores": {"min": 2, "max": 4}, "numNodes": {"exact": 1}, "wt": "10m"},
         "iteration": {"values": ["x", "y"]},
         "dependencies": {"after": ["a"]},

@@ -47,27 +47,40 @@ CASES = [
     (ex(script="y", env={"A": "1"}), "Job script and exec or args or env defined"),
     (ex(exec="x", args="1 2"), "job 'a': execution.args: Execution arguments must be an array"),
     (ex(exec="x", args=[{}]), "job 'a': execution.args[0]: must be a string or number, not dict"),
-    (ex(exec="x", env=["A"]), "job 'a': execution.env: Execution environment must be an dictionary"),
+    (
+        ex(exec="x", env=["A"]),
+        "job 'a': execution.env: Execution environment must be an dictionary",
+    ),
     (ex(exec="x", env={"A": None}), "job 'a': execution.env.A: must be a string or number"),
     (ex(exec=5), "job 'a': execution.exec: must be a string, not int"),
     (ex(exec=""), "job 'a': execution.exec: must not be empty"),
     (ex(exec="x", stdout=1), "job 'a': execution.stdout: must be a string, not int"),
-    (ex(exec="x", modules=[1]), "job 'a': execution.modules: must be a string or a list of strings"),
+    (
+        ex(exec="x", modules=[1]),
+        "job 'a': execution.modules: must be a string or a list of strings",
+    ),
     (ex(exec="x", model="mpi"), "job 'a': execution.model: unknown model 'mpi'"),
     (ex(exec="x", model_opts=[]), "job 'a': execution.model_opts: must be an object (dict)"),
     (ex(exec="x", model_opts={"mpirun": 1}), "job 'a': execution.model_opts.mpirun: must be a str"),
     (ex(exec="x", model_opts={"x": 1}), "job 'a': execution.model_opts.x: unknown key"),
     (ex(exec="x", bogus=1), "job 'a': execution.bogus: unknown key"),
-    ({"name": "a", "execution": {"exec": "x"}, "resources": 4},
-     "job 'a': resources: must be an object (dict), not int"),
+    (
+        {"name": "a", "execution": {"exec": "x"}, "resources": 4},
+        "job 'a': resources: must be an object (dict), not int",
+    ),
     (res(numCores=0), "job 'a': resources.numCores: must be at least 1, not 0"),
     (res(numCores=-2), "job 'a': resources.numCores: must be at least 1, not -2"),
     (res(numCores="4"), "job 'a': resources.numCores: must be a number or an object"),
     (res(numCores=True), "job 'a': resources.numCores: must be a number or an object"),
     (res(numCores={}), "job 'a': resources.numCores: No resources defined"),
-    (res(numCores={"exact": 2, "min": 1}),
-     "job 'a': resources.numCores: Exact number of resources defined with min/max/scheduler"),
-    (res(numNodes={"min": 4, "max": 2}), "job 'a': resources.numNodes: min (4) greater than max (2)"),
+    (
+        res(numCores={"exact": 2, "min": 1}),
+        "job 'a': resources.numCores: Exact number of resources defined with min/max/scheduler",
+    ),
+    (
+        res(numNodes={"min": 4, "max": 2}),
+        "job 'a': resources.numNodes: min (4) greater than max (2)",
+    ),
     (res(numCores={"min": 1.5}), "job 'a': resources.numCores.min: must be an integer, not float"),
     (res(numCores={"max": 0}), "job 'a': resources.numCores.max: must be at least 1, not 0"),
     (res(numCores={"least": 1}), "job 'a': resources.numCores.least: unknown key"),
@@ -77,33 +90,59 @@ CASES = [
     (res(nodeCrs={"gpu": 0}), "job 'a': resources.nodeCrs.gpu: must be an integer >= 1, not 0"),
     (res(nodeCrs={"tpu": 1}), "job 'a': resources.nodeCrs.tpu: unknown consumable resource"),
     (res(nodeCrs=[1]), "job 'a': resources.nodeCrs: must be an object (dict), not list"),
-    (res(numCores={"min": 1, "scheduler": {"name": "maximum-iters"}}),
-     "job 'a': resources.numCores.scheduler: an iteration scheduler needs an iteration"),
+    (
+        res(numCores={"min": 1, "scheduler": {"name": "maximum-iters"}}),
+        "job 'a': resources.numCores.scheduler: an iteration scheduler needs an iteration",
+    ),
     (res(cores=1), "job 'a': resources.cores: unknown key"),
-    ({"name": "a", "execution": {"exec": "x"}, "iteration": 5},
-     "job 'a': iteration: must be an object with start/stop or values, not int"),
-    ({"name": "a", "execution": {"exec": "x"}, "iteration": {"start": 2}},
-     "job 'a': iteration.stop: missing (required without values)"),
-    ({"name": "a", "execution": {"exec": "x"}, "iteration": {"start": 5, "stop": 5}},
-     "job 'a': iteration: stop (5) must be greater than start (5)"),
-    ({"name": "a", "execution": {"exec": "x"}, "iteration": {"start": -1, "stop": 5}},
-     "job 'a': iteration.start: must be an integer >= 0, not -1"),
-    ({"name": "a", "execution": {"exec": "x"}, "iteration": {"stop": "5"}},
-     "job 'a': iteration.stop: must be an integer, not str"),
-    ({"name": "a", "execution": {"exec": "x"}, "iteration": {"values": []}},
-     "job 'a': iteration.values: must be a non-empty list"),
-    ({"name": "a", "execution": {"exec": "x"}, "iteration": {"values": [1], "stop": 1}},
-     "job 'a': iteration: values excludes start/stop"),
-    ({"name": "a", "execution": {"exec": "x"}, "dependencies": ["b"]},
-     "job 'a': dependencies: must be an object with 'after', not list"),
-    ({"name": "a", "execution": {"exec": "x"}, "dependencies": {"after": [3]}},
-     "job 'a': dependencies.after[0]: invalid dependency 3"),
-    ({"name": "a", "execution": {"exec": "x"}, "dependencies": {"after": ["b:x"]}},
-     "job 'a': dependencies.after[0]: invalid dependency 'b:x'"),
-    ({"name": "a", "execution": {"exec": "x"}, "dependencies": {"after": ["a"]}},
-     "job 'a': dependencies.after[0]: a job cannot depend on itself"),
-    ({"name": "a", "execution": {"exec": "x"}, "attributes": "x"},
-     "job 'a': attributes: must be an object (dict), not str"),
+    (
+        {"name": "a", "execution": {"exec": "x"}, "iteration": 5},
+        "job 'a': iteration: must be an object with start/stop or values, not int",
+    ),
+    (
+        {"name": "a", "execution": {"exec": "x"}, "iteration": {"start": 2}},
+        "job 'a': iteration.stop: missing (required without values)",
+    ),
+    (
+        {"name": "a", "execution": {"exec": "x"}, "iteration": {"start": 5, "stop": 5}},
+        "job 'a': iteration: stop (5) must be greater than start (5)",
+    ),
+    (
+        {"name": "a", "execution": {"exec": "x"}, "iteration": {"start": -1, "stop": 5}},
+        "job 'a': iteration.start: must be an integer >= 0, not -1",
+    ),
+    (
+        {"name": "a", "execution": {"exec": "x"}, "iteration": {"stop": "5"}},
+        "job 'a': iteration.stop: must be an integer, not str",
+    ),
+    (
+        {"name": "a", "execution": {"exec": "x"}, "iteration": {"values": []}},
+        "job 'a': iteration.values: must be a non-empty list",
+    ),
+    (
+        {"name": "a", "execution": {"exec": "x"}, "iteration": {"values": [1], "stop": 1}},
+        "job 'a': iteration: values excludes start/stop",
+    ),
+    (
+        {"name": "a", "execution": {"exec": "x"}, "dependencies": ["b"]},
+        "job 'a': dependencies: must be an object with 'after', not list",
+    ),
+    (
+        {"name": "a", "execution": {"exec": "x"}, "dependencies": {"after": [3]}},
+        "job 'a': dependencies.after[0]: invalid dependency 3",
+    ),
+    (
+        {"name": "a", "execution": {"exec": "x"}, "dependencies": {"after": ["b:x"]}},
+        "job 'a': dependencies.after[0]: invalid dependency 'b:x'",
+    ),
+    (
+        {"name": "a", "execution": {"exec": "x"}, "dependencies": {"after": ["a"]}},
+        "job 'a': dependencies.after[0]: a job cannot depend on itself",
+    ),
+    (
+        {"name": "a", "execution": {"exec": "x"}, "attributes": "x"},
+        "job 'a': attributes: must be an object (dict), not str",
+    ),
 ]
 
 
@@ -114,9 +153,13 @@ def test_rule_has_precise_message(job: Any, message: str) -> None:
 
 def test_scheduler_rules() -> None:
     job = {
-        "name": "s", "execution": {"exec": "x"}, "iteration": {"stop": 4},
-        "resources": {"numCores": {"max": 4, "scheduler": {"name": "split-into", "params": {"parts": 0}}},
-                      "numNodes": {"min": 1, "scheduler": {"name": "best"}}},
+        "name": "s",
+        "execution": {"exec": "x"},
+        "iteration": {"stop": 4},
+        "resources": {
+            "numCores": {"max": 4, "scheduler": {"name": "split-into", "params": {"parts": 0}}},
+            "numNodes": {"min": 1, "scheduler": {"name": "best"}},
+        },
     }
     assert problems(job) == [
         "job 's': resources.numCores.max: not allowed together with an iteration scheduler",
@@ -127,8 +170,12 @@ def test_scheduler_rules() -> None:
 
 
 def test_every_problem_of_one_job_is_listed() -> None:
-    job = {"name": "a", "execution": {"exec": 1, "args": "x"},
-           "resources": {"numCores": {"min": 4, "max": 2}, "wt": "soon"}, "iteration": {"stop": 0}}
+    job = {
+        "name": "a",
+        "execution": {"exec": 1, "args": "x"},
+        "resources": {"numCores": {"min": 4, "max": 2}, "wt": "soon"},
+        "iteration": {"stop": 0},
+    }
     found = problems(job)
     assert found == [
         "job 'a': execution.exec: must be a string, not int",
@@ -166,9 +213,19 @@ def test_error_is_value_error_and_root() -> None:
 
 
 def test_normalization() -> None:
-    spec = job_from_std({"name": "a", "execution": {
-        "exec": "x", "args": [1, 2.5, "c"], "env": {"N": 3}, "modules": "gcc", "model": "THREADS"},
-        "resources": {"numCores": 4, "nodeCrs": {"GPU": 1}}})
+    spec = job_from_std(
+        {
+            "name": "a",
+            "execution": {
+                "exec": "x",
+                "args": [1, 2.5, "c"],
+                "env": {"N": 3},
+                "modules": "gcc",
+                "model": "THREADS",
+            },
+            "resources": {"numCores": 4, "nodeCrs": {"GPU": 1}},
+        }
+    )
     assert spec.execution.args == ("1", "2.5", "c")
     assert spec.execution.env == {"N": "3"}
     assert spec.execution.modules == ("gcc",)

@@ -10,7 +10,9 @@ from qcgpj_async.model import substitute, substitute_obj
 
 def test_known_names_replaced_unknown_kept() -> None:
     vs = {"it": "3", "ncores": "4"}
-    assert substitute("run ${it} on ${ncores} of ${nnodes} ${x}", vs) == "run 3 on 4 of ${nnodes} ${x}"
+    assert (
+        substitute("run ${it} on ${ncores} of ${nnodes} ${x}", vs) == "run 3 on 4 of ${nnodes} ${x}"
+    )
 
 
 def test_dollar_dollar_untouched() -> None:

@@ -74,20 +74,33 @@ def job(name: str, script: str, **extra: Any) -> dict[str, Any]:
 
 def service(*args: str, cwd: Path) -> subprocess.Popen[str]:
     """The service (python -m qcgpj_async) as a subprocess."""
-    return subprocess.Popen([sys.executable, "-m", "qcgpj_async", *args], cwd=cwd,
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "qcgpj_async", *args],
+        cwd=cwd,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
 
 
 def run_service(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "qcgpj_async", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "qcgpj_async", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def service_dirs(wd: Path) -> list[Path]:
     """Service directories, oldest first (by the time their journal was opened)."""
     dirs = list(wd.glob(".qcgpjm-service-*"))
-    return sorted(dirs, key=lambda d: journal(d)[0]["time"] if (d / "journal.jsonl").exists()
-                  else float("inf"))
+    return sorted(
+        dirs,
+        key=lambda d: journal(d)[0]["time"] if (d / "journal.jsonl").exists() else float("inf"),
+    )
 
 
 def journal(d: Path) -> list[dict[str, Any]]:
@@ -98,8 +111,11 @@ def journal(d: Path) -> list[dict[str, Any]]:
 
 def ended(records: list[dict[str, Any]]) -> dict[str, str]:
     """``job`` / ``job:it`` -> final state, from journal records."""
-    return {r["job"] if r["it"] is None else f"{r['job']}:{r['it']}": r["state"]
-            for r in records if r["t"] == "end"}
+    return {
+        r["job"] if r["it"] is None else f"{r['job']}:{r['it']}": r["state"]
+        for r in records
+        if r["t"] == "end"
+    }
 
 
 def report(d: Path) -> dict[str, dict[str, Any]]:

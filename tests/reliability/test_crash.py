@@ -37,18 +37,31 @@ WAIT = "while [ ! -f gate ]; do sleep 0.1; done"
 
 
 def requests() -> list[dict[str, object]]:
-    return [submit(
-        job("blocked", f"echo $$ > pid.blocked.${{it}}; echo blocked:${{it}} >> runs; {WAIT}",
-            iteration={"stop": 3}),
-        # odd iterations end at once, even ones block: what ended is not a prefix
-        job("mix", "echo mix:${it} >> runs; if [ $((${it} % 2)) = 0 ]; then "
-            f"echo $$ > pid.mix.${{it}}; {WAIT}; fi", iteration={"stop": 6}),
-        job("pair", "echo pair:${it} >> runs", iteration={"stop": 6},
-            dependencies={"after": ["mix:${it}"]}),
-        job("quick", "echo quick:${it} >> runs", iteration={"stop": 12}),
-        *(job(f"p{i}", f"echo p{i} >> runs") for i in range(8)),
-        job("after", "echo after >> runs", dependencies={"after": ["blocked"]}),
-    )]
+    return [
+        submit(
+            job(
+                "blocked",
+                f"echo $$ > pid.blocked.${{it}}; echo blocked:${{it}} >> runs; {WAIT}",
+                iteration={"stop": 3},
+            ),
+            # odd iterations end at once, even ones block: what ended is not a prefix
+            job(
+                "mix",
+                "echo mix:${it} >> runs; if [ $((${it} % 2)) = 0 ]; then "
+                f"echo $$ > pid.mix.${{it}}; {WAIT}; fi",
+                iteration={"stop": 6},
+            ),
+            job(
+                "pair",
+                "echo pair:${it} >> runs",
+                iteration={"stop": 6},
+                dependencies={"after": ["mix:${it}"]},
+            ),
+            job("quick", "echo quick:${it} >> runs", iteration={"stop": 12}),
+            *(job(f"p{i}", f"echo p{i} >> runs") for i in range(8)),
+            job("after", "echo after >> runs", dependencies={"after": ["blocked"]}),
+        )
+    ]
 
 
 def blocked_running(d: Path) -> bool:
@@ -58,8 +71,12 @@ def blocked_running(d: Path) -> bool:
     recs = journal(d)
     running = {f"{r['job']}:{r['it']}" for r in recs if r["t"] == "run"}
     done = ended(recs)
-    return (running >= {"blocked:0", "blocked:1", "blocked:2", "mix:0", "mix:2", "mix:4"}
-            and {"quick", "p7", "mix:5", "pair:5"} <= set(done))
+    return running >= {"blocked:0", "blocked:1", "blocked:2", "mix:0", "mix:2", "mix:4"} and {
+        "quick",
+        "p7",
+        "mix:5",
+        "pair:5",
+    } <= set(done)
 
 
 def pids(wd: Path) -> list[int]:
@@ -80,8 +97,10 @@ def test_sigkill_then_resume_twice(tmp_path: Path) -> None:
         # 1. the first run, killed while 6 processes run
         first = service("--file-path", f, *args, cwd=tmp_path)
         procs.append(first)
-        until(lambda: [d for d in wd.glob(".qcgpjm-service-*") if blocked_running(d)],
-              "the blocked jobs to be journaled as running")
+        until(
+            lambda: [d for d in wd.glob(".qcgpjm-service-*") if blocked_running(d)],
+            "the blocked jobs to be journaled as running",
+        )
         orphans = pids(wd)
         assert len(orphans) == 6
         first.send_signal(signal.SIGKILL)
@@ -90,13 +109,23 @@ def test_sigkill_then_resume_twice(tmp_path: Path) -> None:
         (d1,) = service_dirs(wd)
         before = ended(journal(d1))
         assert {k for k, v in before.items() if v == "SUCCEED"} >= {
-            "quick", "p0", "mix:1", "mix:3", "mix:5", "pair:1", "pair:3", "pair:5"}
+            "quick",
+            "p0",
+            "mix:1",
+            "mix:3",
+            "mix:5",
+            "pair:1",
+            "pair:3",
+            "pair:5",
+        }
 
         # 2. resumed: it runs the blocked jobs again, and is killed with its fork server
         second = service("--resume", str(wd), *args, cwd=tmp_path)
         procs.append(second)
-        until(lambda: len(service_dirs(wd)) == 2 and blocked_running(service_dirs(wd)[1]),
-              "the resumed blocked jobs to be journaled as running")
+        until(
+            lambda: len(service_dirs(wd)) == 2 and blocked_running(service_dirs(wd)[1]),
+            "the resumed blocked jobs to be journaled as running",
+        )
         orphans2 = pids(wd)
         assert not set(orphans2) & set(orphans)
         orphans = orphans2
@@ -124,15 +153,20 @@ def test_sigkill_then_resume_twice(tmp_path: Path) -> None:
     for label, state in before.items():
         if state == "SUCCEED" and label in runs:
             assert runs[label] == 1, label
-    expected = {**{f"quick:{i}": 1 for i in range(12)}, **{f"p{i}": 1 for i in range(8)},
-                **{f"mix:{i}": 3 if i % 2 == 0 else 1 for i in range(6)},
-                **{f"pair:{i}": 1 for i in range(6)},
-                **{f"blocked:{i}": 3 for i in range(3)}, "after": 1}
+    expected = {
+        **{f"quick:{i}": 1 for i in range(12)},
+        **{f"p{i}": 1 for i in range(8)},
+        **{f"mix:{i}": 3 if i % 2 == 0 else 1 for i in range(6)},
+        **{f"pair:{i}": 1 for i in range(6)},
+        **{f"blocked:{i}": 3 for i in range(3)},
+        "after": 1,
+    }
     assert runs == expected
     d3 = service_dirs(wd)[2]
     rep = report(d3)
     assert {rep[n]["state"] for n in ("blocked", "mix", "pair", "quick", "after", "p0")} == {
-        "SUCCEED"}
+        "SUCCEED"
+    }
     assert rep["mix:3"]["state"] == "SUCCEED"  # restored, still reported
     final = json.loads((d3 / "final_status.json").read_text())
     assert final["JobStats"]["FinishedJobs"] == 13
@@ -144,8 +178,9 @@ def test_sigkill_then_resume_twice(tmp_path: Path) -> None:
 def test_resume_of_a_bad_directory_is_a_clear_error(tmp_path: Path) -> None:
     proc = run_service("--resume", str(tmp_path / "nope"), "--wd", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr == (f"qcgpj-async: error: resume: {str(tmp_path / 'nope')!r} "
-                           "is not a directory\n")
+    assert proc.stderr == (
+        f"qcgpj-async: error: resume: {str(tmp_path / 'nope')!r} is not a directory\n"
+    )
     proc = run_service("--resume", str(tmp_path), "--wd", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 2
     assert "neither a service directory with a journal.jsonl" in proc.stderr

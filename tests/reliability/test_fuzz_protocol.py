@@ -25,8 +25,20 @@ from qcgpj_async import JobState, NullExecutor, Pilot
 from qcgpj_async.adapters.protocol import Protocol
 
 T = 30
-NAMES = ["submit", "jobStatus", "jobInfo", "cancelJob", "removeJob", "listJobs",
-         "resourcesInfo", "status", "control", "finish", "register", "notify"]
+NAMES = [
+    "submit",
+    "jobStatus",
+    "jobInfo",
+    "cancelJob",
+    "removeJob",
+    "listJobs",
+    "resourcesInfo",
+    "status",
+    "control",
+    "finish",
+    "register",
+    "notify",
+]
 
 
 class Launching(NullExecutor):
@@ -60,29 +72,63 @@ class Deep:
         return obj
 
 
-leaves = (st.none() | st.booleans() | st.integers(-(2**70), 2**70)
-          | st.sampled_from([0, -1, 1, 2**31, 2**63, 10**12, 10**100])
-          | st.floats(allow_nan=True, allow_infinity=True)
-          | st.text(max_size=20) | st.sampled_from(["", " ", "a:b", "${it}", "\x00", "é🚀",
-                                                      "$$", "j", "a", "../x", "x" * 5000]))
-values = st.recursive(leaves, lambda kids: st.lists(kids, max_size=4)
-                      | st.dictionaries(st.text(max_size=8), kids, max_size=4), max_leaves=20)
+leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.sampled_from([0, -1, 1, 2**31, 2**63, 10**12, 10**100])
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20)
+    | st.sampled_from(["", " ", "a:b", "${it}", "\x00", "é🚀", "$$", "j", "a", "../x", "x" * 5000])
+)
+values = st.recursive(
+    leaves,
+    lambda kids: (
+        st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4)
+    ),
+    max_leaves=20,
+)
 deep = st.builds(Deep, st.integers(100, 5000), leaves)
 garbage = values | deep
 
 TEMPLATES: list[dict[str, Any]] = [
-    {"request": "submit", "jobs": [{
-        "name": "j", "execution": {"exec": "/bin/true", "args": ["1"], "env": {"A": "b"},
-                                   "stdout": "o", "wd": "w", "model": "threads"},
-        "resources": {"numCores": {"min": 1, "max": 2}, "wt": "10s"},
-        "iteration": {"start": 0, "stop": 3}, "attributes": {"x": 1}}]},
-    {"request": "submit", "jobs": [
-        {"name": "a", "execution": {"script": "true"}, "resources": {"numNodes": 1}},
-        {"name": "b", "execution": {"exec": "x"}, "dependencies": {"after": ["a", "a:${it}"]},
-         "iteration": {"values": ["p", "q"]}},
-        {"name": "c", "execution": {"exec": "x"},
-         "resources": {"numCores": {"scheduler": {"name": "maximum-iters", "params": {}}}},
-         "iteration": {"stop": 4}}]},
+    {
+        "request": "submit",
+        "jobs": [
+            {
+                "name": "j",
+                "execution": {
+                    "exec": "/bin/true",
+                    "args": ["1"],
+                    "env": {"A": "b"},
+                    "stdout": "o",
+                    "wd": "w",
+                    "model": "threads",
+                },
+                "resources": {"numCores": {"min": 1, "max": 2}, "wt": "10s"},
+                "iteration": {"start": 0, "stop": 3},
+                "attributes": {"x": 1},
+            }
+        ],
+    },
+    {
+        "request": "submit",
+        "jobs": [
+            {"name": "a", "execution": {"script": "true"}, "resources": {"numNodes": 1}},
+            {
+                "name": "b",
+                "execution": {"exec": "x"},
+                "dependencies": {"after": ["a", "a:${it}"]},
+                "iteration": {"values": ["p", "q"]},
+            },
+            {
+                "name": "c",
+                "execution": {"exec": "x"},
+                "resources": {"numCores": {"scheduler": {"name": "maximum-iters", "params": {}}}},
+                "iteration": {"stop": 4},
+            },
+        ],
+    },
     {"request": "jobStatus", "jobNames": ["j", "j:1", "a"]},
     {"request": "jobInfo", "jobNames": ["j"], "params": {"withChilds": True}},
     {"request": "cancelJob", "jobNames": ["j", "b:0"]},
@@ -125,12 +171,20 @@ def mutated(draw: st.DrawFn) -> Any:
     return req
 
 
-requests = (garbage
-            | st.fixed_dictionaries({"request": st.sampled_from(NAMES) | garbage},
-                                    optional={"jobs": garbage, "jobNames": garbage,
-                                              "params": garbage, "options": garbage,
-                                              "command": garbage})
-            | mutated())
+requests = (
+    garbage
+    | st.fixed_dictionaries(
+        {"request": st.sampled_from(NAMES) | garbage},
+        optional={
+            "jobs": garbage,
+            "jobNames": garbage,
+            "params": garbage,
+            "options": garbage,
+            "command": garbage,
+        },
+    )
+    | mutated()
+)
 
 
 def check_reply(reply: Any) -> None:
@@ -147,15 +201,24 @@ def check_reply(reply: Any) -> None:
 
 
 def valid(n: int) -> dict[str, Any]:
-    return {"request": "submit", "jobs": [{"name": f"valid-{uuid.uuid4().hex}-{n}",
-                                           "execution": {"exec": "/bin/true"},
-                                           **({"iteration": {"stop": 2}} if n % 2 else {})}]}
+    return {
+        "request": "submit",
+        "jobs": [
+            {
+                "name": f"valid-{uuid.uuid4().hex}-{n}",
+                "execution": {"exec": "/bin/true"},
+                **({"iteration": {"stop": 2}} if n % 2 else {}),
+            }
+        ],
+    }
 
 
-async def drive(wd: Path, reqs: list[Any], executor: NullExecutor | None,
-                count: bool = True) -> None:
-    async with Pilot(nodes="n1:2,n2:2", wd=wd, executor=executor, instance_id=uuid.uuid4().hex,
-                     kill_grace=1) as pilot:
+async def drive(
+    wd: Path, reqs: list[Any], executor: NullExecutor | None, count: bool = True
+) -> None:
+    async with Pilot(
+        nodes="n1:2,n2:2", wd=wd, executor=executor, instance_id=uuid.uuid4().hex, kill_grace=1
+    ) as pilot:
         fuzz = Protocol(pilot)
         ok = Protocol(pilot)  # unaffected by a fuzzed finish request
         mine: list[str] = []
@@ -170,8 +233,13 @@ async def drive(wd: Path, reqs: list[Any], executor: NullExecutor | None,
             if count:  # Hypothesis statistics: which requests get which answer
                 event(f"{name if name in NAMES else 'garbage'}: code {reply['code']}")
             # what the fuzz got accepted may be huge: stop it, keep the valid jobs
-            await pilot.cancel([n for n, j in pilot.engine.jobs.items()
-                                if n not in mine and not j.state.is_final and not j.canceled])
+            await pilot.cancel(
+                [
+                    n
+                    for n, j in pilot.engine.jobs.items()
+                    if n not in mine and not j.state.is_final and not j.canceled
+                ]
+            )
         states = await pilot.wait4(mine, timeout=T)
         assert set(states.values()) == {JobState.SUCCEED}
         for what in ({"request": "listJobs"}, {"request": "status"}):
@@ -181,8 +249,9 @@ async def drive(wd: Path, reqs: list[Any], executor: NullExecutor | None,
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(reqs=st.lists(requests, min_size=1, max_size=6))
-def test_every_request_answered_valid_jobs_complete(tmp_path: Path, backend: str,
-                                                    reqs: list[Any]) -> None:
+def test_every_request_answered_valid_jobs_complete(
+    tmp_path: Path, backend: str, reqs: list[Any]
+) -> None:
     anyio.run(drive, tmp_path, reqs, Launching(), backend=backend)
 
 
@@ -193,15 +262,29 @@ def test_with_real_processes(tmp_path: Path, reqs: list[Any]) -> None:
 
 
 def test_nan_and_huge_values_are_answered(tmp_path: Path) -> None:
-    reqs = [{"request": "submit", "jobs": [{"name": "n", "execution": {"exec": "x"},
-                                            "resources": {"numCores": math.nan}}]},
-            {"request": "submit", "jobs": [{"name": "h", "execution": {"exec": "x"},
-                                            "iteration": {"stop": 10**12}}]},
-            {"request": "submit", "jobs": [{"name": "w", "execution": {"exec": "x"},
-                                            "resources": {"numCores": 2**64}}]},
-            {"request": "submit", "jobs": [{"name": "d", "execution": {"exec": "x"},
-                                            "attributes": {"deep": Deep(5000, 1)}}]},
-            {"request": "jobStatus", "jobNames": ["h:999999999999", "h:" + "9" * 5000]}]
+    reqs = [
+        {
+            "request": "submit",
+            "jobs": [
+                {"name": "n", "execution": {"exec": "x"}, "resources": {"numCores": math.nan}}
+            ],
+        },
+        {
+            "request": "submit",
+            "jobs": [{"name": "h", "execution": {"exec": "x"}, "iteration": {"stop": 10**12}}],
+        },
+        {
+            "request": "submit",
+            "jobs": [{"name": "w", "execution": {"exec": "x"}, "resources": {"numCores": 2**64}}],
+        },
+        {
+            "request": "submit",
+            "jobs": [
+                {"name": "d", "execution": {"exec": "x"}, "attributes": {"deep": Deep(5000, 1)}}
+            ],
+        },
+        {"request": "jobStatus", "jobNames": ["h:999999999999", "h:" + "9" * 5000]},
+    ]
     anyio.run(drive, tmp_path, reqs, Launching(), False)
 
 
@@ -216,16 +299,23 @@ async def test_regressions_found_by_the_fuzz(tmp_path: Path) -> None:
         ok = {"name": "ok", "execution": {"exec": "x"}}
         # a null among the jobs (was: an internal error, StopIteration in a coroutine)
         assert await submit(None, ok) == {
-            "code": 1, "message": "job #0: must be an object (dict), not NoneType"}
+            "code": 1,
+            "message": "job #0: must be an object (dict), not NoneType",
+        }
         # 10^12 iterations (was: MemoryError at the first launch, after the job was accepted)
         for stop in (10**12, 10**100):
-            reply = await submit({"name": "h", "execution": {"exec": "x"},
-                                  "iteration": {"stop": stop}})
-            assert reply == {"code": 1, "message": f"job 'h': iteration: {stop} iterations, "
-                             "more than 1000000000 in one job"}
+            reply = await submit(
+                {"name": "h", "execution": {"exec": "x"}, "iteration": {"stop": stop}}
+            )
+            assert reply == {
+                "code": 1,
+                "message": f"job 'h': iteration: {stop} iterations, "
+                "more than 1000000000 in one job",
+            }
         # nested deeper than the journal can write (was: accepted, then the pilot stalled)
-        reply = await submit({"name": "d", "execution": {"exec": "x"},
-                              "attributes": {"deep": nest(5000, 1)}})
+        reply = await submit(
+            {"name": "d", "execution": {"exec": "x"}, "attributes": {"deep": nest(5000, 1)}}
+        )
         assert reply["code"] == 1 and reply["message"].startswith("the jobs cannot be recorded")
         assert await pilot.list() == {}
         assert (await submit(ok))["code"] == 0

@@ -20,18 +20,23 @@ OK, FAIL = JobState.SUCCEED, JobState.FAILED
 
 
 async def test_200_mb_of_stdout_goes_to_the_file_not_the_manager(
-        tmp_path: Path, anyio_backend: str) -> None:
+    tmp_path: Path, anyio_backend: str
+) -> None:
     if anyio_backend == "trio":
         pytest.skip("the manager never touches job output: once is enough")
     async with Pilot(nodes="2", wd=tmp_path) as pilot:
         await pilot.submit(Jobs().add(name="warm", exec="/bin/true"))
         await pilot.wait4all(timeout=T)
         before = rss_kb()
-        await pilot.submit(Jobs().add(name="tofile", script="head -c 200000000 /dev/zero",
-                                      stdout="big.out")
-                           .add(name="todevnull", script="head -c 200000000 /dev/zero"))
+        await pilot.submit(
+            Jobs()
+            .add(name="tofile", script="head -c 200000000 /dev/zero", stdout="big.out")
+            .add(name="todevnull", script="head -c 200000000 /dev/zero")
+        )
         assert await pilot.wait4(["tofile", "todevnull"], timeout=T) == {
-            "tofile": OK, "todevnull": OK}
+            "tofile": OK,
+            "todevnull": OK,
+        }
         after = rss_kb()
     assert (tmp_path / "big.out").stat().st_size == 200_000_000
     assert after - before < 5_000, (before, after)  # KB: nothing of the 200 MB
@@ -39,21 +44,33 @@ async def test_200_mb_of_stdout_goes_to_the_file_not_the_manager(
 
 async def test_crashes_and_stubborn_trees_end_with_a_message(tmp_path: Path) -> None:
     crash = f"{sys.executable} -c 'import ctypes; ctypes.string_at(0)'"  # a real SIGSEGV
-    stubborn_tree = ("trap '' TERM; for i in 1 2 3; do (trap '' TERM; exec sleep 60) & "
-                     "echo $! >> kids; done; echo $$ >> kids; while true; do sleep 0.1; done")
-    jobs = (Jobs().add(name="segv", script=crash)
-            .add(name="abort", script="kill -ABRT $$")
-            .add(name="full", script="echo hello", stdout="/dev/full")
-            .add(name="exit77", exec="/bin/sh", args=["-c", "exit 77"])
-            .add(name="stubborn", script=stubborn_tree, wt="1s")
-            .add(name="rmwd", script="rm -rf \"$PWD\"; exit 0", wd="doomed")
-            .add(name="again", script="pwd > here", wd="doomed", after="rmwd"))
+    stubborn_tree = (
+        "trap '' TERM; for i in 1 2 3; do (trap '' TERM; exec sleep 60) & "
+        "echo $! >> kids; done; echo $$ >> kids; while true; do sleep 0.1; done"
+    )
+    jobs = (
+        Jobs()
+        .add(name="segv", script=crash)
+        .add(name="abort", script="kill -ABRT $$")
+        .add(name="full", script="echo hello", stdout="/dev/full")
+        .add(name="exit77", exec="/bin/sh", args=["-c", "exit 77"])
+        .add(name="stubborn", script=stubborn_tree, wt="1s")
+        .add(name="rmwd", script='rm -rf "$PWD"; exit 0', wd="doomed")
+        .add(name="again", script="pwd > here", wd="doomed", after="rmwd")
+    )
     async with Pilot(nodes="4", wd=tmp_path, kill_grace=0.3) as pilot:
         await pilot.submit(jobs)
         states = await pilot.wait4(jobs.job_names(), timeout=T)
         infos = await pilot.info(jobs.job_names())
-    assert states == {"segv": FAIL, "abort": FAIL, "full": FAIL, "exit77": FAIL,
-                      "stubborn": FAIL, "rmwd": OK, "again": OK}
+    assert states == {
+        "segv": FAIL,
+        "abort": FAIL,
+        "full": FAIL,
+        "exit77": FAIL,
+        "stubborn": FAIL,
+        "rmwd": OK,
+        "again": OK,
+    }
     codes = {n: i.runtime.exit_code for n, i in infos.items() if i.runtime}
     assert (codes["segv"], codes["abort"], codes["exit77"]) == (-11, -6, 77)
     assert codes["stubborn"] == -9  # ignored SIGTERM: SIGKILL after the grace

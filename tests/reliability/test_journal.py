@@ -33,13 +33,24 @@ class Counting(NullExecutor):
 
 async def test_journal_records_submits_ends_cancels_removes(tmp_path: Path) -> None:
     async with Pilot(nodes="2", wd=tmp_path, instance_id="j") as pilot:
-        await pilot.submit(Jobs().add(name="it", exec="/bin/true", iteration=3)
-                           .add(name="bad", script="exit 3")
-                           .add(name="q", exec="sleep", args=["30"], after="bad"))
+        await pilot.submit(
+            Jobs()
+            .add(name="it", exec="/bin/true", iteration=3)
+            .add(name="bad", script="exit 3")
+            .add(name="q", exec="sleep", args=["30"], after="bad")
+        )
         assert await pilot.wait4(["it", "bad", "q"], timeout=T) == {
-            "it": OK, "bad": FAIL, "q": JobState.OMITTED}
-        await pilot.submit({"name": "c", "execution": {"exec": "sleep", "args": ["30"]},
-                            "dependencies": {"after": ["it"]}})
+            "it": OK,
+            "bad": FAIL,
+            "q": JobState.OMITTED,
+        }
+        await pilot.submit(
+            {
+                "name": "c",
+                "execution": {"exec": "sleep", "args": ["30"]},
+                "dependencies": {"after": ["it"]},
+            }
+        )
         await pilot.cancel("c")
         await pilot.wait4("c", timeout=T)
         await pilot.remove("bad")
@@ -49,8 +60,15 @@ async def test_journal_records_submits_ends_cancels_removes(tmp_path: Path) -> N
     assert [j["name"] for j in recs[1]["jobs"]] == ["it", "bad", "q"]
     assert recs[1]["jobs"][2]["dependencies"] == {"after": ["bad"]}
     assert set(recs[1]["vars"]) >= {"rcnt", "uniq", "date"}
-    assert ended(recs) == {"it:0": "SUCCEED", "it:1": "SUCCEED", "it:2": "SUCCEED",
-                           "it": "SUCCEED", "bad": "FAILED", "q": "OMITTED", "c": "CANCELED"}
+    assert ended(recs) == {
+        "it:0": "SUCCEED",
+        "it:1": "SUCCEED",
+        "it:2": "SUCCEED",
+        "it": "SUCCEED",
+        "bad": "FAILED",
+        "q": "OMITTED",
+        "c": "CANCELED",
+    }
     bad = next(r for r in recs if r.get("job") == "bad")
     assert (bad["code"], bad["msg"]) == (3, "exit code 3")
     q = next(r for r in recs if r.get("job") == "q")
@@ -67,14 +85,17 @@ async def test_resume_keeps_what_ended_and_runs_exactly_the_rest(tmp_path: Path)
     # A journal as a crash leaves it: iterations 3 and 1 of "its" ended (not a prefix),
     # "done" ended, the job "its" did not.
     recs = journal(tmp_path / ".qcgpjm-service-a")
-    keep = [r for r in recs if r["t"] != "end" or (r["job"], r["it"]) in
-            {("done", None), ("its", 3), ("its", 1)}]
+    keep = [
+        r
+        for r in recs
+        if r["t"] != "end" or (r["job"], r["it"]) in {("done", None), ("its", 3), ("its", 1)}
+    ]
     (tmp_path / ".qcgpjm-service-a" / "journal.jsonl").write_text(
-        "".join(json.dumps(r) + "\n" for r in keep if r["t"] != "close"))
+        "".join(json.dumps(r) + "\n" for r in keep if r["t"] != "close")
+    )
     ex2 = Counting()
     async with Pilot(nodes="4", wd=tmp_path, executor=ex2, resume=tmp_path, instance_id="b") as p:
-        assert await p.status(["done", "its:1", "its:3"]) == {
-            "done": OK, "its:1": OK, "its:3": OK}
+        assert await p.status(["done", "its:1", "its:3"]) == {"done": OK, "its:1": OK, "its:3": OK}
         assert await p.wait4("its", timeout=T) == {"its": OK}
         info = (await p.info("its", with_childs=True))["its"]
     assert ex2.started == 3  # iterations 0, 2, 4
@@ -97,18 +118,25 @@ async def test_resume_keeps_variables_dependencies_cancels_and_removes(tmp_path:
         await pilot.submit(Jobs().add(name="gone", exec="/bin/true"))
         await pilot.wait4("gone", timeout=T)
         await pilot.remove("gone")
-        await pilot.submit(Jobs().add(name="u", script="echo ${uniq} ${rcnt} > uniq.${rcnt}")
-                           .add(name="gate", exec="sleep", args=["30"])
-                           .add(name="after", script="echo ran > after", after=["gate", "u"])
-                           .add(name="user_cancel", exec="/bin/true", after="gate"))
+        await pilot.submit(
+            Jobs()
+            .add(name="u", script="echo ${uniq} ${rcnt} > uniq.${rcnt}")
+            .add(name="gate", exec="sleep", args=["30"])
+            .add(name="after", script="echo ran > after", after=["gate", "u"])
+            .add(name="user_cancel", exec="/bin/true", after="gate")
+        )
         await pilot.wait4("u", timeout=T)
         await pilot.cancel("user_cancel")
         first = (wd / "uniq.2").read_text()
         await pilot.cancel("gate")  # a user cancel: it stays cancelled
     # The user cancelled "gate": "after" was omitted; a resume keeps both
     async with Pilot(nodes="2", wd=wd, instance_id="b", resume=wd) as p:
-        assert await p.list() == {"u": OK, "gate": JobState.CANCELED,
-                                  "after": JobState.OMITTED, "user_cancel": JobState.CANCELED}
+        assert await p.list() == {
+            "u": OK,
+            "gate": JobState.CANCELED,
+            "after": JobState.OMITTED,
+            "user_cancel": JobState.CANCELED,
+        }
         # the removed job's name is free; request counters go on
         await p.submit(Jobs().add(name="gone", script="echo ${rcnt} > rcnt"))
         await p.wait4all(timeout=T)
@@ -119,10 +147,12 @@ async def test_resume_keeps_variables_dependencies_cancels_and_removes(tmp_path:
 async def test_interrupted_jobs_run_again_on_resume(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         async with Pilot(nodes="2", wd=tmp_path, instance_id="a", kill_grace=0.5) as pilot:
-            await pilot.submit(Jobs().add(name="slow", script="echo x >> runs; exec sleep 30")
-                               .add(name="next", script="echo n >> runs", after="slow")
-                               .add(name="its", script="echo ${it} >> its", iteration=2,
-                                    after="slow"))
+            await pilot.submit(
+                Jobs()
+                .add(name="slow", script="echo x >> runs; exec sleep 30")
+                .add(name="next", script="echo n >> runs", after="slow")
+                .add(name="its", script="echo ${it} >> its", iteration=2, after="slow")
+            )
             with anyio.fail_after(T):
                 while not (tmp_path / "runs").exists():
                     await anyio.sleep(0.01)  # a file the job writes
@@ -137,7 +167,10 @@ async def test_interrupted_jobs_run_again_on_resume(tmp_path: Path) -> None:
                 await anyio.sleep(0.01)  # the rerun writes it
         await p.cancel("slow")
         assert await p.wait4(["slow", "next", "its"], timeout=T) == {
-            "slow": JobState.CANCELED, "next": JobState.OMITTED, "its": JobState.OMITTED}
+            "slow": JobState.CANCELED,
+            "next": JobState.OMITTED,
+            "its": JobState.OMITTED,
+        }
     assert (tmp_path / "runs").read_text() == "x\nx\n"
 
 
@@ -164,8 +197,12 @@ def test_kill_orphans_only_signals_the_recorded_process(tmp_path: Path) -> None:
         other = proc_start(not_leader.pid)
         assert other is not None
         # wrong start time (a reused pid), not a group leader, no such process: untouched
-        assert kill_orphans([("x", leader.pid, start + 1), ("y", not_leader.pid, other),
-                             ("z", 2**22 + 1, 0)]) == []
+        assert (
+            kill_orphans(
+                [("x", leader.pid, start + 1), ("y", not_leader.pid, other), ("z", 2**22 + 1, 0)]
+            )
+            == []
+        )
         assert alive(leader.pid) and alive(not_leader.pid)
         assert kill_orphans([("x", leader.pid, start)]) == [("x", leader.pid)]
         assert leader.wait(timeout=T) == -signal.SIGKILL
@@ -187,8 +224,14 @@ def test_journal_reading_errors(tmp_path: Path) -> None:
     with pytest.raises(JournalError, match="not a qcgpj_async journal"):
         load_journal(d)
     head = json.dumps({"t": "open", "v": 1, "id": "x", "time": 1.0, "from": None})
-    sub = json.dumps({"t": "submit", "time": 1.0, "vars": {"rcnt": "1"},
-                      "jobs": [{"name": "a", "execution": {"exec": "x"}}]})
+    sub = json.dumps(
+        {
+            "t": "submit",
+            "time": 1.0,
+            "vars": {"rcnt": "1"},
+            "jobs": [{"name": "a", "execution": {"exec": "x"}}],
+        }
+    )
     (d / "journal.jsonl").write_text(f"{head}\n{{broken\n{sub}\n")
     with pytest.raises(JournalError, match=r"line 2 is not a journal record"):
         load_journal(d)
@@ -198,8 +241,9 @@ def test_journal_reading_errors(tmp_path: Path) -> None:
     (d / "journal.jsonl").write_text(f'{head}\n{sub}\n{{"t": "end", "job": "a", "it": null}}\n')
     with pytest.raises(JournalError, match="line 3: bad 'end' record"):
         load_journal(d)
-    bad_job = json.dumps({"t": "submit", "time": 1.0, "vars": {},
-                          "jobs": [{"name": "a", "execution": {}}]})
+    bad_job = json.dumps(
+        {"t": "submit", "time": 1.0, "vars": {}, "jobs": [{"name": "a", "execution": {}}]}
+    )
     (d / "journal.jsonl").write_text(f"{head}\n{bad_job}\n")
     with pytest.raises(JournalError, match="a journaled job is not valid"):
         load_journal(d)
@@ -228,4 +272,3 @@ async def test_resume_on_smaller_resources_is_a_clear_error(tmp_path: Path) -> N
     with pytest.raises(JobDescriptionError, match="Not enough resources for job wide"):
         Pilot(nodes="2", wd=tmp_path, resume=tmp_path)
     assert len(list(tmp_path.glob(".qcgpjm-service-*"))) == 1  # nothing was created
-

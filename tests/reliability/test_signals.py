@@ -31,28 +31,41 @@ from reliability_helpers import (
 )
 
 # Ignores SIGTERM (says so in ``term``) and leaves a child in its process group.
-STUBBORN = ("if [ -f second ]; then echo again >> runs; exit 0; fi; "
-            "trap 'echo got >> term' TERM; sleep 60 & echo $! > child; echo $$ > pid; "
-            "while true; do sleep 0.1; done")
+STUBBORN = (
+    "if [ -f second ]; then echo again >> runs; exit 0; fi; "
+    "trap 'echo got >> term' TERM; sleep 60 & echo $! > child; echo $$ > pid; "
+    "while true; do sleep 0.1; done"
+)
 
 
 def stubborn_pids(wd: Path) -> list[int]:
-    until(lambda: (wd / "child").exists() and (wd / "pid").exists()
-          and (wd / "child").read_text() and (wd / "pid").read_text(), "the job's pids")
+    until(
+        lambda: (
+            (wd / "child").exists()
+            and (wd / "pid").exists()
+            and (wd / "child").read_text()
+            and (wd / "pid").read_text()
+        ),
+        "the job's pids",
+    )
     return [int((wd / "pid").read_text()), int((wd / "child").read_text())]
 
 
-def start(wd: Path, *extra: str, reqs: list[dict[str, object]] | None = None,
-          grace: str = "1") -> subprocess.Popen[str]:
-    f = requests_file(wd / "r.json", reqs or [submit(job("quick", "echo q >> runs"),
-                                                     job("stubborn", STUBBORN))])
-    return service("--file-path", f, "--wd", str(wd), "--nodes", "2", "--kill-grace", grace,
-                   *extra, cwd=wd)
+def start(
+    wd: Path, *extra: str, reqs: list[dict[str, object]] | None = None, grace: str = "1"
+) -> subprocess.Popen[str]:
+    f = requests_file(
+        wd / "r.json", reqs or [submit(job("quick", "echo q >> runs"), job("stubborn", STUBBORN))]
+    )
+    return service(
+        "--file-path", f, "--wd", str(wd), "--nodes", "2", "--kill-grace", grace, *extra, cwd=wd
+    )
 
 
 @contextlib.contextmanager
-def stubborn_running(wd: Path, *extra: str, grace: str = "1"
-                     ) -> Iterator[tuple[subprocess.Popen[str], list[int]]]:
+def stubborn_running(
+    wd: Path, *extra: str, grace: str = "1"
+) -> Iterator[tuple[subprocess.Popen[str], list[int]]]:
     """The service (:func:`start`) once the stubborn job runs: ``(proc, its pids)``.
 
     Whatever happens in the block, the service and the job's group are killed on leaving.
@@ -82,7 +95,9 @@ def test_sigterm_waits_the_grace_then_kills_and_the_job_resumes(tmp_path: Path) 
     (d,) = service_dirs(wd)
     assert (d / "final_status.json").exists()
     rep = report(d)
-    assert rep["stubborn"]["state"] == "CANCELED" and rep["stubborn"]["runtime"]["exit_code"] == "-9"
+    assert (
+        rep["stubborn"]["state"] == "CANCELED" and rep["stubborn"]["runtime"]["exit_code"] == "-9"
+    )
     assert ended(journal(d)) == {"quick": "SUCCEED"}  # stopped is not ended: it will resume
     assert journal(d)[-1]["interrupted"] == 1
     (wd / "second").touch()

@@ -64,9 +64,16 @@ def report(wd: Path) -> dict[str, dict]:
 
 async def test_iterations_write_their_outputs(tmp_path: Path) -> None:
     async with Pilot(nodes="n1:2,n2:2", wd=tmp_path) as pilot:
-        names = await pilot.submit(Jobs().add(
-            name="a", exec="/bin/echo", args=["${it}", "${itval}", "${jname}"],
-            stdout="out/a.${it}", wd="w", iteration={"values": ["x", "y", "z"]}))
+        names = await pilot.submit(
+            Jobs().add(
+                name="a",
+                exec="/bin/echo",
+                args=["${it}", "${itval}", "${jname}"],
+                stdout="out/a.${it}",
+                wd="w",
+                iteration={"values": ["x", "y", "z"]},
+            )
+        )
         assert names == ["a"]
         assert await pilot.wait4(names, timeout=T) == {"a": JobState.SUCCEED}
         info = (await pilot.info("a", with_childs=True))["a"]
@@ -78,24 +85,37 @@ async def test_iterations_write_their_outputs(tmp_path: Path) -> None:
     rep = report(tmp_path)
     assert {"a", "a:0", "a:1", "a:2"} <= set(rep)
     assert rep["a:1"]["runtime"]["exit_code"] == "0"
-    assert [h["state"] for h in rep["a:1"]["history"]] == ["QUEUED", "SCHEDULED", "EXECUTING", "SUCCEED"]
+    assert [h["state"] for h in rep["a:1"]["history"]] == [
+        "QUEUED",
+        "SCHEDULED",
+        "EXECUTING",
+        "SUCCEED",
+    ]
     final = json.loads((service_dir(tmp_path) / "final_status.json").read_text())
     assert final["JobStats"]["FinishedJobs"] == 1
     assert final["IterationStats"]["FinishedIterations"] == 3
 
 
 async def test_dependencies_and_omitted(tmp_path: Path) -> None:
-    jobs = (Jobs().add(name="first", script="echo 1 > order")
-            .add(name="second", script="echo 2 >> order", after="first")
-            .add(name="bad", exec="/bin/false")
-            .add(name="skipped", exec="/bin/true", after=["first", "bad"])
-            .add(name="skipped2", exec="/bin/true", after="skipped"))
+    jobs = (
+        Jobs()
+        .add(name="first", script="echo 1 > order")
+        .add(name="second", script="echo 2 >> order", after="first")
+        .add(name="bad", exec="/bin/false")
+        .add(name="skipped", exec="/bin/true", after=["first", "bad"])
+        .add(name="skipped2", exec="/bin/true", after="skipped")
+    )
     async with Pilot(nodes="4", wd=tmp_path) as pilot:
         await pilot.submit(jobs)
         states = await pilot.wait4(jobs.job_names(), timeout=T)
         info = (await pilot.info("skipped2"))["skipped2"]
-    assert states == {"first": JobState.SUCCEED, "second": JobState.SUCCEED, "bad": JobState.FAILED,
-                      "skipped": JobState.OMITTED, "skipped2": JobState.OMITTED}
+    assert states == {
+        "first": JobState.SUCCEED,
+        "second": JobState.SUCCEED,
+        "bad": JobState.FAILED,
+        "skipped": JobState.OMITTED,
+        "skipped2": JobState.OMITTED,
+    }
     assert (tmp_path / "order").read_text() == "1\n2\n"
     assert "dependency skipped ended OMITTED" in info.messages[0]
     assert report(tmp_path)["bad"]["messages"] == "exit code 1"
@@ -103,31 +123,58 @@ async def test_dependencies_and_omitted(tmp_path: Path) -> None:
 
 async def test_min_max_allocation_seen_by_job(tmp_path: Path) -> None:
     async with Pilot(nodes="n1:2,n2:2", wd=tmp_path) as pilot:
-        await pilot.submit(Jobs()
-                           .add(name="wide", script="echo $QCG_PM_NPROCS $QCG_PM_NNODES $QCG_PM_NODELIST "
-                                "$QCG_PM_TASKS_PER_NODE ${ncores} ${nnodes} ${nlist} > wide.out",
-                                numCores={"min": 2, "max": 8})
-                           .add(name="node", script="echo $QCG_PM_NPROCS $QCG_PM_NODELIST > node.out",
-                                numNodes=1, after="wide")
-                           .add(name="omp", script="echo $OMP_NUM_THREADS > omp.out", model="threads",
-                                numCores=3, after="node"))
+        await pilot.submit(
+            Jobs()
+            .add(
+                name="wide",
+                script="echo $QCG_PM_NPROCS $QCG_PM_NNODES $QCG_PM_NODELIST "
+                "$QCG_PM_TASKS_PER_NODE ${ncores} ${nnodes} ${nlist} > wide.out",
+                numCores={"min": 2, "max": 8},
+            )
+            .add(
+                name="node",
+                script="echo $QCG_PM_NPROCS $QCG_PM_NODELIST > node.out",
+                numNodes=1,
+                after="wide",
+            )
+            .add(
+                name="omp",
+                script="echo $OMP_NUM_THREADS > omp.out",
+                model="threads",
+                numCores=3,
+                after="node",
+            )
+        )
         await pilot.wait4all(timeout=T)
-    assert (tmp_path / "wide.out").read_text().split() == ["4", "2", "n1,n2", "2,2", "4", "2", "n1,n2"]
+    assert (tmp_path / "wide.out").read_text().split() == [
+        "4",
+        "2",
+        "n1,n2",
+        "2,2",
+        "4",
+        "2",
+        "n1,n2",
+    ]
     assert (tmp_path / "node.out").read_text().split() == ["2", "n1"]
     assert (tmp_path / "omp.out").read_text() == "3\n"
 
 
 async def test_cancel_queued_running_and_iterations(tmp_path: Path) -> None:
     async with Pilot(nodes="2", wd=tmp_path) as pilot:
-        await pilot.submit(Jobs()
-                           .add(name="run", exec="sleep", args=["60"])
-                           .add(name="its", exec="sleep", args=["60"], iteration=3)
-                           .add(name="after", exec="/bin/true", after="run"))
+        await pilot.submit(
+            Jobs()
+            .add(name="run", exec="sleep", args=["60"])
+            .add(name="its", exec="sleep", args=["60"], iteration=3)
+            .add(name="after", exec="/bin/true", after="run")
+        )
         # iteration 0 of "its" runs beside "run"; 1 and 2 are queued
         await until(pilot, "its:0", JobState.EXECUTING)
         await until(pilot, "run", JobState.EXECUTING)  # trio starts tasks in any order
         assert await pilot.status(["run", "its:0", "its:1"]) == {
-            "run": JobState.EXECUTING, "its:0": JobState.EXECUTING, "its:1": JobState.QUEUED}
+            "run": JobState.EXECUTING,
+            "its:0": JobState.EXECUTING,
+            "its:1": JobState.QUEUED,
+        }
         assert await pilot.cancel(["its:1"]) == 1
         assert await pilot.status("its:1") == {"its:1": JobState.CANCELED}
         assert await pilot.cancel("its:0") == 1
@@ -137,7 +184,10 @@ async def test_cancel_queued_running_and_iterations(tmp_path: Path) -> None:
         await until(pilot, "its:2", JobState.EXECUTING)
         await until(pilot, "its:0", JobState.CANCELED)  # once its killed process has exited
         assert await pilot.status(["its:0", "its:1", "its"]) == {
-            "its:0": JobState.CANCELED, "its:1": JobState.CANCELED, "its": JobState.EXECUTING}
+            "its:0": JobState.CANCELED,
+            "its:1": JobState.CANCELED,
+            "its": JobState.EXECUTING,
+        }
         assert await pilot.cancel("its:0") == 0  # already finished: nothing to do
         assert await pilot.cancel("its") == 1
         assert await pilot.wait4("its", timeout=T) == {"its": JobState.CANCELED}
@@ -147,10 +197,14 @@ async def test_wait_for_iterations(tmp_path: Path) -> None:
     # As the original client's wait4, which polls jobStatus: "job:it" names an iteration.
     gate = tmp_path / "go"
     async with Pilot(nodes="1", wd=tmp_path) as pilot:
-        await pilot.submit(Jobs().add(
-            name="its", iteration=3,
-            script=f"if [ ${{it}} = 0 ]; then while [ ! -f {gate} ]; do sleep 0.01; done; fi; "
-                   "if [ ${it} = 1 ]; then exit 3; fi"))
+        await pilot.submit(
+            Jobs().add(
+                name="its",
+                iteration=3,
+                script=f"if [ ${{it}} = 0 ]; then while [ ! -f {gate} ]; do sleep 0.01; done; fi; "
+                "if [ ${it} = 1 ]; then exit 3; fi",
+            )
+        )
         with pytest.raises(JobNotFoundError):
             await pilot.wait4("its:3", timeout=T)
         await until(pilot, "its:0", JobState.EXECUTING)  # one core: 1 and 2 wait for it
@@ -170,7 +224,9 @@ async def test_wait_for_iterations(tmp_path: Path) -> None:
             gate.touch()
         assert got == [("its:0", JobState.SUCCEED)]
         assert await pilot.wait4(["its:1", "its:2"], timeout=T) == {
-            "its:1": JobState.FAILED, "its:2": JobState.SUCCEED}
+            "its:1": JobState.FAILED,
+            "its:2": JobState.SUCCEED,
+        }
         assert await pilot.wait4_any("its:1", timeout=T) == ("its:1", JobState.FAILED)
 
 
@@ -207,8 +263,12 @@ async def test_cancel_whole_iteration_job(tmp_path: Path) -> None:
 
 async def test_job_ignoring_sigterm_is_killed(tmp_path: Path) -> None:
     async with Pilot(nodes="1", wd=tmp_path, kill_grace=0.5) as pilot:
-        await pilot.submit(Jobs().add(name="stubborn", script="trap '' TERM; echo ready > ready; "
-                                      "while true; do sleep 0.05; done"))
+        await pilot.submit(
+            Jobs().add(
+                name="stubborn",
+                script="trap '' TERM; echo ready > ready; while true; do sleep 0.05; done",
+            )
+        )
         await until(pilot, "stubborn", JobState.EXECUTING)
         await file_text(tmp_path / "ready")  # the trap is set
         await pilot.cancel("stubborn")
@@ -219,8 +279,11 @@ async def test_job_ignoring_sigterm_is_killed(tmp_path: Path) -> None:
 
 async def test_wall_time_kills_and_fails(tmp_path: Path) -> None:
     async with Pilot(nodes="2", wd=tmp_path) as pilot:
-        await pilot.submit(Jobs().add(name="long", exec="sleep", args=["60"], wt="1s")
-                           .add(name="short", exec="/bin/true", wt="1m"))
+        await pilot.submit(
+            Jobs()
+            .add(name="long", exec="sleep", args=["60"], wt="1s")
+            .add(name="short", exec="/bin/true", wt="1m")
+        )
         states = await pilot.wait4(["long", "short"], timeout=T)
         info = (await pilot.info("long"))["long"]
     assert states == {"long": JobState.FAILED, "short": JobState.SUCCEED}
@@ -233,19 +296,24 @@ async def test_failures_carry_messages_and_others_go_on(tmp_path: Path) -> None:
     (tmp_path / "ro").mkdir()
     (tmp_path / "ro").chmod(0o500)
     (tmp_path / "afile").write_text("")
-    jobs = (Jobs().add(name="missing", exec="/no/such/program")
-            .add(name="unwritable", exec="/bin/true", stdout="ro/out")
-            .add(name="badwd", exec="/bin/true", wd="afile/sub")
-            .add(name="nostdin", exec="/bin/cat", stdin="nothere")
-            .add(name="signal", script="kill -SEGV $$")
-            .add(name="good", exec="/bin/true"))
+    jobs = (
+        Jobs()
+        .add(name="missing", exec="/no/such/program")
+        .add(name="unwritable", exec="/bin/true", stdout="ro/out")
+        .add(name="badwd", exec="/bin/true", wd="afile/sub")
+        .add(name="nostdin", exec="/bin/cat", stdin="nothere")
+        .add(name="signal", script="kill -SEGV $$")
+        .add(name="good", exec="/bin/true")
+    )
     async with Pilot(nodes="2", wd=tmp_path) as pilot:
         await pilot.submit(jobs)
         states = await pilot.wait4(jobs.job_names(), timeout=T)
         infos = await pilot.info(jobs.job_names())
     if os.geteuid() == 0:  # root writes anywhere
         states.pop("unwritable")
-    assert states == {n: JobState.FAILED for n in states if n != "good"} | {"good": JobState.SUCCEED}
+    assert states == {n: JobState.FAILED for n in states if n != "good"} | {
+        "good": JobState.SUCCEED
+    }
     assert "executable '/no/such/program' not found" in infos["missing"].messages[0]
     assert "cannot create working directory" in infos["badwd"].messages[0]
     assert "cannot open stdin" in infos["nostdin"].messages[0]
@@ -255,8 +323,14 @@ async def test_failures_carry_messages_and_others_go_on(tmp_path: Path) -> None:
 
 async def test_stdout_and_stderr_same_file_and_dollar_dollar(tmp_path: Path) -> None:
     async with Pilot(nodes="1", wd=tmp_path) as pilot:
-        await pilot.submit(Jobs().add(name="both", script="echo out; echo err >&2; echo $$ > pid",
-                                      stdout="log", stderr="log"))
+        await pilot.submit(
+            Jobs().add(
+                name="both",
+                script="echo out; echo err >&2; echo $$ > pid",
+                stdout="log",
+                stderr="log",
+            )
+        )
         await pilot.wait4all(timeout=T)
     assert sorted((tmp_path / "log").read_text().split()) == ["err", "out"]
     assert (tmp_path / "pid").read_text().strip().isdigit()
@@ -276,11 +350,21 @@ async def test_text_report_and_no_report(tmp_path: Path) -> None:
 async def test_submit_rejects_whole_batch(tmp_path: Path) -> None:
     async with Pilot(nodes="2", wd=tmp_path) as pilot:
         with pytest.raises(JobDescriptionError) as ei:
-            await pilot.submit([{"name": "ok", "execution": {"exec": "/bin/true"}},
-                                {"name": "big", "execution": {"exec": "x"}, "resources": {"numCores": 3}},
-                                {"name": "dep", "execution": {"exec": "x"}, "dependencies": {"after": ["nope"]}}])
-        assert ei.value.problems == ("Not enough resources for job big",
-                                     "job 'dep': dependencies.after: unknown job 'nope'")
+            await pilot.submit(
+                [
+                    {"name": "ok", "execution": {"exec": "/bin/true"}},
+                    {"name": "big", "execution": {"exec": "x"}, "resources": {"numCores": 3}},
+                    {
+                        "name": "dep",
+                        "execution": {"exec": "x"},
+                        "dependencies": {"after": ["nope"]},
+                    },
+                ]
+            )
+        assert ei.value.problems == (
+            "Not enough resources for job big",
+            "job 'dep': dependencies.after: unknown job 'nope'",
+        )
         assert await pilot.list() == {}
         await pilot.submit({"name": "ok", "execution": {"exec": "/bin/true"}})
         with pytest.raises(JobDescriptionError, match="Job ok already exist"):
@@ -308,7 +392,9 @@ async def test_unknown_names_and_timeouts(tmp_path: Path) -> None:
 
 async def test_wait4_any_and_remove(tmp_path: Path) -> None:
     async with Pilot(nodes="2", wd=tmp_path) as pilot:
-        await pilot.submit(Jobs().add(name="slow", exec="sleep", args=["60"]).add(name="fast", exec="/bin/true"))
+        await pilot.submit(
+            Jobs().add(name="slow", exec="sleep", args=["60"]).add(name="fast", exec="/bin/true")
+        )
         assert await pilot.wait4_any(["slow", "fast"], timeout=T) == ("fast", JobState.SUCCEED)
         with pytest.raises(Exception, match="not finished - can not be removed"):
             await pilot.remove("slow")
@@ -325,8 +411,14 @@ async def test_leaving_by_exception_kills_everything(tmp_path: Path) -> None:
     pids: list[int] = []
     with pytest.raises(RuntimeError, match="boom"):
         async with Pilot(nodes="2", wd=tmp_path, kill_grace=0.5) as pilot:
-            await pilot.submit(Jobs().add(name="a", script="sleep 60 & echo $! > child; wait",
-                                          ).add(name="b", exec="sleep", args=["60"]))
+            await pilot.submit(
+                Jobs()
+                .add(
+                    name="a",
+                    script="sleep 60 & echo $! > child; wait",
+                )
+                .add(name="b", exec="sleep", args=["60"])
+            )
             await until(pilot, "b", JobState.EXECUTING)
             await file_text(tmp_path / "child")
             info = await pilot.info(["a", "b"])
@@ -361,9 +453,15 @@ async def test_children_left_behind_are_killed_with_the_job(tmp_path: Path) -> N
 
 async def test_null_executor_runs_the_api_without_processes(tmp_path: Path) -> None:
     async with Pilot(nodes="1000", wd=tmp_path, executor=NullExecutor()) as pilot:
-        names = await pilot.submit(Jobs().add(name="many", exec="/does/not/matter", iteration=5000)
-                                   .add(name="next", exec="x", after="many", numNodes=1))
-        assert await pilot.wait4(names, timeout=T) == {"many": JobState.SUCCEED, "next": JobState.SUCCEED}
+        names = await pilot.submit(
+            Jobs()
+            .add(name="many", exec="/does/not/matter", iteration=5000)
+            .add(name="next", exec="x", after="many", numNodes=1)
+        )
+        assert await pilot.wait4(names, timeout=T) == {
+            "many": JobState.SUCCEED,
+            "next": JobState.SUCCEED,
+        }
         st = pilot.service_status()
     assert st["IterationStats"]["FinishedIterations"] == 5001
     assert not (tmp_path / "x").exists()
@@ -379,8 +477,12 @@ async def test_events_stream_every_change(tmp_path: Path) -> None:
                     seen.append((ev.job, ev.iteration, ev.state.value))
                     if ev.iteration is None and ev.state.is_final:
                         break
-    assert seen == [("j", None, "QUEUED"), ("j", None, "SCHEDULED"),
-                    ("j", None, "EXECUTING"), ("j", None, "SUCCEED")]
+    assert seen == [
+        ("j", None, "QUEUED"),
+        ("j", None, "SCHEDULED"),
+        ("j", None, "EXECUTING"),
+        ("j", None, "SUCCEED"),
+    ]
 
 
 async def test_event_stream_ends_when_the_pilot_closes(tmp_path: Path) -> None:
@@ -404,9 +506,9 @@ async def test_closed_pilot_refuses_work(tmp_path: Path) -> None:
         await pilot.submit(Jobs().add(name="j", exec="x"))
 
 
-
-async def test_set_env_before_and_while_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                                ) -> None:
+async def test_set_env_before_and_while_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("QCGPJ_INHERITED", "from-the-process")
     monkeypatch.delenv("QCGPJ_NEW", raising=False)
     pilot = Pilot(nodes="2", wd=tmp_path)
@@ -414,8 +516,9 @@ async def test_set_env_before_and_while_running(tmp_path: Path, monkeypatch: pyt
     pilot.set_env("QCGPJ_INHERITED", "overridden")
 
     def job(name: str) -> Jobs:
-        return Jobs().add(name=name, script="echo ${QCGPJ_NEW-unset} $QCGPJ_INHERITED",
-                          stdout=f"{name}.out")
+        return Jobs().add(
+            name=name, script="echo ${QCGPJ_NEW-unset} $QCGPJ_INHERITED", stdout=f"{name}.out"
+        )
 
     async with pilot:
         await pilot.submit(job("a"))

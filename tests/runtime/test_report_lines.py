@@ -22,8 +22,10 @@ def reference(label: str, run, messages: str | None) -> str:  # type: ignore[no-
     entry = {
         "name": label,
         "state": run.state.value,
-        "history": [{"state": s.value, "date": datetime.datetime.fromtimestamp(t).isoformat()}
-                    for s, t in run.history],
+        "history": [
+            {"state": s.value, "date": datetime.datetime.fromtimestamp(t).isoformat()}
+            for s, t in run.history
+        ],
         "runtime": RunInfo.of(run).to_dict(),
     }
     if messages:
@@ -32,12 +34,14 @@ def reference(label: str, run, messages: str | None) -> str:  # type: ignore[no-
 
 
 async def test_run_lines_match_json_dumps(tmp_path: Path) -> None:
-    jobs = (Jobs()
-            .add(name="plain", exec="/bin/true")
-            .add(name="fails", script="exit 3")
-            .add(name="missing", exec="no-such-program-here")
-            .add(name="it", exec="/bin/true", iteration=3, wd="wd-zażółć x\ty")
-            .add(name="ünïcode-żółw", exec="/bin/true"))
+    jobs = (
+        Jobs()
+        .add(name="plain", exec="/bin/true")
+        .add(name="fails", script="exit 3")
+        .add(name="missing", exec="no-such-program-here")
+        .add(name="it", exec="/bin/true", iteration=3, wd="wd-zażółć x\ty")
+        .add(name="ünïcode-żółw", exec="/bin/true")
+    )
     async with Pilot(nodes="2", wd=tmp_path) as pilot:
         await pilot.submit(jobs)
         await pilot.wait4all(timeout=T)
@@ -46,12 +50,16 @@ async def test_run_lines_match_json_dumps(tmp_path: Path) -> None:
             for index, run in job.runs.items():
                 label = name if index is None else f"{name}:{index}"
                 for messages in (run.message, None, 'two\nlines "quoted" \\ ü'):
-                    assert (run_json(label, run, str(run.allocation), messages)
-                            == reference(label, run, messages))
+                    assert run_json(label, run, str(run.allocation), messages) == reference(
+                        label, run, messages
+                    )
                     checked += 1
         assert checked >= 3 * 7
-        kinds = {(r.exit_code, r.pid is None) for j in pilot.engine.jobs.values()
-                 for r in j.runs.values()}
+        kinds = {
+            (r.exit_code, r.pid is None)
+            for j in pilot.engine.jobs.values()
+            for r in j.runs.values()
+        }
         assert (3, False) in kinds and (-1, True) in kinds  # a failure, and a run never started
 
 
@@ -61,8 +69,17 @@ def test_iso_dates_match_datetime() -> None:
     rng = random.Random(5)
     now = time.time()
     stamps = [now + rng.uniform(-1e6, 1e6) for _ in range(20_000)]
-    stamps += [float(int(now)), int(now) + 0.5e-6, int(now) + 1.5e-6, int(now) + 0.9999995,
-               int(now) + 0.9999994, int(now) + 2.5e-6, 0.0, 1e9 + 0.25, -1.5]
+    stamps += [
+        float(int(now)),
+        int(now) + 0.5e-6,
+        int(now) + 1.5e-6,
+        int(now) + 0.9999995,
+        int(now) + 0.9999994,
+        int(now) + 2.5e-6,
+        0.0,
+        1e9 + 0.25,
+        -1.5,
+    ]
     stamps += [int(now) + k / 1e6 for k in range(2000)]  # every microsecond near a second
     for t in stamps:
         assert _iso(t) == datetime.datetime.fromtimestamp(t).isoformat(), t
@@ -70,10 +87,12 @@ def test_iso_dates_match_datetime() -> None:
 
 async def test_job_entries_carry_resources_and_dependencies(tmp_path: Path) -> None:
     # as the original's: the default resources spelled out, dependencies where given
-    jobs = (Jobs()
-            .add(name="a", exec="/bin/true")
-            .add(name="b", exec="/bin/true", numCores=2, after=["a"])
-            .add(name="it", exec="/bin/true", iteration=2, after=["a"]))
+    jobs = (
+        Jobs()
+        .add(name="a", exec="/bin/true")
+        .add(name="b", exec="/bin/true", numCores=2, after=["a"])
+        .add(name="it", exec="/bin/true", iteration=2, after=["a"])
+    )
     async with Pilot(nodes="2", wd=tmp_path) as pilot:
         await pilot.submit(jobs)
         await pilot.wait4all(timeout=T)

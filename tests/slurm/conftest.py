@@ -266,19 +266,41 @@ class SlurmCluster:
         name = f"qcgpj-test-{uuid.uuid4().hex[:12]}"
         path = cwd / "batch.sh"
         path.write_text(script)
-        cmd = ["sbatch", "--parsable", f"--nodes={nodes}", f"--ntasks={tasks}",
-               f"--time={minutes}", f"--job-name={name}", f"--chdir={cwd}",
-               f"--output={cwd / 'batch.out'}", f"--error={cwd / 'batch.err'}", str(path)]
+        cmd = [
+            "sbatch",
+            "--parsable",
+            f"--nodes={nodes}",
+            f"--ntasks={tasks}",
+            f"--time={minutes}",
+            f"--job-name={name}",
+            f"--chdir={cwd}",
+            f"--output={cwd / 'batch.out'}",
+            f"--error={cwd / 'batch.err'}",
+            str(path),
+        ]
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False,
-                                  stdin=subprocess.DEVNULL, env=allocation_env(), cwd=cwd)
+            done = subprocess.run(
+                cmd,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                env=allocation_env(),
+                cwd=cwd,
+            )
             job_id = done.stdout.strip().split(";")[0]
             if done.returncode != 0 or not job_id.isdigit():
                 pytest.fail(f"{' '.join(cmd)} exited {done.returncode}\n{done.stdout}{done.stderr}")
             yield job_id
         finally:
-            subprocess.run(["scancel", "--quiet", f"--name={name}"], capture_output=True,
-                           timeout=30, check=False, stdin=subprocess.DEVNULL)
+            subprocess.run(
+                ["scancel", "--quiet", f"--name={name}"],
+                capture_output=True,
+                timeout=30,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
 
     def job_end(self, job_id: str, timeout: float = IMMEDIATE + COMMAND_TIMEOUT) -> dict[str, str]:
         """Wait until job ``job_id`` has ended; its ``scontrol show job`` fields.
@@ -288,12 +310,23 @@ class SlurmCluster:
         """
         deadline = time.monotonic() + timeout
         while True:
-            out = subprocess.run(["scontrol", "--oneliner", "show", "job", job_id],
-                                 capture_output=True, text=True, timeout=30, check=False,
-                                 stdin=subprocess.DEVNULL).stdout
+            out = subprocess.run(
+                ["scontrol", "--oneliner", "show", "job", job_id],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            ).stdout
             fields = dict(f.split("=", 1) for f in out.split() if "=" in f)
-            if fields.get("JobState") not in (None, "PENDING", "CONFIGURING", "RUNNING",
-                                              "COMPLETING", "SUSPENDED"):
+            if fields.get("JobState") not in (
+                None,
+                "PENDING",
+                "CONFIGURING",
+                "RUNNING",
+                "COMPLETING",
+                "SUSPENDED",
+            ):
                 return fields
             if time.monotonic() > deadline:
                 pytest.fail(f"job {job_id} still {fields.get('JobState')} after {timeout:g} s")
@@ -339,5 +372,10 @@ def run_in_allocation(
 
 def cancel_by_name(name: str) -> None:
     """``scancel`` every job named ``name`` (ours: the names are unique)."""
-    subprocess.run(["scancel", "--quiet", f"--name={name}"], capture_output=True, timeout=30,
-                   check=False, stdin=subprocess.DEVNULL)
+    subprocess.run(
+        ["scancel", "--quiet", f"--name={name}"],
+        capture_output=True,
+        timeout=30,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )

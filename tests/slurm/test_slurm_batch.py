@@ -26,23 +26,41 @@ pytestmark = pytest.mark.slurm
 ITERATIONS = 16
 
 REQUESTS: list[dict[str, Any]] = [
-    {"request": "submit", "jobs": [
-        {"name": "one", "iteration": {"stop": ITERATIONS},
-         "execution": {"script": "echo $SLURMD_NODENAME $SLURM_STEP_ID $QCG_PM_NODELIST "
-                                 "$SLURM_JOB_NODELIST $SLURM_NTASKS",
-                       "stdout": "one.${it}"},
-         "resources": {"numCores": {"exact": 1}}},
-        {"name": "mpi",
-         "execution": {"script": "echo $SLURM_PROCID $SLURMD_NODENAME $SLURM_NTASKS",
-                       "model": "srunmpi", "stdout": "mpi.out"},
-         "resources": {"numNodes": {"exact": 2}, "numCores": {"exact": 2}}},
-        {"name": "omp",
-         "execution": {"script": "echo $SLURM_CPUS_PER_TASK $OMP_NUM_THREADS $SLURMD_NODENAME",
-                       "model": "threads", "stdout": "omp.out"},
-         # numNodes: a numCores-only job may be placed across nodes, and a
-         # threads step gets only the cores of its first node.
-         "resources": {"numNodes": {"exact": 1}, "numCores": {"exact": 4}}},
-    ]},
+    {
+        "request": "submit",
+        "jobs": [
+            {
+                "name": "one",
+                "iteration": {"stop": ITERATIONS},
+                "execution": {
+                    "script": "echo $SLURMD_NODENAME $SLURM_STEP_ID $QCG_PM_NODELIST "
+                    "$SLURM_JOB_NODELIST $SLURM_NTASKS",
+                    "stdout": "one.${it}",
+                },
+                "resources": {"numCores": {"exact": 1}},
+            },
+            {
+                "name": "mpi",
+                "execution": {
+                    "script": "echo $SLURM_PROCID $SLURMD_NODENAME $SLURM_NTASKS",
+                    "model": "srunmpi",
+                    "stdout": "mpi.out",
+                },
+                "resources": {"numNodes": {"exact": 2}, "numCores": {"exact": 2}},
+            },
+            {
+                "name": "omp",
+                "execution": {
+                    "script": "echo $SLURM_CPUS_PER_TASK $OMP_NUM_THREADS $SLURMD_NODENAME",
+                    "model": "threads",
+                    "stdout": "omp.out",
+                },
+                # numNodes: a numCores-only job may be placed across nodes, and a
+                # threads step gets only the cores of its first node.
+                "resources": {"numNodes": {"exact": 1}, "numCores": {"exact": 4}},
+            },
+        ],
+    },
     {"request": "control", "command": "finishAfterAllTasksDone"},
 ]
 
@@ -86,8 +104,7 @@ def test_batch_mode_inside_sbatch_spreads_jobs_over_the_allocation(
     assert report.name == "jobs.report" and report.parent.parent == tmp_path / "run"
     entries = [json.loads(line) for line in report.read_text().splitlines()]
     names = [e["name"] for e in entries]
-    assert sorted(names) == sorted(
-        ["one", "mpi", "omp", *(f"one:{i}" for i in range(ITERATIONS))])
+    assert sorted(names) == sorted(["one", "mpi", "omp", *(f"one:{i}" for i in range(ITERATIONS))])
     assert {e["state"] for e in entries} == {"SUCCEED"}, entries
 
     # Discovery: what the service found is the allocation Slurm gave.
@@ -98,8 +115,13 @@ def test_batch_mode_inside_sbatch_spreads_jobs_over_the_allocation(
     final = json.loads((report.parent / "final_status.json").read_text())
     assert final["Resources"]["TotalNodes"] == len(hosts)
     assert final["Resources"]["TotalCores"] == cpus_total(cpus)
-    used = set().union(*(allocation_nodes(e["runtime"]["allocation"])
-                         for e in entries if ":" in e["name"] or e["name"] != "one"))
+    used = set().union(
+        *(
+            allocation_nodes(e["runtime"]["allocation"])
+            for e in entries
+            if ":" in e["name"] or e["name"] != "one"
+        )
+    )
     assert used == set(hosts), entries
 
     # The one-core jobs: each a step of its own on the node the pilot chose,
@@ -126,11 +148,22 @@ STOPPED = """#!/bin/bash
 exec {python} -m qcgpj_async --file-path reqs.json --wd run --kill-grace 5
 """
 
-LONG = [{"request": "submit", "jobs": [
-    {"name": "long", "iteration": {"stop": 4},
-     "execution": {"script": "trap 'echo TERM > term.${it}; exit 0' TERM; touch ready.${it}; "
-                             "sleep 60 & wait"},
-     "resources": {"numCores": {"exact": 2}}}]}]
+LONG = [
+    {
+        "request": "submit",
+        "jobs": [
+            {
+                "name": "long",
+                "iteration": {"stop": 4},
+                "execution": {
+                    "script": "trap 'echo TERM > term.${it}; exit 0' TERM; touch ready.${it}; "
+                    "sleep 60 & wait"
+                },
+                "resources": {"numCores": {"exact": 2}},
+            }
+        ],
+    }
+]
 
 
 def test_scancel_of_the_batch_job_stops_every_job_and_writes_the_reports(

@@ -72,15 +72,16 @@ def emit(**kw):
 def drive(cluster: SlurmCluster, tmp_path: Path, body: str, timeout: float = 90) -> dict[str, Any]:
     """Run PRELUDE + body in a 2x4 allocation; the last JSON line it printed."""
     code = PRELUDE + body + "\nanyio.run(main)\n"
-    done = cluster.run_in_allocation([sys.executable, "-c", code, str(tmp_path)],
-                                     nodes=2, tasks=8, timeout=timeout)
+    done = cluster.run_in_allocation(
+        [sys.executable, "-c", code, str(tmp_path)], nodes=2, tasks=8, timeout=timeout
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     assert lines, f"no result; stdout: {done.stdout}\nstderr: {done.stderr}"
     result: dict[str, Any] = json.loads(lines[-1])
     return result
 
 
-SPREAD = r'''
+SPREAD = r"""
 JOB_SCRIPT = ('s=$(date +%s.%N); sleep 1; e=$(date +%s.%N); '
               'echo $SLURMD_NODENAME $QCG_PM_NODELIST $SLURM_NTASKS $SLURM_JOB_NODELIST '
               '$SLURM_STEP_NODELIST $(tr "\\n" , < $SLURM_HOSTFILE) $s $e')
@@ -95,10 +96,12 @@ async def main():
     rows = [open(os.path.join(WD, f"one.{i}")).read().split() for i in range(16)]
     emit(state=state.value, rows=rows, left=steps(ex.prefix),
          scratch=os.listdir(os.path.join(WD, "scratch")))
-'''
+"""
 
 
-def test_sixteen_one_core_jobs_spread_over_both_nodes(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+def test_sixteen_one_core_jobs_spread_over_both_nodes(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
     out = drive(slurm_cluster, tmp_path, SPREAD)
     assert out["state"] == "SUCCEED"
     rows = out["rows"]
@@ -111,8 +114,9 @@ def test_sixteen_one_core_jobs_spread_over_both_nodes(slurm_cluster: SlurmCluste
     assert len(nodes) == 2 and nodes <= set(slurm_cluster.nodes)
     # Sweep the [start, end] intervals: never more than 4 at once on a node,
     # and the steps of both nodes did run side by side (--exact).
-    events = sorted((float(t), +1 if i == 0 else -1, r[0])
-                    for r in rows for i, t in enumerate(r[-2:]))
+    events = sorted(
+        (float(t), +1 if i == 0 else -1, r[0]) for r in rows for i, t in enumerate(r[-2:])
+    )
     running = dict.fromkeys(nodes, 0)
     peak = dict.fromkeys(nodes, 0)
     peak_total = 0
@@ -126,7 +130,7 @@ def test_sixteen_one_core_jobs_spread_over_both_nodes(slurm_cluster: SlurmCluste
     assert out["scratch"] == []  # every hostfile removed with its job
 
 
-MPI = r'''
+MPI = r"""
 RANK = ('echo $SLURM_PROCID $SLURMD_NODENAME $(sed -n "$((SLURM_PROCID + 1))p" $SLURM_HOSTFILE) '
         '$SLURM_NTASKS $SLURM_TASKS_PER_NODE $SLURM_JOB_NODELIST')
 
@@ -149,10 +153,12 @@ async def main():
                           key=lambda line: int(line.split()[0]))
                 for k in ("mpi6", "mpi2x2")},
          err=open(os.path.join(WD, "mpi6.err")).read(), left=steps(ex.prefix))
-'''
+"""
 
 
-def test_srunmpi_ranks_follow_the_allocation_over_both_nodes(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+def test_srunmpi_ranks_follow_the_allocation_over_both_nodes(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
     out = drive(slurm_cluster, tmp_path, MPI)
     assert set(out["states"].values()) == {"SUCCEED"}, out
     for name, nranks, per_node in (("mpi6", 6, "2,4"), ("mpi2x2", 4, "2(x2)")):
@@ -169,7 +175,7 @@ def test_srunmpi_ranks_follow_the_allocation_over_both_nodes(slurm_cluster: Slur
     assert out["left"] == []
 
 
-THREADS = r'''
+THREADS = r"""
 async def main():
     ex = executor()
     async with Pilot(resources="slurm", wd=WD, executor=ex) as pilot:
@@ -194,10 +200,12 @@ async def main():
     emit(seen=open(os.path.join(WD, "omp.out")).read().split(), step=shown.split(),
          probe_busy=probe[node], probe_other=probe[other], state=state.value,
          gone=await steps_gone(ex.prefix))
-'''
+"""
 
 
-def test_threads_job_gets_four_cpus_of_one_node(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+def test_threads_job_gets_four_cpus_of_one_node(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
     out = drive(slurm_cluster, tmp_path, THREADS)
     cpus_per_task, omp, ntasks, node = out["seen"]
     # One task of 4 CPUs for Slurm; to the job, as in the original, 4 "tasks" (cores).
@@ -208,7 +216,7 @@ def test_threads_job_gets_four_cpus_of_one_node(slurm_cluster: SlurmCluster, tmp
     assert out["gone"] is not None
 
 
-STOP = r'''
+STOP = r"""
 async def main():
     ex = executor()
     result = {}
@@ -239,13 +247,19 @@ async def main():
         graceful_term=os.path.exists(os.path.join(WD, "graceful.term")),
         left=steps(ex.prefix))
     emit(**result)
-'''
+"""
 
 
-def test_cancel_wall_time_and_a_killed_srun_end_their_steps(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+def test_cancel_wall_time_and_a_killed_srun_end_their_steps(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
     out = drive(slurm_cluster, tmp_path, STOP)
-    assert out["states"] == {"graceful": "CANCELED", "stubborn": "CANCELED",
-                             "walltime": "FAILED", "orphaned": "FAILED"}, out
+    assert out["states"] == {
+        "graceful": "CANCELED",
+        "stubborn": "CANCELED",
+        "walltime": "FAILED",
+        "orphaned": "FAILED",
+    }, out
     # SIGTERM reached the job: its trap ran (it writes graceful.term, then exits 0; without
     # the trap the job would end by the signal). Once in a clean-clone CI run the exit code
     # was 0 but the file was not seen: the exit code is the evidence that always holds.
@@ -259,7 +273,7 @@ def test_cancel_wall_time_and_a_killed_srun_end_their_steps(slurm_cluster: Slurm
     assert out["left"] == []
 
 
-SIGNALS = r'''
+SIGNALS = r"""
 from qcgpj_async.executors import LocalExecutor
 
 SINGLE = {"killed": "kill -KILL $$", "terminated": "kill -TERM $$", "segv": "kill -SEGV $$",
@@ -297,7 +311,7 @@ async def run(kind):
 
 async def main():
     emit(local=await run("local"), srun=await run("srun"))
-'''
+"""
 
 
 def test_a_task_killed_by_signal_n_ends_with_minus_n_as_locally(
@@ -306,19 +320,26 @@ def test_a_task_killed_by_signal_n_ends_with_minus_n_as_locally(
     out = drive(slurm_cluster, tmp_path, SIGNALS)
     local, srun = out["local"], out["srun"]
     assert local["states"] == srun["states"] == ["FAILED"]
-    expected = {"killed": -9, "terminated": -15, "segv": -11, "aborted": -6,
-                "exit137": 137, "exit143": 143, "exit139": 139}
+    expected = {
+        "killed": -9,
+        "terminated": -15,
+        "segv": -11,
+        "aborted": -6,
+        "exit137": 137,
+        "exit143": 143,
+        "exit139": 139,
+    }
     assert local["codes"] == expected
     # srun itself exits 137 for both "killed" and "exit137": its messages tell them apart.
     assert {k: srun["codes"][k] for k in expected} == expected, srun
     # Several tasks: a signal outranks every exit code in srun's status.
-    assert {k: srun["codes"][k] for k in ("rank_killed_rank_137", "rank_killed_rank_200",
-                                           "both_137")} == {
-        "rank_killed_rank_137": -9, "rank_killed_rank_200": -9, "both_137": 137}, srun
+    assert {
+        k: srun["codes"][k] for k in ("rank_killed_rank_137", "rank_killed_rank_200", "both_137")
+    } == {"rank_killed_rank_137": -9, "rank_killed_rank_200": -9, "both_137": 137}, srun
     assert srun["messages"]["killed"] == ["exit code -9"], srun
 
 
-EXIT_BY_ERROR = r'''
+EXIT_BY_ERROR = r"""
 async def main():
     ex = executor()
     try:
@@ -335,7 +356,7 @@ async def main():
     await ex.aclose()
     emit(running=running, left_at_exit=left_at_exit, gone=await steps_gone(ex.prefix),
          srun_left=ex.running)
-'''
+"""
 
 
 def test_no_step_remains_after_the_pilot_exits(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
@@ -347,7 +368,7 @@ def test_no_step_remains_after_the_pilot_exits(slurm_cluster: SlurmCluster, tmp_
     assert out["left_at_exit"] == [], "steps still listed when the pilot returned"
 
 
-SAME_AS_LOCAL = r'''
+SAME_AS_LOCAL = r"""
 from qcgpj_async.executors import LocalExecutor
 
 JOBS = (Jobs()
@@ -385,7 +406,7 @@ async def run(kind):
 
 async def main():
     emit(local=await run("local"), srun=await run("srun"))
-'''
+"""
 
 
 def test_streams_wd_environment_and_variables_as_the_local_executor(
@@ -395,10 +416,14 @@ def test_streams_wd_environment_and_variables_as_the_local_executor(
     local, srun = out["local"], out["srun"]
     assert local["files"]["w/1/out.1"] == "line 1\nline 2\n"
     assert sorted(local["files"]["vars.out"].split()) == sorted(
-        ["2", "1", "vars", "<wd>", "v2", "2", "2", "to-err"])
+        ["2", "1", "vars", "<wd>", "v2", "2", "2", "to-err"]
+    )
     assert srun["files"] == local["files"]
-    assert srun["states"] == local["states"] == {
-        "io": "SUCCEED", "vars": "SUCCEED", "err": "FAILED", "missing": "FAILED"}
+    assert (
+        srun["states"]
+        == local["states"]
+        == {"io": "SUCCEED", "vars": "SUCCEED", "err": "FAILED", "missing": "FAILED"}
+    )
     assert srun["codes"]["err"] == local["codes"]["err"] == 3
     # A difference by nature: locally a missing program is a launch error
     # (-1); on a node it is found missing there, by the env that sets the
@@ -406,7 +431,7 @@ def test_streams_wd_environment_and_variables_as_the_local_executor(
     assert (local["codes"]["missing"], srun["codes"]["missing"]) == (-1, 127)
 
 
-OPENMPI = r'''
+OPENMPI = r"""
 MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 RANK = ["-c", "echo $OMPI_COMM_WORLD_RANK $SLURMD_NODENAME $(date +%s.%N); sleep 1"]
 
@@ -435,10 +460,12 @@ async def main():
          err=open(os.path.join(WD, "ompi.err")).read(),
          busy_ends=[float(open(os.path.join(WD, f"busy.{i}")).read()) for i in range(4)],
          daemons=daemons, gone=gone, left=steps(ex.prefix))
-'''
+"""
 
 
-@pytest.mark.skipif(shutil.which("mpirun") is None, reason="no mpirun (apt-get install openmpi-bin)")
+@pytest.mark.skipif(
+    shutil.which("mpirun") is None, reason="no mpirun (apt-get install openmpi-bin)"
+)
 def test_openmpi_ranks_follow_the_rankfile_and_daemons_overlap(
     slurm_cluster: SlurmCluster, tmp_path: Path
 ) -> None:
@@ -458,7 +485,7 @@ def test_openmpi_ranks_follow_the_rankfile_and_daemons_overlap(
     assert out["gone"] is not None and out["left"] == []
 
 
-DEFAULT_EXECUTOR = r'''
+DEFAULT_EXECUTOR = r"""
 async def main():
     async with Pilot(wd=WD) as pilot:  # resources "auto": inside an allocation
         await pilot.submit(Jobs().add(name="where", iteration=2, stdout="where.${it}",
@@ -466,7 +493,7 @@ async def main():
         state = (await pilot.wait4("where", timeout=30))["where"]
     emit(state=state.value, seen=[open(os.path.join(WD, f"where.{i}")).read().split()
                                   for i in range(2)])
-'''
+"""
 
 
 def test_the_pilot_runs_jobs_as_steps_by_default_in_an_allocation(
