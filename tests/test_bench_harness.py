@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from procfs import alive
 
 _BENCH = str(Path(__file__).resolve().parent.parent / "benchmarks")
 sys.path.insert(0, _BENCH)
 try:
-    from _harness import Measurement, alternate, proc_stat_cpu, run_cmd
-    from haltpoll import parse_settings, round_ratios
+    from _harness import Measurement, alternate, run_cmd
 finally:
     sys.path.remove(_BENCH)
 
@@ -79,31 +76,3 @@ def test_a_failing_run_keeps_its_exit_code_and_stderr() -> None:
     assert (m.returncode, m.error) == (3, "exit code 3")
     assert "broken" in m.stderr_tail
 
-
-def test_proc_stat_splits_busy_from_idle() -> None:
-    text = "cpu  100 5 40 900 10 3 2 1 0 0\ncpu0 50 2 20 450 5 1 1 0 0 0\nintr 12345\n"
-    # busy: user + nice + system + irq + softirq + steal; idle: idle + iowait
-    assert proc_stat_cpu(text) == (100 + 5 + 40 + 3 + 2 + 1, 900 + 10)
-    with pytest.raises(ValueError, match="no 'cpu' line"):
-        proc_stat_cpu("cpu0 1 2 3 4\n")
-
-
-def test_halt_poll_ratios_pair_rounds_and_skip_failed_ones() -> None:
-    ref = [
-        Measurement(wall_s=2.0, returncode=0),
-        Measurement(wall_s=3.0, returncode=0),
-        Measurement(wall_s=2.5, returncode=0),
-    ]
-    tool = [
-        Measurement(wall_s=2.5, returncode=0),
-        Measurement(wall_s=1.0, returncode=1, error="exit 1"),
-        Measurement(wall_s=2.5, returncode=0),
-    ]
-    assert round_ratios(ref, tool) == [0.8, 1.0]
-
-
-def test_halt_poll_settings_are_checked() -> None:
-    assert parse_settings("0, 200000,1000000") == [0, 200000, 1000000]
-    for bad in ("", "x", "10,-1"):
-        with pytest.raises(argparse.ArgumentTypeError):
-            parse_settings(bad)
