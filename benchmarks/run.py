@@ -529,7 +529,8 @@ def run_ab(args: argparse.Namespace, cfg: Config) -> int:
         try:
             root = snapshot_ours(WORK_DIR / f"snapshot-{side.lower()}", commit=rev)
         except subprocess.CalledProcessError as e:
-            print(f"run.py: cannot take {rev!r} ({side}): {e.stderr!r}", file=sys.stderr)
+            why = (e.stderr or b"").decode(errors="replace").strip()
+            print(f"run.py: cannot take {rev!r} ({side}): {why}", file=sys.stderr)
             return 2
         problem = _check_ours(root)
         if problem:
