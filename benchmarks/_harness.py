@@ -390,8 +390,8 @@ def idle_setting() -> str | None:
     """The cpuidle driver, and the guest halt-polling time where it is haltpoll.
 
     On the test VM ``haltpoll, guest_halt_poll_ns=0``: an idle vCPU halts at
-    once and waking it is slow. ``haltpoll.py`` measured that as a small part
-    of the ``--nodes 2`` gap to xargs (docs/performance.md). None where unknown.
+    once and waking it is slow, which moves short-job figures a little
+    (docs/performance.md, "What did not pay off"). None where unknown.
     """
     try:
         driver = Path("/sys/devices/system/cpu/cpuidle/current_driver").read_text().strip()
@@ -401,23 +401,6 @@ def idle_setting() -> str | None:
         with contextlib.suppress(OSError):
             return f"haltpoll, guest_halt_poll_ns={HALT_POLL.read_text().strip()}"
     return driver
-
-
-def proc_stat_cpu(text: str) -> tuple[int, int]:
-    """(busy, idle) jiffies of all CPUs from the text of ``/proc/stat``.
-
-    Busy is user + nice + system + irq + softirq + steal; idle is idle + iowait.
-
-    Raises:
-        ValueError: no ``cpu`` line.
-    """
-    for line in text.splitlines():
-        if line.startswith("cpu "):
-            f = [int(x) for x in line.split()[1:]]
-            f += [0] * (8 - len(f))
-            user, nice, system, idle, iowait, irq, softirq, steal = f[:8]
-            return user + nice + system + irq + softirq + steal, idle + iowait
-    raise ValueError("no 'cpu' line in /proc/stat")
 
 
 def format_machine_info(info: Mapping[str, str] | None = None) -> str:

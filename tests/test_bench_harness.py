@@ -1,8 +1,8 @@
-"""The benchmark harness (benchmarks/_harness.py): who runs after whom; how a run is waited for."""
+"""The benchmark harness (benchmarks/_harness.py, run.py's A/B mode): who runs after whom;
+how a run is waited for; how two revisions are compared."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -14,8 +14,9 @@ from procfs import alive
 _BENCH = str(Path(__file__).resolve().parent.parent / "benchmarks")
 sys.path.insert(0, _BENCH)
 try:
-    from _harness import Measurement, alternate, proc_stat_cpu, run_cmd
-    from haltpoll import parse_settings, round_ratios
+    from _ab import A, B, ab_table, parse_revs
+    from _harness import Measurement, alternate, run_cmd
+    from run import ORIG, OURS, Group, View, ab_groups, ab_result_rows, run_group
 finally:
     sys.path.remove(_BENCH)
 
@@ -80,30 +81,86 @@ def test_a_failing_run_keeps_its_exit_code_and_stderr() -> None:
     assert "broken" in m.stderr_tail
 
 
-def test_proc_stat_splits_busy_from_idle() -> None:
-    text = "cpu  100 5 40 900 10 3 2 1 0 0\ncpu0 50 2 20 450 5 1 1 0 0 0\nintr 12345\n"
-    # busy: user + nice + system + irq + softirq + steal; idle: idle + iowait
-    assert proc_stat_cpu(text) == (100 + 5 + 40 + 3 + 2 + 1, 900 + 10)
-    with pytest.raises(ValueError, match="no 'cpu' line"):
-        proc_stat_cpu("cpu0 1 2 3 4\n")
+def _build(side: str, order: list[str], walls: dict[str, list[float]]) -> list[Group]:
+    """What ``run.build`` gives for one tree, with stand-in tools: the original, ours and
+    xargs on one workload, and ours alone on another. Each run notes ``side:tool`` and
+    takes the next wall time of ``walls[side]`` (ours) or 9.0 (the peers)."""
 
+    def tool(name: str) -> Callable[[], Measurement]:
+        def run() -> Measurement:
+            order.append(f"{side}:{name}")
+            wall = walls[side].pop(0) if name == OURS else 9.0
+            return Measurement(wall_s=wall, returncode=0, figures={"x_ms": wall * 1e3})
 
-def test_halt_poll_ratios_pair_rounds_and_skip_failed_ones() -> None:
-    ref = [
-        Measurement(wall_s=2.0, returncode=0),
-        Measurement(wall_s=3.0, returncode=0),
-        Measurement(wall_s=2.5, returncode=0),
+        return run
+
+    return [
+        Group("sep-10-n2", 4, {ORIG: tool(ORIG), OURS: tool(OURS), "xargs": tool("xargs")}),
+        Group("null-10", 2, {OURS: tool(OURS)}),
     ]
-    tool = [
-        Measurement(wall_s=2.5, returncode=0),
-        Measurement(wall_s=1.0, returncode=1, error="exit 1"),
-        Measurement(wall_s=2.5, returncode=0),
+
+
+def test_ab_mode_runs_only_ours_of_each_tree_alternated() -> None:
+    order: list[str] = []
+    walls = {"a": [1.0, 2.0, 3.0, 4.0, 1.0, 1.0], "b": [0.5, 1.0, 3.3, 2.0, 2.0, 2.0]}
+    groups = ab_groups(_build("a", order, walls), _build("b", order, walls))
+    assert [(g.key, list(g.variants)) for g in groups] == [
+        ("sep-10-n2", [A, B]),
+        ("null-10", [A, B]),
     ]
-    assert round_ratios(ref, tool) == [0.8, 1.0]
+    results = {g.key: run_group(g, g.runs, time.perf_counter(), 1e9) for g in groups}
+    # A B, then B A, ...: neither side always runs right after the other; no peer runs
+    assert order == [
+        *("a:" + OURS, "b:" + OURS, "b:" + OURS, "a:" + OURS),
+        *("a:" + OURS, "b:" + OURS, "b:" + OURS, "a:" + OURS),
+        *("a:" + OURS, "b:" + OURS, "b:" + OURS, "a:" + OURS),
+    ]
+    assert [m.wall_s for m in results["sep-10-n2"][A]] == [1.0, 2.0, 3.0, 4.0]
+    assert [m.wall_s for m in results["sep-10-n2"][B]] == [0.5, 1.0, 3.3, 2.0]
 
 
-def test_halt_poll_settings_are_checked() -> None:
-    assert parse_settings("0, 200000,1000000") == [0, 200000, 1000000]
-    for bad in ("", "x", "10,-1"):
-        with pytest.raises(argparse.ArgumentTypeError):
-            parse_settings(bad)
+def test_ab_table_gives_medians_and_b_over_a_per_round() -> None:
+    def ms(*walls: float | None) -> list[Measurement]:
+        return [
+            Measurement(wall_s=w, returncode=0, figures={"x_ms": w * 1e3})
+            if w is not None
+            else Measurement(wall_s=0.01, returncode=1, error="exit code 1")
+            for w in walls
+        ]
+
+    views = [
+        View("wall", "g1", "batch: wall", 10, [(ORIG, ORIG, None), (OURS, OURS, None)]),
+        View("fig", "g1", "API: figure", 10, [(ORIG, ORIG, "x_ms"), (OURS, OURS, "x_ms")]),
+        View("peer-only", "g1", "no row of ours", 10, [(ORIG, ORIG, None)]),
+        View("not-run", "g2", "a group that did not run", 10, [(OURS, OURS, None)]),
+    ]
+    # the B run of round 3 failed: out of B's median and of the per-round ratios
+    results = {"g1": {A: ms(2.0, 4.0, 3.0, 2.0), B: ms(1.0, 3.0, None, 3.0)}}
+    rows = ab_result_rows(views, results)
+    assert [r.workload for r in rows] == ["batch: wall", "API: figure"]
+    wall = rows[0]
+    assert wall.a is not None and wall.b is not None and wall.per_round is not None
+    assert (wall.a.median, wall.a.lo, wall.a.hi, wall.a.n) == (2.5, 2.0, 4.0, 4)
+    assert (wall.b.median, wall.b.n) == (3.0, 3)
+    assert wall.ratio == 3.0 / 2.5
+    assert (wall.per_round.median, wall.per_round.lo, wall.per_round.hi) == (0.75, 0.5, 1.5)
+    assert (wall.per_round.n, wall.failed) == (3, 1)
+    assert rows[1].per_round == wall.per_round  # the figure, in ms, read as seconds
+
+    text = ab_table(rows, "abc123 (old)", "def456 (new)").splitlines()
+    assert text[0] == (
+        "| workload | A: abc123 (old) | B: def456 (new) | B/A (medians) "
+        "| B/A per round: median (min-max) | rounds |"
+    )
+    assert text[2] == (
+        "| batch: wall | 2.500 s (2.000 s-4.000 s) | 3.000 s (1.000 s-3.000 s) | 1.200 "
+        "| 0.750 (0.500-1.500) | 3, 1 runs FAILED |"
+    )
+
+
+def test_ab_revisions_are_two_or_one_against_the_working_tree() -> None:
+    assert parse_revs("HEAD~1,HEAD", None) == ("HEAD~1", "HEAD")
+    assert parse_revs(None, "main") == ("main", None)
+    for ab, compare in (("HEAD", None), ("a,b,c", None), ("a,", None), (None, None), ("a,b", "c")):
+        with pytest.raises(ValueError):
+            parse_revs(ab, compare)
