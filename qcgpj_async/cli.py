@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="qcgpj-async",
         description="Run many small jobs inside one allocation (QCG-PilotJob compatible).",
+        epilog="Also: 'qcgpj-async report DIR' (what a run did; --jobs, --html) and "
+        "'qcgpj-async status DIR' (a running service, from its files).",
     )
     p.add_argument("--version", action="version", version=f"qcgpj_async {__version__}")
     p.add_argument(
@@ -147,7 +149,12 @@ def run() -> NoReturn:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the service; returns the process exit code."""
+    """Run the service (or ``report``/``status``); returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("report", "status"):  # subcommands; the original's flags stay
+        from .report import main as report_main
+
+        return report_main(argv)
     args = build_parser().parse_args(argv)
     if args.file and not args.file_path:
         args.file_path = DEFAULT_REQUESTS
