@@ -10,6 +10,7 @@ The statistics are pure functions over :class:`TaskRecord` lists
 
 from __future__ import annotations
 
+from ._batch import progress_text, stopping_text, summary_lines
 from ._cli import SUBCOMMANDS, main
 from ._load import ReportError, find_service_dir, load_run, parse_allocation
 from ._records import JobRecord, RunRecord, TaskRecord
@@ -33,7 +34,10 @@ __all__ = (
     "main",
     "parse_allocation",
     "percentiles",
+    "progress_text",
     "state_counts",
+    "stopping_text",
     "summarize",
+    "summary_lines",
     "timeline",
 )

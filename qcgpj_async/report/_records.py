@@ -7,6 +7,7 @@ directory and read by the pure functions of :mod:`._stats`.
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, field
 
 __all__ = ("FINAL", "JobRecord", "RunRecord", "TaskRecord")
@@ -54,8 +55,16 @@ class TaskRecord:
         """Why it ended as it did: its message, else its exit code, else its state."""
         if self.message:
             return self.message.replace("\n", "; ")
-        if self.exit_code is not None and self.exit_code != 0:
-            return f"exit code {self.exit_code}"
+        code = self.exit_code
+        if code is not None and code < 0:
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        if code is not None and code != 0:
+            return f"exit code {code}"
+        if self.state == "CANCELED":
+            return "cancelled" + (" before it started" if self.started is None else "")
         return self.state.lower()
 
 
