@@ -386,6 +386,8 @@ def _merge_journal(run: RunRecord, j: _Journal, tasks: dict[str, TaskRecord]) ->
             if t.queued is None:
                 t.queued = j.submitted.get(name)
             t.ncores = t.ncores or asked
+            if t.state == "EXECUTING" and job.state not in FINAL:
+                job.state = "EXECUTING"
 
 
 def _from_final_status(run: RunRecord, sdir: str) -> None:
