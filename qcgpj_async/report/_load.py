@@ -99,63 +99,131 @@ def _split_label(label: str) -> tuple[str, int | None]:
     return label, None
 
 
-_STATE_TIME = {"QUEUED": "queued", "SCHEDULED": "scheduled", "EXECUTING": "started"}
+_ALLOCS: dict[str, tuple[tuple[tuple[str, tuple[int, ...]], ...], int]] = {}
+
+
+def _allocation(text: str) -> tuple[tuple[tuple[str, tuple[int, ...]], ...], int]:
+    """:func:`parse_allocation` and its number of cores, cached (allocations repeat)."""
+    hit = _ALLOCS.get(text)
+    if hit is None:
+        if len(_ALLOCS) > 100_000:
+            _ALLOCS.clear()
+        alloc = parse_allocation(text)
+        hit = _ALLOCS[text] = (alloc, sum(len(c) for _, c in alloc))
+    return hit
 
 
 def _task_from_history(
     label: str, state: str, history: list[tuple[str, float]], runtime: dict[str, Any]
 ) -> TaskRecord:
     job, it = _split_label(label)
-    t = TaskRecord(label, job, it, state)
-    for s, when in history:
-        attr = _STATE_TIME.get(s)
-        if attr is not None:
-            if getattr(t, attr) is None:
-                setattr(t, attr, when)
-        elif s in FINAL:
-            t.ended = when
+    q = s = x = e = None
+    for st, when in history:
+        if st == "QUEUED":
+            q = when if q is None else q
+        elif st == "SCHEDULED":
+            s = when if s is None else s
+        elif st == "EXECUTING":
+            x = when if x is None else x
+        elif st in FINAL:
+            e = when
+    if x is not None and e is None and state in FINAL:
+        e = x  # a history without its end: zero length, not unknown
+    t = TaskRecord(label, job, it, state, q, s, x, e)
     alloc = runtime.get("allocation")
     if alloc:
-        t.alloc = parse_allocation(str(alloc))
+        t.alloc, t.acores = _allocation(str(alloc))
     code = runtime.get("exit_code")
     if code not in (None, ""):
         with contextlib.suppress(TypeError, ValueError):
             t.exit_code = int(code)
-    if t.started is not None and t.ended is None and state in FINAL:
-        t.ended = t.started  # a history without its end: zero length, not unknown
     return t
 
 
-def _read_report_json(path: str, run: RunRecord) -> dict[str, TaskRecord]:
-    dates = _Dates()
-    tasks: dict[str, TaskRecord] = {}
-    loads = json.loads
-    for n, line, last in _lines(path):
-        if not line.strip():
-            continue
+_CUT = b', "execution": '
+
+
+def _json_lines(path: str, cut: bool = False) -> list[tuple[int, Any]]:
+    """The objects of a JSON-lines file that may be growing (a torn last line is left out).
+
+    One ``json.loads`` of the whole file as an array: a call per line costs more
+    than the parsing at 100,000 lines. A bad line falls back to line by line, to
+    name it. ``cut``: leave out a report line's ``execution`` and what follows it
+    (``resources``, ``dependencies``: the journal has them), the bulk of the
+    text, where no ``runtime`` follows. Inside a JSON string a quote is escaped,
+    so ``, "execution": `` is found at the top level of the object only.
+
+    Raises:
+        ReportError: a line (not the last) that is not JSON.
+    """
+    numbered = [(n, line) for n, line, last in _lines(path) if not last and line.strip()]
+    if cut:
+        for i, (n, line) in enumerate(numbered):
+            k = line.find(_CUT)
+            if k > 0 and line.find(b'"runtime": ', k) < 0:
+                numbered[i] = (n, line[:k] + b"}")
+    try:
+        objs = json.loads(b"[" + b",".join(line for _, line in numbered) + b"]")
+        return [(n, o) for (n, _), o in zip(numbered, objs, strict=True)]
+    except ValueError:
+        pass
+    out = []
+    for n, line in numbered:
         try:
-            e = loads(line)
-            history = [(h["state"], dates(h["date"])) for h in e.get("history") or ()]
+            out.append((n, json.loads(line)))
+        except ValueError as err:
+            raise ReportError(f"{path}: line {n} is not JSON ({err})") from None
+    return out
+
+
+def _read_report_json(path: str, run: RunRecord) -> dict[str, TaskRecord]:
+    seconds: dict[str, float] = {}  # "YYYY-mm-ddTHH:MM:SS" -> POSIX seconds
+    tasks: dict[str, TaskRecord] = {}
+    final = FINAL
+    for n, e in _json_lines(path, cut=True):
+        try:
             name, state = str(e["name"]), str(e["state"])
-        except (ValueError, KeyError, TypeError) as err:
-            if last:
-                break  # being written
-            raise ReportError(f"{path}: line {n} is not a report entry ({err})") from None
-        runtime = e.get("runtime") or {}
+            q = sc = x = end = None
+            for h in e.get("history") or ():
+                d = h["date"]
+                base = seconds.get(d[:19])
+                if base is None:
+                    base = seconds[d[:19]] = _dt.datetime.fromisoformat(d[:19]).timestamp()
+                when = base + float(d[19:]) if len(d) > 19 else base
+                st = h["state"]
+                if st == "QUEUED":
+                    q = when if q is None else q
+                elif st == "SCHEDULED":
+                    sc = when if sc is None else sc
+                elif st == "EXECUTING":
+                    x = when if x is None else x
+                elif st in final:
+                    end = when
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise ReportError(f"{path}: line {n} is not a report entry ({err!r})") from None
         msg = e.get("messages")
         its = e.get("iterations")
         if its is not None:  # the summary line of an iteration job: not a task
-            ended = history[-1][1] if history else None
-            run.jobs[name] = JobRecord(name, state, int(its.get("total", 0)), ended, msg)
+            run.jobs[name] = JobRecord(name, state, int(its.get("total", 0)), end, msg)
             continue
-        t = _task_from_history(name, state, history, runtime)
-        t.message = msg
+        if x is not None and end is None and state in final:
+            end = x  # a history without its end: zero length, not unknown
+        job, it = _split_label(name)
+        t = tasks[name] = TaskRecord(name, job, it, state, q, sc, x, end, message=msg)
+        runtime = e.get("runtime")
+        if runtime:
+            alloc = runtime.get("allocation")
+            if alloc:
+                t.alloc, t.acores = _allocation(str(alloc))
+            code = runtime.get("exit_code")
+            if code not in (None, ""):
+                with contextlib.suppress(TypeError, ValueError):
+                    t.exit_code = int(code)
         res = e.get("resources")
         if isinstance(res, dict):
             t.ncores = _cores_asked(res)
-        tasks[name] = t
-        if t.it is None:
-            run.jobs[name] = JobRecord(name, state, None, t.ended, msg)
+        if it is None:
+            run.jobs[name] = JobRecord(name, state, None, end, msg)
     return tasks
 
 
@@ -229,30 +297,26 @@ class _Journal:
 
 def _read_journal(path: str) -> _Journal:
     j = _Journal()
-    loads = json.loads
-    for n, line, last in _lines(path):
+    for n, rec in _json_lines(path):
         try:
-            rec = loads(line)
             kind = rec["t"]
-        except (ValueError, KeyError, TypeError) as err:
-            if last:
-                break
-            raise ReportError(f"{path}: line {n} is not a journal record ({err})") from None
-        if kind == "end":
-            j.ends[(rec["job"], rec["it"])] = rec
-        elif kind == "submit":
-            for std in rec.get("jobs") or ():
-                j.specs[std["name"]] = std
-                j.submitted[std["name"]] = float(rec["time"])
-        elif kind == "run":
-            j.runs[(rec["job"], rec["it"])] = rec
-        elif kind == "open" and n == 1:
-            j.header = rec
-        elif kind == "close":
-            j.close = rec
-        elif kind == "remove":
-            for name in rec.get("names") or ():
-                j.specs.pop(name, None)
+            if kind == "end":
+                j.ends[(rec["job"], rec["it"])] = rec
+            elif kind == "submit":
+                for std in rec.get("jobs") or ():
+                    j.specs[std["name"]] = std
+                    j.submitted[std["name"]] = float(rec["time"])
+            elif kind == "run":
+                j.runs[(rec["job"], rec["it"])] = rec
+            elif kind == "open" and n == 1:
+                j.header = rec
+            elif kind == "close":
+                j.close = rec
+            elif kind == "remove":
+                for name in rec.get("names") or ():
+                    j.specs.pop(name, None)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ReportError(f"{path}: line {n} is not a journal record ({err!r})") from None
     return j
 
 
@@ -380,7 +444,7 @@ def _merge_journal(run: RunRecord, j: _Journal, tasks: dict[str, TaskRecord]) ->
                     if r is not None:
                         t.state = "EXECUTING"
                         t.started = t.scheduled = r.get("time")
-                        t.alloc = parse_allocation(str(r.get("alloc") or ""))
+                        t.alloc, t.acores = _allocation(str(r.get("alloc") or ""))
                     if job.state in FINAL:  # the job ended: an iteration not listed ended too
                         t.state, t.ended = job.state, job.ended
             if t.queued is None:
@@ -396,7 +460,15 @@ def _from_final_status(run: RunRecord, sdir: str) -> None:
             st = json.load(f)
     except (OSError, ValueError):
         return
-    run.instance_id = str(st.get("System", {}).get("InstanceId") or "")
+    system = st.get("System") if isinstance(st, dict) else None
+    if not isinstance(system, dict):
+        return
+    run.instance_id = str(system.get("InstanceId") or "")
+    # Written at the end (the original's service directory has no journal): it ended.
+    with contextlib.suppress(KeyError, TypeError, ValueError):
+        run.opened = _dt.datetime.fromisoformat(str(system["Started"])).timestamp()
+        run.closed = _dt.datetime.fromisoformat(str(system["Generated"])).timestamp()
+        run.alive = False
 
 
 def _infer_nodes(run: RunRecord) -> None:

@@ -37,13 +37,13 @@ class TaskRecord:
     exit_code: int | None = None
     message: str | None = None
     ready: float | None = None
-    ncores: int = 0
+    ncores: int = 0  # cores asked for
+    acores: int = 0  # cores of ``alloc`` (0: count them)
 
     @property
     def cores(self) -> int:
         """Cores it held (from its allocation; else the number it asked for)."""
-        n = sum(len(c) for _, c in self.alloc)
-        return n or self.ncores
+        return self.acores or sum(len(c) for _, c in self.alloc) or self.ncores
 
     @property
     def nodes(self) -> list[str]:
