@@ -6,6 +6,7 @@ import datetime as _dt
 import fnmatch
 import json
 import math
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -76,7 +77,8 @@ def _status_word(run: RunRecord) -> str:
 
 def format_summary(run: RunRecord, s: Summary, dir_arg: str, failures: int = 10) -> str:
     """The text report."""
-    out = [f"report of {run.path}"]
+    rel = os.path.relpath(run.path)
+    out = [f"report of {run.path if rel.startswith('..') else rel}"]
     if run.instance_id:
         out[-1] += f"  (pilot {run.instance_id}, {_status_word(run)})"
     out.append("  " + counts_line(s.jobs, "job"))
