@@ -55,7 +55,11 @@ def _data(run: RunRecord, p: PlotData) -> dict[str, object]:
         if not nodes or nodes[-1][0] != node:
             nodes.append([node, i, 0])
         nodes[-1][2] = int(nodes[-1][2]) + 1  # type: ignore[call-overload]
+    if p.grid is not None:  # too many bars: how busy each group of cores was, no tasks
+        tasks = []
     return {
+        "grid": p.grid,
+        "per": p.grid_rows,
         "span": round((p.t1 - t0) * 1000),
         "nodes": nodes,
         "rows": [f"{n}:{c}" for n, c in p.rows],
@@ -74,7 +78,7 @@ def _data(run: RunRecord, p: PlotData) -> dict[str, object]:
             for k, t in enumerate(tasks)
             if t.state in FINAL and t.state != "SUCCEED"
         },
-        "seg": {"r": p.seg_row, "k": p.seg_task},
+        "seg": {"r": [] if p.grid else p.seg_row, "k": [] if p.grid else p.seg_task},
         "tl": {
             "busy": [round(x, 3) for x in p.timeline.busy],
             "queued": [round(x, 3) for x in p.timeline.queued],
@@ -118,6 +122,17 @@ def _failures(run: RunRecord, s: Summary, t0: float) -> str:
     )
 
 
+def _gantt_note(p: PlotData) -> str:
+    if p.grid is None:
+        return "Hover a bar for the task; drag to zoom in, double-click to zoom out."
+    return (
+        f"{len(p.seg_row)} bars are more than a page can draw and stay usable: each cell "
+        f"shows how busy {p.grid_rows} core(s) were over {len(p.grid[0])} time bins "
+        "(darker: busier); hover for the figure. The table below lists the tasks that did "
+        "not succeed; <code>report --jobs</code> lists them all."
+    )
+
+
 def render_html(run: RunRecord, s: Summary) -> str:
     """The whole HTML document."""
     p = plot_data(run, s)
@@ -135,8 +150,8 @@ def render_html(run: RunRecord, s: Summary) -> str:
 <h1>{html.escape(title)}</h1>
 <pre id="summary">{html.escape(format_summary(run, s, run.path))}</pre>
 <h2>Tasks on cores</h2>
-<p class="note">Times from the pilot's start ({when}). Hover a bar for the task; drag to
-zoom in, double-click to zoom out. {len(p.tasks)} tasks on {len(p.rows)} cores.</p>
+<p class="note">Times from the pilot's start ({when}). {len(p.tasks)} tasks on
+{len(p.rows)} cores. {_gantt_note(p)}</p>
 <div class="legend">{legend}</div>
 <div class="chart"><canvas id="gantt"></canvas></div>
 <h2>Cores busy over time, against the allocation</h2>

@@ -45,7 +45,21 @@ for (let i = 0; i < NS; i++) byRow[S.r[i]].push(i);
 for (const r of byRow) r.sort((p, q) => T.s[S.k[p]] - T.s[S.k[q]]);
 const GH = Math.min(Math.max(NR * 14, 120), 520);
 function end(k) { return T.e[k] < 0 ? D.span : T.e[k]; }
+function drawGrid() {
+  const [c, g, w, h] = canvas("gantt", GH + B);
+  const x0 = L, x1 = w - R, G = D.grid, rh = GH / G.length, cw = (x1 - x0) / G[0].length;
+  g.clearRect(0, 0, w, h);
+  g.fillStyle = D.colours[0];
+  for (let r = 0; r < G.length; r++) for (let i = 0; i < G[r].length; i++) {
+    if (!G[r][i]) continue;
+    g.globalAlpha = 0.1 + 0.9 * G[r][i];
+    g.fillRect(x0 + i * cw, r * rh, Math.max(cw, 0.6), Math.max(rh, 0.6));
+  }
+  g.globalAlpha = 1;
+  ticks(g, 0, D.span, x0, x1, GH);
+}
 function drawGantt() {
+  if (D.grid) return drawGrid();
   const [c, g, w, h] = canvas("gantt", GH + B);
   const x0 = L, x1 = w - R, rh = GH / NR, [a, b] = view, k = (x1 - x0) / (b - a);
   g.clearRect(0, 0, w, h);
@@ -78,7 +92,18 @@ function taskAt(ev) {
 }
 let drag = null;
 const gc = document.getElementById("gantt");
+function gridTip(ev) {
+  const rect = gc.getBoundingClientRect(), G = D.grid;
+  const x = ev.clientX - rect.left - L, y = ev.clientY - rect.top, wd = rect.width - R - L;
+  if (x < 0 || x > wd || y >= GH) { tip.style.display = "none"; return; }
+  const r = Math.floor(y / (GH / G.length)), i = Math.floor(x / wd * G[0].length);
+  const a = D.rows[r * D.per], b = D.rows[Math.min((r + 1) * D.per, NR) - 1];
+  tip.textContent = `cores ${a}..${b}, ${fmt(i / G[0].length * D.span)}..${fmt((i + 1) / G[0].length * D.span)}: ${Math.round(100 * G[r][i])}% busy`;
+  tip.style.display = "block";
+  tip.style.left = (ev.pageX + 12) + "px"; tip.style.top = (ev.pageY + 12) + "px";
+}
 gc.addEventListener("mousemove", ev => {
+  if (D.grid) return gridTip(ev);
   const k = taskAt(ev);
   if (k < 0) { tip.style.display = "none"; return; }
   const r = D.reason[k];
@@ -96,7 +121,7 @@ function timeAt(ev) {
   const rect = gc.getBoundingClientRect(), [a, b] = view;
   return a + Math.min(Math.max(ev.clientX - rect.left - L, 0), rect.width - R - L) / (rect.width - R - L) * (b - a);
 }
-gc.addEventListener("mousedown", ev => { drag = timeAt(ev); });
+gc.addEventListener("mousedown", ev => { if (!D.grid) drag = timeAt(ev); });
 gc.addEventListener("mouseup", ev => {
   if (drag === null) return;
   const t = timeAt(ev), a = Math.min(drag, t), b = Math.max(drag, t);

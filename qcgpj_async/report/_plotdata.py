@@ -24,6 +24,11 @@ STATE_COLOURS = {
     "QUEUED": "#E69F00",
 }
 TIMELINE_BINS = 600
+#: Above this many bars (a task on each of its cores) the Gantt chart shows how busy each
+#: group of cores was over time (a grid of GRID_ROWS x GRID_BINS) instead of each bar.
+SEG_LIMIT = 250_000
+GRID_BINS = 800
+GRID_ROWS = 400
 
 
 @dataclass
@@ -41,6 +46,8 @@ class PlotData:
     hist_edges: list[float]
     hist_counts: list[int]
     hist_log: bool
+    grid: list[list[float]] | None = None  # busy fraction of (row group, time bin)
+    grid_rows: int = 1  # cores per row group
 
 
 def histogram(values: list[float], bins: int = 40) -> tuple[list[float], list[int], bool]:
@@ -89,7 +96,12 @@ def plot_data(run: RunRecord, summary: Summary) -> PlotData:
     t1 = max([*times, end or t0, t0 + 1e-6])
     runtimes = [t.ended - t.started for t in ran if t.ended is not None and t.started is not None]
     edges, counts, log = histogram(runtimes)
+    grid, per = (None, 1)
+    if len(seg_row) > SEG_LIMIT:
+        grid, per = occupancy(ran, seg_row, seg_task, len(rows), t0, t1)
     return PlotData(
+        grid=grid,
+        grid_rows=per,
         t0=t0,
         t1=t1,
         rows=rows,
@@ -102,3 +114,31 @@ def plot_data(run: RunRecord, summary: Summary) -> PlotData:
         hist_counts=counts,
         hist_log=log,
     )
+
+
+def occupancy(
+    tasks: list[TaskRecord],
+    seg_row: list[int],
+    seg_task: list[int],
+    nrows: int,
+    t0: float,
+    t1: float,
+) -> tuple[list[list[float]], int]:
+    """How busy each group of cores was in each time bin (0..1), and cores per group."""
+    per = max(1, -(-nrows // GRID_ROWS))
+    groups = -(-nrows // per)
+    width = (t1 - t0) / GRID_BINS
+    grid = [[0.0] * GRID_BINS for _ in range(groups)]
+    for row, k in zip(seg_row, seg_task, strict=True):
+        t = tasks[k]
+        a = (t.started or t0) - t0
+        b = (t.ended if t.ended is not None else t1) - t0
+        cells = grid[row // per]
+        i = min(int(a / width), GRID_BINS - 1)
+        while a < b and i < GRID_BINS:
+            edge = (i + 1) * width
+            cells[i] += min(b, edge) - a
+            a = edge
+            i += 1
+    scale = 1.0 / (width * per)
+    return [[round(min(v * scale, 1.0), 3) for v in cells] for cells in grid], per

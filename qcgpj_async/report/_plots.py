@@ -45,11 +45,24 @@ def write_image(run: RunRecord, s: Summary, path: str, fmt: str) -> None:
     verts = []
     colours = []
     for row, k in zip(p.seg_row, p.seg_task, strict=True):
+        if p.grid is not None:
+            break
         t = p.tasks[k]
         a = (t.started or t0) - t0
         b = (t.ended if t.ended is not None else p.t1) - t0
         verts.append(((a, row), (b, row), (b, row + 0.9), (a, row + 0.9)))
         colours.append(STATE_COLOURS.get(t.state, "#000000"))
+    if p.grid is not None:  # too many bars: how busy each group of cores was
+        verts.clear()
+        gantt.imshow(
+            p.grid,
+            aspect="auto",
+            cmap="Greens",
+            vmin=0,
+            vmax=1,
+            interpolation="nearest",
+            extent=(0, p.t1 - t0, len(p.rows), 0),
+        )
     gantt.add_collection(PolyCollection(verts, facecolors=colours, edgecolors="none"))
     gantt.set_xlim(0, p.t1 - t0)
     gantt.set_ylim(len(p.rows), 0)

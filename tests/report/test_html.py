@@ -190,3 +190,64 @@ def test_images(run_dir: Path, fmt: str) -> None:
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
     else:
         assert b"<svg" in data[:1000] and b"Tasks on cores" in data
+
+
+def test_occupancy_grid_known_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qcgpj_async.report import _plotdata
+
+    monkeypatch.setattr(_plotdata, "GRID_BINS", 2)
+    monkeypatch.setattr(_plotdata, "GRID_ROWS", 1)
+    a = TaskRecord("a", "a", None, "SUCCEED", 0, 0, 0, 5, parse_allocation("n[0]"))
+    b = TaskRecord("b", "b", None, "SUCCEED", 0, 0, 2.5, 10, parse_allocation("n[1]"))
+    # two cores in one group, bins of 5 s: (5 + 2.5) / 10 and 5 / 10
+    grid, per = _plotdata.occupancy([a, b], [0, 1], [0, 1], 2, 0, 10)
+    assert per == 2 and grid == [[0.75, 0.5]]
+
+
+def many_tasks_run(n: int) -> RunRecord:
+    tasks = [
+        TaskRecord(
+            f"t:{i}",
+            "t",
+            i,
+            "SUCCEED" if i % 7 else "FAILED",
+            0,
+            i * 0.01,
+            i * 0.01,
+            i * 0.01 + 0.5,
+            parse_allocation(f"n{i % 4}[{i % 8}]"),
+            0 if i % 7 else 1,
+        )
+        for i in range(n)
+    ]
+    return RunRecord(
+        "p", nodes={f"n{k}": 8 for k in range(4)}, opened=0, closed=n * 0.01 + 1, tasks=tasks, now=0
+    )
+
+
+@needs_chromium
+def test_aggregated_gantt_renders(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from qcgpj_async.report import _plotdata
+
+    monkeypatch.setattr(_plotdata, "SEG_LIMIT", 100)  # 500 bars: aggregated
+    run = many_tasks_run(500)
+    page = tmp_path / "grid.html"
+    page.write_text(render_html(run, summarize(run)))
+    assert '"grid":[[' in page.read_text()
+    dom = browser("--dump-dom", page.as_uri())
+    assert console_messages(dom.stderr) == []
+    drawn = re.search(r'data-drawn="([^"]*)"', dom.stdout)
+    assert drawn and drawn.group(1).split() == ["gantt", "busy", "queue", "hist"]
+    assert dom.stdout.count("<tr><td>t:") == 72  # every 7th of 500 failed
+
+
+def test_aggregated_png(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="--png/--svg need the [report] extra (matplotlib)")
+    from qcgpj_async.report import _plotdata
+    from qcgpj_async.report._plots import write_image
+
+    monkeypatch.setattr(_plotdata, "SEG_LIMIT", 100)
+    run = many_tasks_run(500)
+    write_image(run, summarize(run), str(tmp_path / "g.svg"), "svg")
+    svg = (tmp_path / "g.svg").read_text()
+    assert "<image" in svg  # the grid, drawn as one image instead of 500 bars
