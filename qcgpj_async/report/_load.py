@@ -424,6 +424,7 @@ def _merge_journal(run: RunRecord, j: _Journal, tasks: dict[str, TaskRecord]) ->
         job.after = after
         if its is not None:
             job.total = its[1] - its[0]
+            tasks.pop(name, None)  # the text report's block of the whole job: not a task
         if end is not None:
             job.state, job.ended = end["state"], float(end["time"])
             job.message = job.message or end.get("msg")

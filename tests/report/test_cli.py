@@ -268,3 +268,24 @@ def test_report_of_a_run_killed_by_sigkill(tmp_path: Path) -> None:
         for r in runs:
             if alive(r["pid"]):
                 os.killpg(r["pid"], signal.SIGKILL)
+
+
+@pytest.mark.parametrize("fmt", ["text", "none"])
+def test_report_of_other_report_formats(tmp_path: Path, fmt: str) -> None:
+    f = requests(
+        tmp_path / "r.json",
+        script("bad", "exit 3"),
+        script("it", "test ${it} != 1", iteration={"stop": 3}),
+    )
+    proc = qcgpj("--file-path", f, "--wd", "wd", "--report-format", fmt, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    out = qcgpj("report", "wd", cwd=tmp_path).stdout
+    assert "  2 jobs: 2 failed\n" in out
+    assert "  4 iterations: 2 succeeded, 2 failed" in out
+    assert "FAILED   bad   exit code 3" in out
+    if fmt == "text":  # histories and allocations read from the text blocks
+        assert f"\n{'run time':14}       4 " in out
+        run = load_run(tmp_path / "wd")
+        assert {t.name: t.alloc[0][0] for t in run.tasks} == dict.fromkeys(
+            ["bad", "it:0", "it:1", "it:2"], run.tasks[0].alloc[0][0]
+        )
