@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from ._load import ReportError, load_run
-from ._stats import summarize
+from ._stats import STATES, summarize
 from ._text import JOB_SORT_KEYS, filter_tasks, format_jobs, format_summary, sort_tasks
 
 __all__ = ("SUBCOMMANDS", "build_parser", "main")
@@ -17,6 +17,17 @@ SUBCOMMANDS = ("report", "status")
 
 def _csv(text: str) -> list[str]:
     return [x for x in text.split(",") if x]
+
+
+def _states(text: str) -> list[str]:
+    """Comma-separated states (any case), each a known one (argparse type)."""
+    out = [x.upper() for x in _csv(text)]
+    bad = [x for x in out if x not in STATES]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"unknown state {', '.join(bad)}: one of {', '.join(STATES)}"
+        )
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,11 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("dir", metavar="DIR")
     r.add_argument(
-        "--failures", type=int, default=10, metavar="N", help="list the first N (default 10)"
+        "--failures",
+        type=int,
+        default=10,
+        metavar="N",
+        help="list the first N tasks that did not succeed (default 10)",
     )
     g = r.add_argument_group("--jobs: one line per task (a plain job or an iteration)")
     g.add_argument("--jobs", action="store_true", help="list tasks instead of the summary")
-    g.add_argument("--state", type=_csv, default=[], help="only these states (comma-separated)")
+    g.add_argument(
+        "--state",
+        type=_states,
+        default=[],
+        help=f"only these states (comma-separated: {', '.join(STATES)})",
+    )
     g.add_argument("--node", type=_csv, default=[], help="only tasks on these nodes")
     g.add_argument("--name", metavar="PATTERN", help="only names matching (shell-style: 'sim*')")
     g.add_argument(

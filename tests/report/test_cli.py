@@ -143,6 +143,8 @@ def test_jobs_filters_and_sorting(finished: Path) -> None:
     header, row = table.splitlines()
     assert header.split()[:2] == ["name", "state"]
     assert row.split()[:2] == ["dep", "OMITTED"] and row.endswith("dependency bad ended FAILED")
+    typo = qcgpj("report", "wd", "--jobs", "--state", "FAILD", cwd=finished)
+    assert typo.returncode == 2 and "unknown state FAILD: one of QUEUED, " in typo.stderr
     bad = qcgpj("report", "wd", "--jobs", "--sort", "colour", cwd=finished)
     assert bad.returncode == 2 and "--sort 'colour'" in bad.stderr
 
