@@ -8,13 +8,15 @@ jobs.report): the CLI hands over paths and counts only.
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 
 from ._load import ReportError, load_run
-from ._records import FINAL
+from ._records import FINAL, TaskRecord
 from ._stats import summarize
 from ._text import WORDS, format_duration
 
@@ -48,6 +50,67 @@ def _counts(states: Mapping[str, int]) -> str:
     return f"{total} job{'s' if total != 1 else ''}: {', '.join(parts)}"
 
 
+# A run's line in our jobs.report (runtime/_service.py writes it): its start, its end,
+# its allocation. Found by one regex over the file: parsing every line as JSON would
+# cost a batch of 100,000 jobs seconds at its end, for two numbers.
+_RAN = re.compile(
+    rb'\{"state": "EXECUTING", "date": "([^"]+)"\}, \{"state": "\w+", "date": "([^"]+)"\}\], '
+    rb'"runtime": \{"allocation": "([^"]*)"'
+)
+_OK = b'"state": "SUCCEED", "history"'
+
+
+def _times(data: bytes) -> tuple[float, float, float] | None:
+    """First start, last end and busy core-seconds of the runs in a jobs.report."""
+    seconds: dict[bytes, float] = {}
+
+    def ts(d: bytes) -> float:
+        base = seconds.get(d[:19])
+        if base is None:
+            base = seconds[d[:19]] = _dt.datetime.fromisoformat(d[:19].decode()).timestamp()
+        return base + float(d[19:]) if len(d) > 19 else base
+
+    first, last, busy = math.inf, -math.inf, 0.0
+    for m in _RAN.finditer(data):
+        a, b, alloc = m.groups()
+        x, e = ts(a), ts(b)
+        first, last = min(first, x), max(last, e)
+        busy += (e - x) * (alloc.count(b":") + alloc.count(b"["))
+    return (first, last, busy) if last >= first else None
+
+
+def _unsuccessful(
+    data: bytes, shown: int
+) -> tuple[list[tuple[float, int, str, str, str]], set[str], int]:
+    """The first ``shown`` tasks that did not succeed ``(end, state, name, reason)``, the
+    states seen and how many there are, from a jobs.report's lines."""
+    bad: list[tuple[float, int, str, str, str]] = []
+    states: set[str] = set()
+    count = 0
+    for line in data.split(b"\n"):
+        if not line or _OK in line[:400] or b'"iterations": {' in line:
+            continue
+        try:
+            e = json.loads(line)
+            t = TaskRecord(str(e["name"]), "", None, str(e["state"]), message=e.get("messages"))
+            code = (e.get("runtime") or {}).get("exit_code")
+            t.exit_code = int(code) if code not in (None, "") else None
+            hist = e.get("history") or [{}]
+            started = any(h.get("state") == "EXECUTING" for h in hist)
+            t.started = 0.0 if started else None
+            when = _dt.datetime.fromisoformat(str(hist[-1].get("date"))).timestamp()
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue  # a torn last line (the run is over: none), or not ours
+        if t.state not in FINAL or t.state == "SUCCEED":
+            continue
+        count += 1
+        states.add(t.state)
+        bad.append((when, count, t.state, t.name, t.reason))  # ties: in the file's order
+        bad.sort()
+        del bad[shown:]
+    return bad, states, count
+
+
 def summary_lines(
     service_dir: str | None,
     report_path: str | None = None,
@@ -63,7 +126,8 @@ def summary_lines(
 
     Args:
         service_dir: the run's service directory (None: it never started).
-        report_path: its jobs.report (None: ``--report-format none``).
+        report_path: its jobs.report in JSON (None: ``--report-format none`` or
+            ``text``: the lines come from :func:`load_run`, slower).
         job_states: jobs per state; default: final_status.json's ``JobStates``.
         failures: how many failed tasks to list.
     """
@@ -71,37 +135,67 @@ def summary_lines(
         return [_counts(job_states or {}) + "; report: none"]
     states = dict(job_states) if job_states is not None else _job_states(service_dir)
     lines: list[str] = []
-    run = None
     # The summary line comes whatever happens here: the rest is a bonus.
     with contextlib.suppress(ReportError, OSError, ValueError, KeyError, TypeError):
-        run = load_run(service_dir)
-    if run is not None:
-        if states is None:
-            states = {}
-            for j in run.jobs.values():
-                states[j.state] = states.get(j.state, 0) + 1
-        bad = [t for t in run.tasks if t.state in FINAL and t.state != "SUCCEED"]
-        bad.sort(key=lambda t: t.ended if t.ended is not None else math.inf)
-        for t in bad[:failures]:
-            lines.append(f"  {t.state} {t.name}: {t.reason}")
-        if bad:
-            kinds = ",".join(
-                s for s in ("FAILED", "OMITTED", "CANCELED") if any(t.state == s for t in bad)
-            )
-            more = f"{len(bad)} not succeeded; " if len(bad) > failures else ""
-            lines.append(
-                f"  ({more}all: qcgpj-async report {_rel(service_dir)} --jobs --state {kinds})"
-            )
-        s = summarize(run)
-        if not math.isnan(s.makespan):
-            util = "-" if math.isnan(s.utilisation) else f"{100 * s.utilisation:.1f}%"
-            lines.append(
-                f"makespan {format_duration(s.makespan)}, utilisation {util} of {s.cores} "
-                f"cores; more: qcgpj-async report {_rel(service_dir)}"
-            )
+        lines = _closing(service_dir, report_path, failures, states)
     where = _rel(report_path or service_dir)
     lines.append(f"{_counts(states or {})}; report: {where}")
     return lines
+
+
+def _closing(
+    service_dir: str, report_path: str | None, failures: int, states: dict[str, int] | None
+) -> list[str]:
+    data = b""
+    if report_path is not None:
+        with open(report_path, "rb") as f:
+            data = f.read()
+    lines = []
+    if data.startswith(b"{"):  # ours, JSON: the fast way
+        bad, kinds, count = _unsuccessful(data, failures)
+        times = _times(data)
+        cores = _cores(service_dir)
+    else:
+        run = load_run(service_dir)
+        ts = [t for t in run.tasks if t.state in FINAL and t.state != "SUCCEED"]
+        ts.sort(key=lambda t: t.ended if t.ended is not None else math.inf)
+        bad = [(0.0, 0, t.state, t.name, t.reason) for t in ts[:failures]]
+        kinds, count = {t.state for t in ts}, len(ts)
+        s = summarize(run)
+        times = (
+            None
+            if s.last_end is None or s.first_start is None
+            else (s.first_start, s.last_end, s.usage.busy)
+        )
+        cores = s.cores
+    for _, _, state, name, reason in bad:
+        lines.append(f"  {state} {name}: {reason}")
+    if count:
+        order = ",".join(k for k in ("FAILED", "OMITTED", "CANCELED") if k in kinds)
+        more = f"{count} not succeeded; " if count > failures else ""
+        lines.append(
+            f"  ({more}all: qcgpj-async report {_rel(service_dir)} --jobs --state {order})"
+        )
+    if times is not None:
+        first, last, busy = times
+        span = last - first
+        util = f"{100 * busy / (cores * span):.1f}%" if cores and span > 0 else "-"
+        lines.append(
+            f"makespan {format_duration(span)}, utilisation {util} of {cores} cores; "
+            f"more: qcgpj-async report {_rel(service_dir)}"
+        )
+    return lines
+
+
+def _cores(service_dir: str) -> int:
+    """Usable cores: the journal header's nodes (its first line), else final_status.json."""
+    with open(os.path.join(service_dir, "journal.jsonl"), "rb") as f:
+        header = json.loads(f.readline())
+    cores = sum(int(v) for v in (header.get("nodes") or {}).values())
+    if not cores:  # a journal of an older version
+        with open(os.path.join(service_dir, "final_status.json"), encoding="utf-8") as f:
+            cores = int(json.load(f)["Resources"]["TotalCores"])
+    return cores
 
 
 def stopping_text(jobs: int, grace: float) -> str:

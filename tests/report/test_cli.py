@@ -291,3 +291,20 @@ def test_report_of_other_report_formats(tmp_path: Path, fmt: str) -> None:
         assert {t.name: t.alloc[0][0] for t in run.tasks} == dict.fromkeys(
             ["bad", "it:0", "it:1", "it:2"], run.tasks[0].alloc[0][0]
         )
+
+
+def test_batch_closing_lines_agree_with_the_report(finished: Path) -> None:
+    from qcgpj_async.report import format_duration, summary_lines
+
+    sdir = service_dir(finished / "wd")
+    *failed, hint, makespan, last = summary_lines(str(sdir), str(sdir / "jobs.report"))
+    s = summarize(load_run(sdir))
+    assert makespan.startswith(
+        f"makespan {format_duration(s.makespan)}, utilisation {100 * s.utilisation:.1f}% of 4 "
+        "cores; "
+    )
+    # the first three by end time, as the report lists them
+    by_end = sorted(s.unsuccessful, key=lambda t: t.ended or 0.0)[:3]
+    assert failed == [f"  {t.state} {t.name}: {t.reason}" for t in by_end]
+    assert hint.endswith(" --jobs --state FAILED,OMITTED)")
+    assert last.startswith("4 jobs: 1 succeeded, 2 failed, 1 omitted; report: ")
