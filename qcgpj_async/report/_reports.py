@@ -6,7 +6,7 @@ import contextlib
 import datetime as _dt
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ._records import FINAL, JobRecord, RunRecord, TaskRecord
@@ -110,17 +110,26 @@ _CUT = b', "execution": '
 def _json_lines(path: str, cut: bool = False) -> list[tuple[int, Any]]:
     """The objects of a JSON-lines file that may be growing (a torn last line is left out).
 
-    One ``json.loads`` of the whole file as an array: a call per line costs more
-    than the parsing at 100,000 lines. A bad line falls back to line by line, to
-    name it. ``cut``: leave out a report line's ``execution`` and what follows it
-    (``resources``, ``dependencies``: the journal has them), the bulk of the
-    text, where no ``runtime`` follows. Inside a JSON string a quote is escaped,
-    so ``, "execution": `` is found at the top level of the object only.
-
     Raises:
         ReportError: a line (not the last) that is not JSON.
     """
     numbered = [(n, line) for n, line, last in _lines(path) if not last and line.strip()]
+    return _parse_lines(path, numbered, cut)
+
+
+def _parse_lines(path: str, numbered: list[tuple[int, bytes]], cut: bool) -> list[tuple[int, Any]]:
+    """``(number, object)`` of JSON lines.
+
+    One ``json.loads`` of them all as an array: a call per line costs more than the
+    parsing at 100,000 lines. A bad line falls back to line by line, to name it.
+    ``cut``: leave out a report line's ``execution`` and what follows it
+    (``resources``, ``dependencies``: the journal has them), the bulk of the text,
+    where no ``runtime`` follows. Inside a JSON string a quote is escaped, so
+    ``, "execution": `` is found at the top level of the object only.
+
+    Raises:
+        ReportError: a line that is not JSON.
+    """
     if cut:
         for i, (n, line) in enumerate(numbered):
             k = line.find(_CUT)
@@ -140,55 +149,101 @@ def _json_lines(path: str, cut: bool = False) -> list[tuple[int, Any]]:
     return out
 
 
+# The line of a task that ran and succeeded, as our jobs.report writes most lines
+# (runtime/_service.py: run_json): read by one regex match, no JSON parsing. A name
+# with a backslash (an escape), and every other line, go through json.loads.
+_SUCCEEDED = re.compile(
+    rb'\{"name": "([^"\\]*)", "state": "SUCCEED", "history": \[\{"state": "QUEUED", '
+    rb'"date": "([^"]+)"\}, \{"state": "SCHEDULED", "date": "([^"]+)"\}, \{"state": '
+    rb'"EXECUTING", "date": "([^"]+)"\}, \{"state": "SUCCEED", "date": "([^"]+)"\}\], '
+    rb'"runtime": \{"allocation": "([^"\\]*)"'
+)
+
+
 def _read_report_json(path: str, run: RunRecord) -> dict[str, TaskRecord]:
-    seconds: dict[str, float] = {}  # "YYYY-mm-ddTHH:MM:SS" -> POSIX seconds
+    seconds: dict[str | bytes, float] = {}  # "YYYY-mm-ddTHH:MM:SS" -> POSIX seconds
+
+    def when(d: str | bytes) -> float:
+        base = seconds.get(d[:19])
+        if base is None:
+            head = d[:19]
+            text = head.decode() if isinstance(head, bytes) else head
+            base = seconds[head] = _dt.datetime.fromisoformat(text).timestamp()
+        return base + float(d[19:]) if len(d) > 19 else base
+
+    entries: list[tuple[int, re.Match[bytes] | None]] = []
+    slow: list[tuple[int, bytes]] = []
+    match = _SUCCEEDED.match
+    for n, line, last in _lines(path):
+        if last or not line.strip():
+            continue
+        m = match(line)
+        entries.append((n, m))
+        if m is None:
+            slow.append((n, line))
+    parsed = iter(_parse_lines(path, slow, cut=True))
     tasks: dict[str, TaskRecord] = {}
-    final = FINAL
-    for n, e in _json_lines(path, cut=True):
+    jobs = run.jobs
+    for n, m in entries:
+        if m is not None:
+            name = m.group(1).decode()
+            job, it = _split_label(name)
+            x = when(m.group(4))
+            t = tasks[name] = TaskRecord(
+                name, job, it, "SUCCEED", when(m.group(2)), when(m.group(3)), x, when(m.group(5))
+            )
+            t.alloc, t.acores = _allocation(m.group(6).decode())
+            t.exit_code = 0
+            if it is None:
+                jobs[name] = JobRecord(name, "SUCCEED", None, t.ended)
+            continue
+        _, e = next(parsed)
         try:
-            name, state = str(e["name"]), str(e["state"])
-            q = sc = x = end = None
-            for h in e.get("history") or ():
-                d = h["date"]
-                base = seconds.get(d[:19])
-                if base is None:
-                    base = seconds[d[:19]] = _dt.datetime.fromisoformat(d[:19]).timestamp()
-                when = base + float(d[19:]) if len(d) > 19 else base
-                st = h["state"]
-                if st == "QUEUED":
-                    q = when if q is None else q
-                elif st == "SCHEDULED":
-                    sc = when if sc is None else sc
-                elif st == "EXECUTING":
-                    x = when if x is None else x
-                elif st in final:
-                    end = when
+            _task_from_json(e, tasks, run, when)
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise ReportError(f"{path}: line {n} is not a report entry ({err!r})") from None
-        msg = e.get("messages")
-        its = e.get("iterations")
-        if its is not None:  # the summary line of an iteration job: not a task
-            run.jobs[name] = JobRecord(name, state, int(its.get("total", 0)), end, msg)
-            continue
-        if x is not None and end is None and state in final:
-            end = x  # a history without its end: zero length, not unknown
-        job, it = _split_label(name)
-        t = tasks[name] = TaskRecord(name, job, it, state, q, sc, x, end, message=msg)
-        runtime = e.get("runtime")
-        if runtime:
-            alloc = runtime.get("allocation")
-            if alloc:
-                t.alloc, t.acores = _allocation(str(alloc))
-            code = runtime.get("exit_code")
-            if code not in (None, ""):
-                with contextlib.suppress(TypeError, ValueError):
-                    t.exit_code = int(code)
-        res = e.get("resources")
-        if isinstance(res, dict):
-            t.ncores = _cores_asked(res)
-        if it is None:
-            run.jobs[name] = JobRecord(name, state, None, end, msg)
     return tasks
+
+
+def _task_from_json(
+    e: Any, tasks: dict[str, TaskRecord], run: RunRecord, when: Callable[[str], float]
+) -> None:
+    name, state = str(e["name"]), str(e["state"])
+    q = sc = x = end = None
+    for h in e.get("history") or ():
+        at = when(h["date"])
+        st = h["state"]
+        if st == "QUEUED":
+            q = at if q is None else q
+        elif st == "SCHEDULED":
+            sc = at if sc is None else sc
+        elif st == "EXECUTING":
+            x = at if x is None else x
+        elif st in FINAL:
+            end = at
+    msg = e.get("messages")
+    its = e.get("iterations")
+    if its is not None:  # the summary line of an iteration job: not a task
+        run.jobs[name] = JobRecord(name, state, int(its.get("total", 0)), end, msg)
+        return
+    if x is not None and end is None and state in FINAL:
+        end = x  # a history without its end: zero length, not unknown
+    job, it = _split_label(name)
+    t = tasks[name] = TaskRecord(name, job, it, state, q, sc, x, end, message=msg)
+    runtime = e.get("runtime")
+    if runtime:
+        alloc = runtime.get("allocation")
+        if alloc:
+            t.alloc, t.acores = _allocation(str(alloc))
+        code = runtime.get("exit_code")
+        if code not in (None, ""):
+            with contextlib.suppress(TypeError, ValueError):
+                t.exit_code = int(code)
+    res = e.get("resources")
+    if isinstance(res, dict):
+        t.ncores = _cores_asked(res)
+    if it is None:
+        run.jobs[name] = JobRecord(name, state, None, end, msg)
 
 
 _TEXT_HEAD = re.compile(r"^(\S.*) \((\w+)\)$")

@@ -308,3 +308,16 @@ def test_batch_closing_lines_agree_with_the_report(finished: Path) -> None:
     assert failed == [f"  {t.state} {t.name}: {t.reason}" for t in by_end]
     assert hint.endswith(" --jobs --state FAILED,OMITTED)")
     assert last.startswith("4 jobs: 1 succeeded, 2 failed, 1 omitted; report: ")
+
+
+def test_the_fast_path_reads_as_json_does(finished: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    from qcgpj_async.report import _reports
+
+    fast = load_run(finished / "wd")
+    assert sum(1 for t in fast.tasks if t.state == "SUCCEED") == 3
+    monkeypatch.setattr(_reports, "_SUCCEEDED", re.compile(rb"(?!)"))  # never matches
+    slow = load_run(finished / "wd")
+    assert {t.name: t for t in fast.tasks} == {t.name: t for t in slow.tasks}
+    assert fast.jobs == slow.jobs
