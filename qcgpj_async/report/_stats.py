@@ -138,7 +138,7 @@ def _events(tasks: Iterable[TaskRecord]) -> list[tuple[float, int, int]]:
         if s is not None and x is not None and x > s:
             add((s, 1, c))
             add((x, 1, -c))
-        if x is not None:
+        if x is not None and (e is None or e > x):  # an instant run is never busy
             add((x, 0, c))
             if e is not None:
                 add((e, 0, -c))
@@ -269,9 +269,7 @@ def summarize(run: RunRecord) -> Summary:
         for node, n in run.nodes.items():
             alloc = n * (last - first)
             per_node[node] = (n, busy.get(node, 0.0), busy.get(node, 0.0) / alloc if alloc else nan)
-        wall_busy = sum(
-            core_seconds_by_node(tasks, run.opened or first, pilot_end or last).values()
-        )
+        wall_busy = sum(busy.values())  # every ended run lies within [first, last]
     else:
         usage, wall_busy = Breakdown(), 0.0
     util = usage.busy / usage.allocated if usage.allocated > 0 else nan
