@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -53,10 +54,20 @@ anyio.run(main)
 """
 
 
-def timed(cmd: list[str]) -> float:
+CPU: dict[str, list[float]] = {}
+
+
+def timed(cmd: list[str], key: str = "") -> float:
+    """Wall seconds of ``cmd``; its CPU seconds (user + sys: what a loaded, shared
+    machine disturbs least) are kept in CPU[key]."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=REPO)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    CPU.setdefault(key, []).append(cpu)
+    return wall
 
 
 def main() -> None:
@@ -98,12 +109,13 @@ def main() -> None:
     times: dict[str, list[float]] = {k: [] for k in kinds}
     for _ in range(args.runs):  # alternating: the machine's noise hits each alike
         for k, cmd in kinds.items():
-            times[k].append(timed(cmd))
+            times[k].append(timed(cmd, k))
     out.update(jobs=args.jobs, nodes=args.nodes, make_run_s=round(made, 2))
     for k, v in times.items():
         med = statistics.median(v)
         out[f"{k}_s"] = round(med, 3)
         out[f"{k}_min_s"] = round(min(v), 3)  # the least disturbed run, on a shared machine
+        out[f"{k}_cpu_s"] = round(statistics.median(CPU[k]), 3)
         print(
             f"report {k:5}: median {med:.2f} s, min {min(v):.2f} s (runs: {', '.join(f'{x:.2f}' for x in v)})"
         )
@@ -161,7 +173,7 @@ def peer(venv: Path, n: int, runs: int) -> dict[str, object]:
     times: dict[str, list[float]] = {k: [] for k in kinds}
     for _ in range(runs):
         for k, cmd in kinds.items():
-            times[k].append(timed(cmd))
+            times[k].append(timed(cmd, "peer " + k))
     out: dict[str, object] = {"peer_jobs": n}
     for k, v in times.items():
         out[f"{k}_s"] = round(statistics.median(v), 3)
