@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="qcgpj-async",
         description="Run many small jobs inside one allocation (QCG-PilotJob compatible).",
+        epilog="Also: 'qcgpj-async report DIR' (what a run did; --jobs, --html) and "
+        "'qcgpj-async status DIR' (a running service, from its files).",
     )
     p.add_argument("--version", action="version", version=f"qcgpj_async {__version__}")
     p.add_argument(
@@ -147,7 +149,12 @@ def run() -> NoReturn:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the service; returns the process exit code."""
+    """Run the service (or ``report``/``status``); returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("report", "status"):  # subcommands; the original's flags stay
+        from .report import main as report_main
+
+        return report_main(argv)
     args = build_parser().parse_args(argv)
     if args.file and not args.file_path:
         args.file_path = DEFAULT_REQUESTS
@@ -227,6 +234,9 @@ async def _stoppable(
         raise failure
     if code is None or service.cancelled_caught:
         signum = stop.signum or signal.SIGTERM
+        if stop.pilot is not None:  # the summary, cancelled jobs counted as such
+            for line in _summary(stop.pilot):
+                _err(line)
         _err(f"{'interrupted' if signum == signal.SIGINT else 'terminated'}: every job was stopped")
         return 128 + signum
     return code
@@ -238,6 +248,12 @@ async def _watch_signals(
     async for signum in signals:
         if stop.signum is None:
             stop.signum = signum
+            if stop.pilot is not None:
+                from .report import stopping_text
+
+                j = stop.pilot.service_status()["JobStats"]
+                left = j["TotalJobs"] - j["FailedJobs"] - j["FinishedJobs"]
+                _err(stopping_text(left, stop.pilot.kill_grace))
             service.cancel()
         elif stop.pilot is not None:
             stop.pilot.kill_all()
@@ -297,51 +313,45 @@ async def _stop_unfinished(pilot: Pilot) -> None:
 
 
 def _exit_code(pilot: Pilot, run: FileRun) -> int:
-    """Print the summary line; 2 a request was rejected, 1 a job did not succeed, else 0."""
-    _err(_summary(pilot))
+    """Print the summary; 2 a request was rejected, 1 a job did not succeed, else 0."""
+    for line in _summary(pilot):
+        _err(line)
     if run.rejected:
         return 2
     c = pilot.engine.job_counts
     return 0 if c[JobState.SUCCEED] == sum(c.values()) else 1
 
 
-def _summary(pilot: object) -> str:
+def _summary(pilot: object) -> list[str]:
+    """The closing lines (failures, makespan, the summary line last), from the service dir."""
+    from .report import summary_lines
     from .runtime import Pilot
 
     assert isinstance(pilot, Pilot)
-    c = pilot.engine.job_counts
-    total = sum(c.values())
-    parts = [f"{c[JobState.SUCCEED]} succeeded"]
-    for state, word in (
-        (JobState.FAILED, "failed"),
-        (JobState.OMITTED, "omitted"),
-        (JobState.CANCELED, "cancelled"),
-    ):
-        if c[state]:
-            parts.append(f"{c[state]} {word}")
-    where = "none"
-    if pilot.service is not None:
-        path = pilot.service.report_path or pilot.service.path
-        rel = os.path.relpath(path)
-        where = rel if not rel.startswith("..") else path
-    return f"{total} job{'s' if total != 1 else ''}: {', '.join(parts)}; report: {where}"
+    svc = pilot.service
+    if svc is None:
+        return summary_lines(
+            None, job_states={s.value: n for s, n in pilot.engine.job_counts.items()}
+        )
+    return summary_lines(svc.path, svc.report_path)
 
 
 def _progress_line(pilot: object, out: TextIO, t0: float, final: bool = False) -> None:
+    from .report import progress_text
     from .runtime import Pilot
 
     assert isinstance(pilot, Pilot)
-    c = pilot.engine.iteration_counts()
-    done = c[JobState.SUCCEED] + c[JobState.FAILED] + c[JobState.CANCELED] + c[JobState.OMITTED]
-    failed = done - c[JobState.SUCCEED]
-    total = sum(c.values())
-    elapsed = max(time.monotonic() - t0, 1e-9)
-    rate = done / elapsed
-    left = total - done
-    eta = f"{int(left / rate // 60)}:{int(left / rate % 60):02d}" if rate > 0 and left else "-"
-    line = (
-        f"done {done}/{total} ({failed} failed), running {c[JobState.EXECUTING]}, "
-        f"queued {c[JobState.QUEUED] + c[JobState.SCHEDULED]}, {rate:.0f} jobs/s, ETA {eta}"
+    st = pilot.service_status()
+    j, it = st["JobStats"], st["IterationStats"]
+    line = progress_text(
+        j["FailedJobs"] + j["FinishedJobs"],
+        j["TotalJobs"],
+        j["FailedJobs"],
+        it["FailedIterations"] + it["FinishedIterations"],
+        it["TotalIterations"],
+        it["ExecutingIterations"],
+        it["InScheduleIterations"],
+        time.monotonic() - t0,
     )
     if out.isatty():
         out.write("\r\x1b[2K" + line + ("\n" if final else ""))

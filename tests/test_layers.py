@@ -16,6 +16,7 @@ ALLOWED = {
     "executors": {"executors", "engine", "model"},
     "runtime": {"runtime", "executors", "engine", "model"},
     "adapters": {"adapters", "runtime", "executors", "engine", "model"},
+    "report": {"report", "model"},  # reads files: works with no runtime, on any run
 }
 ENGINE_FORBIDDEN = {
     "anyio",
@@ -106,3 +107,21 @@ def test_core_has_no_network_dependency() -> None:
 def test_walker_sees_relative_imports() -> None:
     # The checker itself must be able to fail: model/_jobs.py imports ._convert.
     assert "qcgpj_async.model._convert" in imports(PKG / "model" / "_jobs.py")
+
+
+def test_report_imports_stdlib_only_at_module_level() -> None:
+    # report/ works with the core install; its plotting extra is imported lazily.
+    import sys
+
+    bad = []
+    for p in sorted((PKG / "report").rglob("*.py")):
+        for node in ast.parse(p.read_text()).body:  # module level only
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names = [node.module]
+            for n in names:
+                if n.split(".")[0] not in sys.stdlib_module_names | {"qcgpj_async"}:
+                    bad.append(f"{p.relative_to(PKG)} imports {n}")
+    assert bad == []

@@ -2,15 +2,20 @@
 
 One JSON object per line, appended, never rewritten:
 
-- ``{"t": "open", "v": 1, "id": ..., "time": ..., "from": <journal resumed> | null}`` first;
+- ``{"t": "open", "v": 1, "id": ..., "time": ..., "from": <journal resumed> | null,
+  "pid": ..., "host": ..., "nodes": {<name>: <usable cores>, ...}}`` first (``pid``,
+  ``host`` and ``nodes`` let ``qcgpj-async report``/``status`` tell a live service
+  from a dead one and compute utilisation per node);
 - ``{"t": "submit", "time": ..., "vars": {rcnt, uniq, ...}, "jobs": [<standard format>]}``
   for each accepted batch (with its submit-time variables, so ``${uniq}`` keeps
   its value across a resume);
 - ``{"t": "end", "job": ..., "it": <index> | null, "state": ..., "code": <exit> | null,
   "time": ..., "msg"?: ...}`` for every final state of a job (``it`` null) or iteration;
-- ``{"t": "run", "job": ..., "it": ..., "pid": ..., "start": ...}`` for a process
-  still running at a sync (so a resume can kill what a killed service left
-  running: ``start`` is its start time in clock ticks from ``/proc/<pid>/stat``);
+- ``{"t": "run", "job": ..., "it": ..., "pid": ..., "start": ..., "alloc": ...,
+  "time": ...}`` for a process still running at a sync (so a resume can kill what
+  a killed service left running: ``start`` is its start time in clock ticks from
+  ``/proc/<pid>/stat``; ``alloc`` and ``time``, its cores and start, are for
+  ``qcgpj-async status``);
 - ``{"t": "cancel", "names": [...]}``, ``{"t": "remove", "names": [...]}``;
 - ``{"t": "close", "time": ..., "interrupted": n}`` when the pilot ends.
 
@@ -84,19 +89,22 @@ class Journal:
         instance_id: the pilot's id, for the header.
         now: the time of the header.
         resumed_from: the journal this run resumes, if any.
+        nodes: the usable cores of each node, for reports.
     """
 
     def __init__(
-        self, path: str, instance_id: str, now: float, resumed_from: str | None = None
+        self,
+        path: str,
+        instance_id: str,
+        now: float,
+        resumed_from: str | None = None,
+        nodes: Mapping[str, int] | None = None,
     ) -> None:
         self.path = path
         self._fd: int | None = None
-        self._buf: list[str] = [
-            _dumps(
-                {"t": "open", "v": VERSION, "id": instance_id, "time": now, "from": resumed_from}
-            )
-            + "\n"
-        ]
+        header = {"t": "open", "v": VERSION, "id": instance_id, "time": now, "from": resumed_from}
+        header.update(pid=os.getpid(), host=os.uname().nodename, nodes=dict(nodes or {}))
+        self._buf: list[str] = [_dumps(header) + "\n"]
         self.unsynced = False
 
     # -- records -------------------------------------------------------------------
@@ -200,6 +208,8 @@ class Journal:
                             "it": run.index,
                             "pid": proc.pid,
                             "start": start,
+                            "alloc": str(run.allocation),
+                            "time": run.started,
                         }
                     )
                     + "\n"

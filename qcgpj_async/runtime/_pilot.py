@@ -237,6 +237,7 @@ class Pilot(RunsMixin, WaitsMixin):
             self.id,
             self._started_at,
             rec.path if rec else None,
+            {n.name: len(n.free) for n in pool.nodes},
         )
         try:
             if rec is not None:
@@ -393,7 +394,14 @@ class Pilot(RunsMixin, WaitsMixin):
         if self.journal is not None:
             self.journal.close(time.time(), len(self._interrupted))
         if self.service is not None:
-            self.service.write_final_status(self.service_status())
+            status = self.service_status()
+            # Beside the original's fields: every state counted as itself (the
+            # original counts CANCELED as finished and OMITTED as failed).
+            status["JobStates"] = {s.value: n for s, n in self.engine.job_counts.items()}
+            status["IterationStates"] = {
+                s.value: n for s, n in self.engine.iteration_counts().items()
+            }
+            self.service.write_final_status(status)
             self.service.log.info("pilot %s finished", self.id)
             self.service.close()
 

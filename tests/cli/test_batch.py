@@ -68,6 +68,14 @@ def lines(proc: subprocess.CompletedProcess[str]) -> list[str]:
     return proc.stderr.splitlines()
 
 
+def before_summary(proc: subprocess.CompletedProcess[str]) -> list[str]:
+    """stderr less the closing block: failed jobs, makespan line, summary line."""
+    out = lines(proc)[:-1]
+    while out and out[-1].startswith(("qcgpj-async:   ", "qcgpj-async: makespan ")):
+        out.pop()
+    return out
+
+
 def summary(proc: subprocess.CompletedProcess[str]) -> re.Match[str]:
     m = SUMMARY.fullmatch(lines(proc)[-1])
     assert m, proc.stderr
@@ -95,7 +103,12 @@ def test_all_succeed_exit_0(tmp_path: Path) -> None:
     f = batch(tmp_path / "r.json", job("a"), job("b", iteration={"stop": 3}))
     proc = qcgpj("--file-path", f, "--wd", str(tmp_path / "wd"), cwd=tmp_path)
     assert proc.returncode == 0
-    assert lines(proc) == [lines(proc)[-1]]  # nothing but the summary
+    makespan, _ = lines(proc)  # nothing but the makespan line and the summary
+    assert re.fullmatch(
+        r"qcgpj-async: makespan .+, utilisation .+% of \d+ cores; more: qcgpj-async report "
+        r"wd/\.qcgpjm-service-.+",
+        makespan,
+    ), makespan
     m = summary(proc)
     assert m.group(1, 2) == ("2", "2") and m.group(3, 4, 5) == (None, None, None)
     assert proc.stdout == ""
@@ -277,7 +290,7 @@ def test_rejected_requests_do_not_stop_the_others(tmp_path: Path) -> None:
     )
     proc = qcgpj("--file-path", f, "--wd", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 2
-    *problems, last = lines(proc)
+    problems, last = before_summary(proc), lines(proc)[-1]
     assert problems == [
         "qcgpj-async: request #1 (submit) rejected: job 'bad': execution: "
         "Job execution (exec or script) not defined",
@@ -514,8 +527,13 @@ def test_show_progress_final_line(tmp_path: Path) -> None:
         "--file-path", f, "--wd", str(tmp_path), "--nodes", "2", "--show-progress", cwd=tmp_path
     )
     assert proc.returncode == 1
-    progress, last = lines(proc)  # non-tty: whole lines, no escape codes
-    m = re.fullmatch(r"done 5/5 \(1 failed\), running 0, queued 0, (\d+) jobs/s, ETA -", progress)
+    progress, failed, hint, _, last = lines(proc)  # non-tty: whole lines, no escape codes
+    assert failed == "qcgpj-async:   FAILED f: exit code 1"
+    assert hint.endswith(" --jobs --state FAILED)")
+    m = re.fullmatch(
+        r"done 2/2 jobs \(1 failed; iterations 5/5\), running 0, queued 0, (\d+) it/s, ETA -",
+        progress,
+    )
     assert m, progress
     # the rate counts from the start of the run: 5 iterations, 2 rounds of 0.1 s at least
     assert 0 < int(m.group(1)) <= 5 / 0.2
@@ -553,7 +571,7 @@ async def test_progress_line(tmp_path: Path) -> None:
         t0 = time.monotonic() - 20  # 2 done in 20 s: 0.1 jobs/s, 3 left: 30 s
         plain = FakeStream(tty=False)
         _progress_line(pilot, plain, t0)
-        line = "done 2/5 (1 failed), running 2, queued 1, 0 jobs/s, ETA 0:30"
+        line = "done 2/5 jobs (1 failed; iterations 2/5), running 2, queued 1, 0 it/s, ETA 0:30"
         assert plain.getvalue() == line + "\n"
         tty = FakeStream(tty=True)
         _progress_line(pilot, tty, t0)
@@ -567,7 +585,9 @@ async def test_progress_line(tmp_path: Path) -> None:
         tty = FakeStream(tty=True)
         with anyio.move_on_after(0.7):
             await _progress(pilot, tty, time.monotonic())
-        assert tty.getvalue().startswith("\r\x1b[2Kdone 1/1 (0 failed), running 0, queued 0, ")
+        assert tty.getvalue().startswith(
+            "\r\x1b[2Kdone 1/1 jobs (0 failed; iterations 1/1), running 0, queued 0, "
+        )
         assert tty.getvalue().count("\r") == 1
     # iterations count one by one
     async with Pilot(nodes="4", wd=tmp_path) as pilot:
@@ -575,7 +595,9 @@ async def test_progress_line(tmp_path: Path) -> None:
         await pilot.wait4all(timeout=TIMEOUT)
         out = FakeStream(tty=False)
         _progress_line(pilot, out, time.monotonic() - 2)
-        assert out.getvalue() == "done 6/6 (0 failed), running 0, queued 0, 3 jobs/s, ETA -\n"
+        assert out.getvalue() == (
+            "done 1/1 jobs (0 failed; iterations 6/6), running 0, queued 0, 3 it/s, ETA -\n"
+        )
 
 
 # -- every request in a file ------------------------------------------------------------------------
@@ -611,9 +633,14 @@ def test_every_request_in_a_file(tmp_path: Path) -> None:
     proc = qcgpj("--file-path", f, "--wd", str(tmp_path), "--nodes", "1", cwd=tmp_path)
     assert time.monotonic() - t < 10  # "hold" was killed, not waited for
     assert proc.returncode == 1  # two jobs were cancelled
-    assert lines(proc) == [
-        "qcgpj-async: 3 jobs: 1 succeeded, 2 cancelled; report: " + summary(proc).group(6)
+    assert before_summary(proc) == []
+    assert lines(proc)[:2] == [
+        "qcgpj-async:   CANCELED b: cancelled before it started",
+        "qcgpj-async:   OMITTED c: dependency b ended CANCELED",
     ]
+    assert lines(proc)[-1] == (
+        "qcgpj-async: 3 jobs: 1 succeeded, 2 cancelled; report: " + summary(proc).group(6)
+    )
     got = replies(tmp_path)
     assert [(n, name) for n, name, _ in got] == [
         (1, "submit"),
@@ -798,7 +825,7 @@ def test_request_errors_in_a_file(tmp_path: Path) -> None:
     )
     proc = qcgpj("--file-path", f, "--wd", str(tmp_path), "--nodes", "1", cwd=tmp_path)
     assert proc.returncode == 2
-    assert lines(proc)[:-1] == [
+    assert before_summary(proc) == [
         "qcgpj-async: request #2 (removeJob): hold: Job 'hold' not finished - can not be removed",
         "qcgpj-async: request #3 (jobStatus) rejected: Invalid request: Wrong job status request"
         " - missing job names",
@@ -860,7 +887,17 @@ def test_signal_stops_every_job(tmp_path: Path, sig: str, code: int, word: str) 
         _, err = proc.communicate(timeout=TIMEOUT)
         assert time.monotonic() - t < 5
         assert proc.returncode == code
-        assert err == f"qcgpj-async: {word}: every job was stopped\n"
+        first, *closing, last = err.splitlines()
+        # at once: what happens now; then the summary, stopped jobs counted as cancelled
+        assert first == (
+            "qcgpj-async: stopping 1 job (SIGTERM; SIGKILL in 10 s; Ctrl-C again to kill now)"
+        )
+        assert sorted(closing[:2]) == [
+            "qcgpj-async:   CANCELED s:0: killed by SIGTERM",
+            "qcgpj-async:   CANCELED s:1: killed by SIGTERM",
+        ]
+        assert SUMMARY.fullmatch(closing[-1]) and " 1 job: 0 succeeded, 1 cancelled; " in err
+        assert last == f"qcgpj-async: {word}: every job was stopped"
         deadline = time.monotonic() + TIMEOUT
         while any(alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.01)  # SIGKILL is delivered asynchronously

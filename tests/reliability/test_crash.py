@@ -143,7 +143,7 @@ def test_sigkill_then_resume_twice(tmp_path: Path) -> None:
         (wd / "gate").touch()
         _, err = third.communicate(timeout=T)
         assert third.returncode == 0, err
-        assert err.startswith("qcgpj-async: 13 jobs: 13 succeeded; report: "), err
+        assert err.splitlines()[-1].startswith("qcgpj-async: 13 jobs: 13 succeeded; report: "), err
     finally:
         (wd / "gate").touch()
         stop_all(procs, orphans + pids(wd))
