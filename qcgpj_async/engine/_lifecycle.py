@@ -74,6 +74,8 @@ _pack = ENTRY.pack
 QCODE = CODE[Q]
 #: For each final state, the byte table that turns QUEUED iterations into it (bulk ends).
 _FROM_QUEUED = {s: bytes(CODE[s] if i == QCODE else i for i in range(256)) for s in FINAL_STATES}
+#: How a QUEUED iteration without a run can end (not SUCCEED: it never ran).
+_QUEUED_ENDS = ALLOWED[Q] & FINAL_STATES
 #: Up to this many iterations, a bulk cancel or omit publishes one event per iteration.
 EMIT_LIMIT = 100_000
 
@@ -167,15 +169,16 @@ def codes(job: Job) -> bytearray:
 
 
 def end_iteration(eng: Engine, job: Job, index: int, state: JobState, now: float) -> None:
-    """Iteration ``index`` of ``job``, QUEUED and without a run, ends ``state`` now.
+    """Iteration ``index`` of ``job``, QUEUED and without a run, ends ``state`` now
+    (CANCELED, OMITTED or FAILED): published, counted, its dependants told.
 
     Raises:
-        InvalidTransition: not allowed from the iteration's state.
+        InvalidTransition: the iteration is not QUEUED, or ``state`` is not one of those.
     """
     its = codes(job)
     i = index - job.start
     old = STATES[its[i]]
-    if state not in ALLOWED[old] or state not in FINAL_STATES:
+    if old is not Q or state not in _QUEUED_ENDS:
         raise InvalidTransition(
             f"job {job.name!r} iteration {index}: {old.value} -> {state.value} is not allowed"
         )
@@ -200,7 +203,7 @@ def end_queued_iterations(eng: Engine, job: Job, state: JobState, now: float) ->
     Raises:
         InvalidTransition: ``state`` is not a final state a queued iteration may take.
     """
-    if state not in ALLOWED[Q] or state not in FINAL_STATES:
+    if state not in _QUEUED_ENDS:
         raise InvalidTransition(
             f"job {job.name!r}: queued iterations: {Q.value} -> {state.value} is not allowed"
         )
