@@ -36,7 +36,6 @@ from ._lifecycle import (
     codes,
     end_iteration,
     end_queued_iterations,
-    executing,
     iteration_final,
     job_state,
     maybe_job_final,
@@ -152,8 +151,11 @@ class Engine:
         if run.state in FINAL_STATES:  # cancelled while queued, started meanwhile: being killed
             return self._drain()
         run.started = now
-        executing(self, run, now)
-        wt = run.job.spec.resources.wall_time
+        run_state(self, run, E, now)
+        job = run.job
+        if job.iterative and job.state is S:
+            job_state(self, job, E, now)
+        wt = job.spec.resources.wall_time
         if wt is not None:
             heapq.heappush(self._deadlines, (now + wt, run_id))
         return self._drain()

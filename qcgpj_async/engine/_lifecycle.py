@@ -13,7 +13,7 @@ this module, checked against :data:`ALLOWED` (an impossible change raises
 :class:`InvalidTransition` instead of corrupting the registry):
 
 * one job or run: :func:`job_state`, :func:`run_state` (and :func:`scheduled`,
-  :func:`executing`, which move an iteration job with its first run);
+  which moves an iteration job with its first run);
 * one iteration without a run: :func:`end_iteration`;
 * every queued iteration of a job at once: :func:`end_queued_iterations`
   (one byte rewritten per iteration, not an object);
@@ -34,7 +34,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..model import FINAL_STATES, InvalidTransition, JobState
-from ._compact import compact_ended
+from ._compact import compact_ended, compact_runs
 from ._records import CODE, ENTRY, STATES, Job, Outcome, Run
 
 if TYPE_CHECKING:
@@ -46,7 +46,6 @@ __all__ = (
     "codes",
     "end_iteration",
     "end_queued_iterations",
-    "executing",
     "iteration_final",
     "job_state",
     "maybe_job_final",
@@ -107,9 +106,12 @@ def job_state(eng: Engine, job: Job, state: JobState, now: float) -> None:
     h = job.packed_history
     h += _pack(CODE[state], now)  # a bytearray while the job lives: in place
     if state in FINAL_STATES:
-        # What an ended job keeps is compact: bytes, and its runs in columns.
+        # What an ended job keeps is compact: bytes, and its runs in columns
+        # (compact_ended, written out: this is the exit path of every job).
         job.packed_history = bytes(h)
-        compact_ended(job, eng._shared)
+        if job.iterative:
+            compact_runs(job)
+        eng._shared.share(job)
     counts = eng.job_counts
     counts[old] -= 1
     counts[state] += 1
@@ -148,14 +150,6 @@ def scheduled(eng: Engine, run: Run, now: float) -> None:
     job = run.job
     if job.iterative and job.state is Q:
         job_state(eng, job, S, now)
-
-
-def executing(eng: Engine, run: Run, now: float) -> None:
-    """``run``'s process started: EXECUTING, and so is its iteration job at its first."""
-    run_state(eng, run, E, now)
-    job = run.job
-    if job.iterative and job.state is S:
-        job_state(eng, job, E, now)
 
 
 # == iterations without a run ==================================================

@@ -83,26 +83,30 @@ def check_batch(eng: Engine, specs: Sequence[JobSpec]) -> list[Prepared]:
         except ValueError as e:
             problems.append(f"job {spec.name!r}: resources: {e}")
         else:
-            problems.extend(_fit_problems(eng, spec, req))
-        out.append((spec, req, sched, _deps(eng, spec, batch, problems)))
+            problem = _fit_problem(eng, spec, req)
+            if problem is not None:
+                problems.append(problem)
+        deps = _deps(eng, spec, batch, problems) if spec.dependencies else []
+        out.append((spec, req, sched, deps))
     problems.extend(find_cycles(batch))
     if problems:
         raise JobDescriptionError(problems)
     return out
 
 
-def _fit_problems(eng: Engine, spec: JobSpec, req: Requirement | None) -> list[str]:
+def _fit_problem(eng: Engine, spec: JobSpec, req: Requirement | None) -> str | None:
+    """Why ``spec`` can never get its resources, or None."""
     # from the spec, not req: a job with an iteration scheduler has no req
     crs = spec.resources.node_crs
     missing = set(crs) - eng.pool.consumables if crs else None
     if missing:
-        return [f"job {spec.name!r}: resources.nodeCrs: no node has {', '.join(sorted(missing))}"]
+        return f"job {spec.name!r}: resources.nodeCrs: no node has {', '.join(sorted(missing))}"
     req = req if req is not None else sched_min_req(spec)
     # The nodes never change: one answer per distinct requirement.
     fit = eng._fit.get(req)
     if fit is None:
         fit = eng._fit[req] = eng.pool.can_ever_fit(req)
-    return [] if fit else [f"Not enough resources for job {spec.name}"]
+    return None if fit else f"Not enough resources for job {spec.name}"
 
 
 def _deps(eng: Engine, spec: JobSpec, batch: dict[str, JobSpec], problems: list[str]) -> list[Dep]:
