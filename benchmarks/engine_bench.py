@@ -15,6 +15,10 @@ measured is the engine's own bookkeeping: the product's headline cost per job.
    "a short job exits, the next one starts": its cost must not grow with Q.
 4. lazy iterations: one job of 10^6 iterations on 4 cores: submit time and
    peak traced memory (targets < 50 ms, < 10 MB).
+5. multi-node placement: 4-node jobs (``numNodes: 4``: four whole nodes; and
+   ``numNodes: 4, numCores: 1``: one core on each of four nodes) on 16 vs
+   1,000 nodes of 128 cores, submitted at once and run to the end: us per
+   job (target <= 30 at 1,000 nodes, and not growing with the nodes).
 
 Prints a markdown table, then one JSON line with every figure. ``--profile``
 prints the cProfile top functions of (1) instead.
@@ -169,6 +173,21 @@ def bench_backfill(queued: int, events: int) -> float:
     return dt / events * 1e6
 
 
+def bench_multinode(nodes: int, n: int, reps: int = 3, **kw: int) -> float:
+    """(5): us per 4-node job (``kw``: the job's resources) on ``nodes`` x 128 cores."""
+    tmpl = Jobs().add(name="t", exec="/bin/true", numNodes=4, **kw).jobs()[0]
+    dt = float("inf")
+    for _ in range(reps):
+        specs = [attrs.evolve(tmpl, name=f"m{i}") for i in range(n)]
+        eng = Engine(pool(",".join(["128"] * nodes)))
+        gc.collect()
+        t0 = time.perf_counter()
+        run_all(eng, specs)
+        dt = min(dt, time.perf_counter() - t0)
+        assert eng.unfinished == 0 and eng.job_counts[eng.jobs["m0"].state] == n
+    return dt / n * 1e6
+
+
 def bench_iterations(n: int) -> dict[str, float]:
     """(4): submit of one job of ``n`` iterations: seconds (untraced) and traced peak bytes."""
     spec = Jobs().add(name="big", exec="/bin/true", iteration=n).jobs()[0]
@@ -215,6 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     bf_small = bench_backfill(1_000, 2_000)
     bf_big = bench_backfill(n, 2_000)
     it = bench_iterations(its)
+    mn_jobs = 1_000 if args.quick else 4_000
+    multi = {
+        f"{kind}_{nodes}": bench_multinode(nodes, mn_jobs, **kw)
+        for kind, kw in (("whole", {}), ("one_core", {"numCores": 1}))
+        for nodes in (16, 1_000)
+    }
 
     rows = [
         (
@@ -255,6 +280,18 @@ def main(argv: list[str] | None = None) -> int:
             f"submit {it['submit_ms']:.2f} ms, peak {it['peak_mb']:.2f} MB",
             "< 50 ms, < 10 MB",
         ),
+        (
+            "(5) multi-node",
+            f"{mn_jobs:,} jobs of 4 whole nodes, 16 vs 1,000 nodes x 128 cores",
+            f"{multi['whole_16']:.1f} vs {multi['whole_1000']:.1f} us/job",
+            "<= 30 us at 1,000 nodes",
+        ),
+        (
+            "(5') multi-node, 1 core",
+            f"{mn_jobs:,} jobs of 1 core on each of 4 nodes, same",
+            f"{multi['one_core_16']:.1f} vs {multi['one_core_1000']:.1f} us/job",
+            "<= 30 us at 1,000 nodes",
+        ),
     ]
     print(f"Engine benchmark (python {platform.python_version()}, {platform.machine()})\n")
     print("| case | workload | result | target |")
@@ -277,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                     "ratio": bf_big / bf_small,
                 },
                 "iterations": it,
+                "multinode": {"jobs": mn_jobs, "us_per_job": multi},
             }
         )
     )

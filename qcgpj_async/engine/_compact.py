@@ -20,7 +20,15 @@ import attrs
 from ..model import Execution, JobSpec, Resources
 from ._records import CODE, STATES, Job, Run
 
-__all__ = ("RunTable", "SharedParts", "compact_runs", "exit_message")
+__all__ = ("RunTable", "SharedParts", "compact_ended", "compact_runs", "exit_message")
+
+
+def compact_ended(job: Job, shared: SharedParts) -> None:
+    """Make what an ended job keeps small: its runs in columns, its spec's parts
+    shared (called by ``_lifecycle`` as a job ends, or is restored ended)."""
+    if job.iterative:
+        compact_runs(job)
+    shared.share(job)
 
 
 def compact_runs(job: Job) -> None:

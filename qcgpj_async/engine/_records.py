@@ -19,7 +19,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeAlias
 
 import attrs
 
@@ -38,6 +38,7 @@ __all__ = (
     "Launch",
     "Outcome",
     "Run",
+    "RunStore",
     "StateChanged",
     "pack_history",
     "unpack_history",
@@ -51,6 +52,17 @@ CODE: dict[JobState, int] = {s: i for i, s in enumerate(STATES)}
 ENTRY = struct.Struct("<Bd")
 
 History = list[tuple[JobState, float]]
+
+#: Where a job keeps its runs (:attr:`Job.run_store`), by kind of job and phase;
+#: read them through :attr:`Job.runs` and :meth:`Job.run_at`, change them through
+#: :meth:`Job.add_run`, :meth:`Job.drop_run` and :meth:`Job.clear_runs`:
+#:
+#: * ``None``: no run (none started yet, or the job was removed);
+#: * a :class:`Run`: the one run of a plain job (no dict for a single run);
+#: * a ``dict`` of iteration -> :class:`Run`: the runs of a live iteration job;
+#: * a :class:`~qcgpj_async.engine.RunTable`: the runs of an ended iteration job,
+#:   in columns (see ``_compact``).
+RunStore: TypeAlias = "Run | dict[int | None, Run] | RunTable | None"
 
 
 def pack_history(entries: Iterable[tuple[JobState, float]]) -> bytearray:
@@ -158,13 +170,17 @@ class Job:
 
     Iterations are not materialized up front: ``cursor`` is the next index to
     start, ``runs`` holds only the started ones, ``it_states`` (one byte per
-    iteration) appears with the first iteration event.
+    iteration, see :data:`CODE`; written only by ``_lifecycle``) appears with
+    the first iteration event.
 
     ``packed_history`` is the history packed (see :data:`ENTRY`): a bytearray
-    while the job lives, bytes once it ended. ``run_store`` holds the runs:
-    the one :class:`Run` of a plain job, a dict of an iteration job's runs,
-    or, once an iteration job with many runs ended, a
-    :class:`~qcgpj_async.engine.RunTable`; read them through ``runs``.
+    while the job lives, bytes once it ended. ``run_store`` holds the runs
+    (see :data:`RunStore`); read them through ``runs``.
+
+    Per kind of job: ``start``, ``stop``, ``cursor``, ``it_states`` and
+    ``ready_its`` are an iteration job's; ``paired`` and ``paired_left`` a job's
+    with ``${it}`` dependencies; ``sched``, ``sched_nodes`` and ``peek`` a job's
+    with an iteration scheduler (``req`` is then None).
     """
 
     name: str
@@ -181,9 +197,10 @@ class Job:
     paired: tuple[str, ...] = ()  # jobs whose iteration i gates our iteration i
     paired_left: dict[int, int] | None = None  # iteration -> paired deps still open
     ready_its: list[int] | None = None  # heap of iterations ready (paired deps only)
-    sched: Iterator[int] | None = None
-    sched_nodes: bool = False
-    run_store: Run | dict[int | None, Run] | RunTable | None = None
+    sched: Iterator[int] | None = None  # amount (cores or nodes) of each next iteration
+    sched_nodes: bool = False  # ``sched`` gives nodes (else cores)
+    peek: int | None = None  # what ``sched`` gives the next iteration, taken ahead
+    run_store: RunStore = None
     it_states: bytearray | None = None
     active: int = 0  # runs scheduled or executing
     done: int = 0  # iterations in a final state
@@ -191,7 +208,6 @@ class Job:
     canceled: bool = False
     in_bucket: bool = False
     messages: list[str] | None = None
-    attrs_extra: dict[str, Any] | None = None
 
     @property
     def total(self) -> int:
@@ -246,6 +262,20 @@ class Job:
             store = self.run_store = {}
         assert type(store) is dict, "runs added to an ended job"
         store[run.index] = run
+
+    def drop_run(self, index: int | None) -> None:
+        """Forget the run of iteration ``index`` (None: a plain job's), cancelled or
+        requeued before it took any cores: it is reported as never run."""
+        store = self.run_store
+        if index is None:
+            self.run_store = None
+        elif type(store) is dict:
+            store.pop(index, None)
+
+    def clear_runs(self) -> None:
+        """Forget every run (a removed job: runs point at their job, and the job at
+        its runs; breaking that cycle frees them now, not at a full collection)."""
+        self.run_store = None
 
 
 _NO_RUNS: Mapping[int | None, Run] = MappingProxyType({})

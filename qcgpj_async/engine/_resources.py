@@ -10,7 +10,11 @@ Allocation rules follow the original:
 
 The common case (cores only, no consumables) is O(log n) per allocation:
 nodes with free cores sit in a heap by index, each node's free cores in a
-heap by id, and "does it fit" is a comparison with a counter.
+heap by id, and "does it fit" is a comparison with a counter. Placing a
+job on nodes (``numNodes``, no consumables) does not walk the nodes either:
+the nodes that can hold ``c`` cores each (or are whole and free) are in a
+heap by index too, one heap per distinct ``c``, made at its first use (see
+:meth:`ResourcePool._on_nodes`). Consumables keep the walk over the nodes.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ class NodePart:
     """The share of one node in an allocation."""
 
     node: str
-    cores: tuple[int, ...]
+    cores: tuple[int, ...]  # ascending
     crs: Mapping[str, int] | None = None
     index: int = 0
 
@@ -162,6 +166,15 @@ class ResourcePool:
                 self._heap.append(n.index)
         self.consumables = frozenset(k for n in self.nodes for k in n.crs_total)
         self.largest_node = max(len(n.free) for n in self.nodes)  # usable cores
+        # Cores asked per node (0: whole nodes) -> heap of the indexes of the nodes
+        # that can hold that now, and whether each node is in it. Every node that
+        # can is in its heap (a release pushes it); one that no longer can is
+        # dropped when a placement meets it (an allocation never walks the heaps).
+        self._by_need: dict[int, tuple[list[int], bytearray]] = {}
+        # The nodes of the last such placement: the same requirement placed again
+        # (fits, then allocate) finds the same nodes while they can still hold it
+        # and no release made a lower one able to (a release forgets them).
+        self._found: tuple[Requirement, list[Node]] | None = None
 
     @property
     def total_nodes(self) -> int:
@@ -214,7 +227,12 @@ class ResourcePool:
             return None
         parts = []
         for node, ncores in plan:
-            cores = tuple(heapq.heappop(node.free) for _ in range(ncores))
+            free = node.free
+            if ncores == len(free):  # all of them: no pop per core
+                cores = tuple(sorted(free))
+                free.clear()
+            else:
+                cores = tuple(heapq.heappop(free) for _ in range(ncores))
             for k, n in req.crs:
                 node.crs_free[k] -= n
             parts.append(NodePart(node.name, cores, dict(req.crs) or None, node.index))
@@ -273,6 +291,8 @@ class ResourcePool:
 
     def _plan(self, req: Requirement) -> list[tuple[Node, int]] | None:
         """Which nodes and how many cores on each, for a non-trivial requirement."""
+        if req.nodes_lo is not None and not req.crs:
+            return self._on_nodes(req, req.nodes_lo)
         plan: list[tuple[Node, int]] = []
         if req.nodes_lo is None:  # cores anywhere, on nodes that have the consumables
             want = req.cores_hi
@@ -298,12 +318,71 @@ class ResourcePool:
                 break
         return plan if len(plan) >= req.nodes_lo else None
 
+    def _on_nodes(self, req: Requirement, nodes_lo: int) -> list[tuple[Node, int]] | None:
+        """:meth:`_plan` of ``nodes_lo..nodes_hi`` nodes without consumables: the
+        lowest-index nodes that can hold ``cores_lo`` each (or are whole and free),
+        as the walk over the nodes would find them, from their heap."""
+        need = req.cores_lo
+        last = self._found
+        if (
+            last is not None
+            and last[0] is req
+            and all(self._fits_need(node, need) for node in last[1])
+        ):
+            found = last[1]
+        else:
+            nodes = self._find_nodes(req, need, nodes_lo)
+            if nodes is None:
+                return None
+            found = nodes
+            self._found = (req, found)
+        if need == 0:
+            return [(n, len(n.free)) for n in found]
+        hi = req.cores_hi
+        return [(n, min(len(n.free), hi)) for n in found]
+
+    def _find_nodes(self, req: Requirement, need: int, nodes_lo: int) -> list[Node] | None:
+        """The lowest-index nodes (up to ``nodes_hi``) that can hold ``need`` each."""
+        index = self._by_need.get(need)
+        if index is None:
+            flags = bytearray(self._fits_need(n, need) for n in self.nodes)
+            index = self._by_need[need] = ([i for i, f in enumerate(flags) if f], flags)
+        heap, flags = index
+        want = req.nodes_hi if req.nodes_hi is not None else nodes_lo
+        nodes = self.nodes
+        found: list[Node] = []
+        pop = heapq.heappop
+        while heap and len(found) < want:
+            node = nodes[pop(heap)]
+            if self._fits_need(node, need):
+                found.append(node)
+            else:
+                flags[node.index] = 0
+        for node in found:  # a plan takes nothing: they stay candidates
+            heapq.heappush(heap, node.index)
+        return found if len(found) >= nodes_lo else None
+
+    def _fits_need(self, node: Node, need: int) -> bool:
+        """Whether ``node`` can hold ``need`` cores now (0: is whole, free and usable)."""
+        if need:
+            return len(node.free) >= need
+        return (
+            len(node.free) == node.total
+            and node.crs_free == node.crs_total
+            and not (self.system_core and node.index == 0)
+        )
+
     def release(self, alloc: Allocation) -> None:
         """Give an allocation's cores and consumables back."""
+        by_need = self._by_need
         for part in alloc.parts:
             node = self.nodes[part.index]
-            for c in part.cores:
-                heapq.heappush(node.free, c)
+            free = node.free
+            if free:
+                for c in part.cores:
+                    heapq.heappush(free, c)
+            else:  # ascending (as every allocation makes them): a heap as they are
+                free.extend(part.cores)
             if part.crs:
                 for k, n in part.crs.items():
                     node.crs_free[k] += n
@@ -311,3 +390,10 @@ class ResourcePool:
             if not node.in_heap:
                 node.in_heap = True
                 heapq.heappush(self._heap, node.index)
+            if by_need:
+                self._found = None
+                i = node.index
+                for need, (heap, flags) in by_need.items():
+                    if not flags[i] and self._fits_need(node, need):
+                        flags[i] = 1
+                        heapq.heappush(heap, i)

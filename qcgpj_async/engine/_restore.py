@@ -15,9 +15,11 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ..model import FINAL_STATES, JobSpec, JobState
-from ._compact import compact_runs
+from ._deps import propagate, wire
+from ._lifecycle import register_ended, register_iteration, register_queued_iterations
 from ._records import CODE, ENTRY, Job, Outcome, Run
 from ._resources import Allocation
+from ._submit import check_batch, register, resolve
 
 if TYPE_CHECKING:
     from ._engine import Engine, Instruction
@@ -26,8 +28,6 @@ __all__ = ("restore",)
 
 Q = JobState.QUEUED
 OK, CANCEL, OMIT = JobState.SUCCEED, JobState.CANCELED, JobState.OMITTED
-_CODE = CODE  # the engine's byte per iteration state
-_QCODE = _CODE[Q]
 #: A restored run has no cores: it ended before this engine started.
 _NOWHERE = Allocation(())
 
@@ -63,8 +63,8 @@ def restore(
 ) -> list[Instruction]:
     """See :meth:`Engine.restore`."""
     check_outcomes(specs, outcomes)
-    prepared = eng._check_batch(specs)
-    jobs = [eng._register(spec, req, sched, now, emit=False) for spec, req, sched, _ in prepared]
+    prepared = check_batch(eng, specs)
+    jobs = [register(eng, spec, req, sched, now, emit=False) for spec, req, sched, _ in prepared]
     to_wire = []
     for job, (_, _, _, deps) in zip(jobs, prepared, strict=True):
         if _apply(eng, job, outcomes.get(job.name) or {}, now):
@@ -72,8 +72,8 @@ def restore(
         to_wire.append((job, deps))
     # Every restored state is in place before anyone's dependencies are judged.
     for job, deps in to_wire:
-        eng._wire(job, deps, now)
-    eng._propagate(now)
+        wire(eng, job, deps, now)
+    propagate(eng, now)
     eng._schedule(now)
     return eng._drain()
 
@@ -87,13 +87,13 @@ def _apply(eng: Engine, job: Job, outs: Mapping[int | None, Outcome], now: float
             return False
         if top.exit_code is not None:
             _run(eng, job, None, top)
-        _ended(eng, job, top)
+        register_ended(eng, job, top)
         return True
-    its = None
+    some = False
     for index in sorted(i for i in outs if i is not None):
         out = outs[index]
-        its = eng._its(job)
-        its[index - job.start] = _CODE[out.state]
+        register_iteration(job, index, out.state)
+        some = True
         job.done += 1
         if out.state is not OK:
             job.failed += 1
@@ -102,22 +102,22 @@ def _apply(eng: Engine, job: Job, outs: Mapping[int | None, Outcome], now: float
         eng._emit(job.name, index, out.state, out.time)
     if top is not None and (top.state in (CANCEL, OMIT) or job.done == job.total):
         # Iterations cancelled or omitted in bulk may have no outcome of their own.
-        if its is not None:
-            n = its.count(_QCODE)
-            its[:] = its.replace(bytes((_QCODE,)), bytes((_CODE[top.state],)))
+        if some:
+            n = register_queued_iterations(job, top.state)
             job.done += n
             job.failed += n
         elif top.state in (CANCEL, OMIT):
             job.done = job.failed = job.total
-        _ended(eng, job, top)
+        register_ended(eng, job, top)
         return True
     if job.done == job.total:  # every iteration ended; the job's own end was not recorded
         last = max(o.time for o in outs.values())
-        _ended(eng, job, Outcome(OK if job.failed == 0 else JobState.FAILED, last))
+        register_ended(eng, job, Outcome(OK if job.failed == 0 else JobState.FAILED, last))
         return True
     if job.sched is not None:
         # Share the resources among the iterations left, not all of them.
-        _, sched = eng._requirement(job.spec, job.total - job.done)
+        _, sched = resolve(eng, job.spec, job.total - job.done)
+        assert sched is not None
         job.sched, job.sched_nodes = sched
     eng._emit(job.name, None, Q, now)
     return False
@@ -126,7 +126,7 @@ def _apply(eng: Engine, job: Job, outs: Mapping[int | None, Outcome], now: float
 def _run(eng: Engine, job: Job, index: int | None, out: Outcome) -> None:
     """The record of a run that ended before this engine started (for info and reports)."""
     eng._run_id += 1
-    history = None if index is None else ENTRY.pack(_CODE[out.state], out.time)
+    history = None if index is None else ENTRY.pack(CODE[out.state], out.time)
     run = Run(
         eng._run_id,
         job,
@@ -139,20 +139,3 @@ def _run(eng: Engine, job: Job, index: int | None, out: Outcome) -> None:
         finished=out.time,
     )
     job.add_run(run)
-
-
-def _ended(eng: Engine, job: Job, out: Outcome) -> None:
-    """Register ``job`` (just registered, QUEUED, not yet published) in its final state."""
-    job.state = out.state
-    job.packed_history = ENTRY.pack(_CODE[out.state], out.time)
-    if job.iterative:
-        compact_runs(job)
-    eng._shared.share(job)
-    eng.job_counts[Q] -= 1
-    eng.job_counts[out.state] += 1
-    if not job.iterative:
-        job.done = 1
-        job.failed = int(out.state is not OK)
-    if out.message and out.state is not OK:
-        job.messages = [out.message]
-    eng._emit(job.name, None, out.state, out.time)

@@ -1,15 +1,193 @@
-"""Submit-time helpers: requirements, dependency names, cycles.
+"""Submit: checking a batch of jobs, all or none, and registering its jobs.
 
-Pure functions of job specs, used by :class:`~qcgpj_async.engine.Engine`
-when it checks a batch.
+:func:`check_batch` lists every problem of a batch (names, iteration counts,
+resources that can never fit, unknown or cyclic dependencies) in one
+:class:`JobDescriptionError`, and otherwise prepares each job: its interned
+requirement or its iteration scheduler, and its parsed dependencies.
+:func:`register` makes the QUEUED :class:`Job` record. The rest are pure
+functions of job specs.
 """
 
 from __future__ import annotations
 
-from ..model import JobSpec
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, TypeAlias
+
+from ..model import JobDescriptionError, JobSpec, JobState
+from ._itersched import plan
+from ._records import CODE, ENTRY, Job
 from ._resources import Requirement
 
-__all__ = ("find_cycles", "parse_dep", "requirement", "sched_min_req")
+if TYPE_CHECKING:
+    from ._engine import Engine
+
+__all__ = (
+    "MAX_ITERATIONS",
+    "Dep",
+    "Prepared",
+    "Sched",
+    "check_batch",
+    "find_cycles",
+    "parse_dep",
+    "register",
+    "requirement",
+    "resolve",
+    "sched_min_req",
+)
+
+#: At most this many iterations in one job (a byte of state each: 1 GB).
+MAX_ITERATIONS = 1_000_000_000
+#: A parsed dependency: job name, iteration (or None), paired (``${it}``).
+Dep: TypeAlias = tuple[str, int | None, bool]
+#: An iteration scheduler: the amount of each next iteration, and whether it is nodes.
+Sched: TypeAlias = tuple[Iterator[int], bool]
+#: A checked job: its spec, requirement (None: per iteration, from the scheduler),
+#: iteration scheduler, and dependencies.
+Prepared: TypeAlias = tuple[JobSpec, Requirement | None, Sched | None, list[Dep]]
+
+Q = JobState.QUEUED
+_QUEUED_AT = ENTRY.pack
+
+
+def check_batch(eng: Engine, specs: Sequence[JobSpec]) -> list[Prepared]:
+    """Every job of ``specs``, prepared; or every problem of the batch.
+
+    Raises:
+        JobDescriptionError: a name is taken, a dependency is unknown or
+            cyclic, a job can never fit the resources, ...; lists every problem.
+    """
+    problems: list[str] = []
+    batch: dict[str, JobSpec] = {}
+    for spec in specs:
+        if spec.name in eng.jobs or spec.name in batch:
+            problems.append(f"job {spec.name!r}: name: Job {spec.name} already exist")
+        it = spec.iteration
+        if it is not None and it.stop - it.start > MAX_ITERATIONS:
+            # one byte of state per iteration, allocated at the first launch
+            problems.append(
+                f"job {spec.name!r}: iteration: {it.stop - it.start} "
+                f"iterations, more than {MAX_ITERATIONS} in one job"
+            )
+        batch[spec.name] = spec
+    out = []
+    for spec in specs:
+        if (
+            problems
+            and spec.iteration is not None
+            and (spec.iteration.stop - spec.iteration.start > MAX_ITERATIONS)
+        ):
+            continue
+        req, sched = None, None
+        try:
+            req, sched = resolve(eng, spec)
+        except ValueError as e:
+            problems.append(f"job {spec.name!r}: resources: {e}")
+        else:
+            problem = _fit_problem(eng, spec, req)
+            if problem is not None:
+                problems.append(problem)
+        deps = _deps(eng, spec, batch, problems) if spec.dependencies else []
+        out.append((spec, req, sched, deps))
+    problems.extend(find_cycles(batch))
+    if problems:
+        raise JobDescriptionError(problems)
+    return out
+
+
+def _fit_problem(eng: Engine, spec: JobSpec, req: Requirement | None) -> str | None:
+    """Why ``spec`` can never get its resources, or None."""
+    # from the spec, not req: a job with an iteration scheduler has no req
+    crs = spec.resources.node_crs
+    missing = set(crs) - eng.pool.consumables if crs else None
+    if missing:
+        return f"job {spec.name!r}: resources.nodeCrs: no node has {', '.join(sorted(missing))}"
+    req = req if req is not None else sched_min_req(spec)
+    # The nodes never change: one answer per distinct requirement.
+    fit = eng._fit.get(req)
+    if fit is None:
+        fit = eng._fit[req] = eng.pool.can_ever_fit(req)
+    return None if fit else f"Not enough resources for job {spec.name}"
+
+
+def _deps(eng: Engine, spec: JobSpec, batch: dict[str, JobSpec], problems: list[str]) -> list[Dep]:
+    """The dependencies of ``spec``, parsed; what is wrong with them goes to ``problems``."""
+    prefix = f"job {spec.name!r}: dependencies.after"
+    deps = []
+    for dep in spec.dependencies.after if spec.dependencies else ():
+        name, index, paired = parse_dep(dep)
+        target = batch.get(name) or (eng.jobs[name].spec if name in eng.jobs else None)
+        if target is None:
+            problems.append(f"{prefix}: unknown job {name!r}")
+            continue
+        if index is not None or paired:
+            it = target.iteration
+            if it is None:
+                problems.append(f"{prefix}: {dep!r}: job {name!r} has no iterations")
+                continue
+            if index is not None and not it.start <= index < it.stop:
+                problems.append(f"{prefix}: {dep!r}: job {name!r} has no iteration {index}")
+                continue
+            mine = spec.iteration
+            if paired and (mine is None or mine.start < it.start or mine.stop > it.stop):
+                problems.append(
+                    f"{prefix}: {dep!r}: needs iterations "
+                    f"within {name!r}'s {it.start}..{it.stop - 1}"
+                )
+                continue
+        deps.append((name, index, paired))
+    return deps
+
+
+def resolve(
+    eng: Engine, spec: JobSpec, iterations: int | None = None
+) -> tuple[Requirement | None, Sched | None]:
+    """The interned requirement of ``spec``, or (None and) its iteration scheduler,
+    sharing the pool among ``iterations`` (default: all of them).
+
+    Raises:
+        ValueError: the scheduler cannot give every iteration its minimum.
+    """
+    r = spec.resources
+    pool = eng.pool
+    for count, nodes in ((r.num_cores, False), (r.num_nodes, True)):
+        if count is not None and count.scheduler is not None:
+            if not nodes:
+                total = pool.total_cores
+            elif r.num_cores is None:  # whole nodes: the system core's node is never whole
+                total = sum(1 for n in pool.nodes if pool.usable(n) == n.total)
+            else:
+                total = pool.total_nodes
+            n = iterations or (len(spec.iteration) if spec.iteration else 1)
+            s = count.scheduler
+            return None, (plan(s.name, s.params, total, n, count.lower), nodes)
+    req = requirement(spec, pool.largest_node)
+    # One object per distinct requirement: less memory, and the bucket
+    # lookup finds an identical key at once.
+    return eng._reqs.setdefault(req, req), None
+
+
+def register(
+    eng: Engine,
+    spec: JobSpec,
+    req: Requirement | None,
+    sched: Sched | None,
+    now: float,
+    emit: bool = True,
+) -> Job:
+    """The record of a checked job, QUEUED at ``now`` (published unless not ``emit``)."""
+    it = spec.iteration
+    job = Job(spec.name, spec, eng._seq, Q, bytearray(_QUEUED_AT(CODE[Q], now)), req)
+    eng._seq += 1
+    if it is not None:
+        job.iterative = True
+        job.start, job.stop, job.cursor = it.start, it.stop, it.start
+    if sched is not None:
+        job.sched, job.sched_nodes = sched
+    eng.jobs[spec.name] = job
+    eng.job_counts[Q] += 1
+    if emit:
+        eng._emit(job.name, None, Q, now)
+    return job
 
 
 def requirement(spec: JobSpec, largest_node: int | None = None) -> Requirement:

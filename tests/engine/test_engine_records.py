@@ -244,3 +244,36 @@ def test_remove_frees_a_compact_iteration_job_at_once() -> None:
     assert job.runs == {}
     del job
     assert ref() is None  # no cycle left through the table
+
+
+def test_run_store_by_kind_and_its_helpers() -> None:
+    d = Driver(engine("2"))
+    d.submit(spec("p"), spec("it", iteration=3))
+    plain, its = d.eng.jobs["p"], d.eng.jobs["it"]
+    assert type(plain.run_store) is Run and plain.run_at(None) is plain.run_store
+    assert type(its.run_store) is dict and list(its.runs) == [0]
+    # Dropping a run that never took cores: the job reads as never launched.
+    its.drop_run(0)
+    assert its.runs == {} and its.run_at(0) is None
+    its.drop_run(7)  # none: nothing happens
+    plain.drop_run(None)
+    assert plain.run_store is None and plain.runs == {} and plain.run_at(None) is None
+    its.clear_runs()
+    assert its.run_store is None and its.run_messages() == []
+
+
+def test_iteration_scheduler_peek_is_a_typed_field() -> None:
+    d = Driver(engine("4"))
+    sched = {"min": 2, "scheduler": {"name": "maximum-iters"}}
+    d.submit(spec("x"), spec("a", iteration=3, numCores=sched))
+    job = d.eng.jobs["a"]
+    # 3 iterations of at least 2 on 4 cores: two rounds, 2 + 2 then 4. What the next
+    # iteration gets is taken from the scheduler ahead, and kept while it does not fit.
+    assert [la.allocation.cores for la in d.launches] == [1, 2]
+    assert job.req is None and job.peek == 2 and not hasattr(job, "attrs_extra")
+    d.finish("x")
+    assert [la.allocation.cores for la in d.launches] == [1, 2, 2] and job.peek is None
+    d.finish("a", 0)
+    assert job.peek == 4  # 2 cores free: it waits
+    d.finish("a", 1)
+    assert [la.allocation.cores for la in d.launches] == [1, 2, 2, 4] and job.peek is None
