@@ -272,8 +272,7 @@ async def _batch(args: argparse.Namespace, requests: list[object] | None) -> int
     pilot = _make_pilot(args)
     async with pilot:
         t0 = time.monotonic()  # the progress line's rate counts from here
-        assert pilot.service is not None
-        protocol = Protocol(pilot, log=pilot.service.log)
+        protocol = Protocol(pilot, log=pilot.log)
         async with anyio.create_task_group() as tg:
             if args.show_progress:
                 tg.start_soon(_progress, pilot, sys.stderr, t0)
@@ -291,9 +290,7 @@ async def _batch(args: argparse.Namespace, requests: list[object] | None) -> int
 
 async def _stop_unfinished(pilot: Pilot) -> None:
     """Cancel every job that has not ended (after a ``finish`` request)."""
-    await pilot.cancel(
-        [n for n, j in pilot.engine.jobs.items() if not j.state.is_final and not j.canceled]
-    )
+    await pilot.cancel(pilot.unfinished_jobs(cancelling=False))
 
 
 def _exit_code(pilot: Pilot, run: FileRun) -> int:
@@ -301,7 +298,7 @@ def _exit_code(pilot: Pilot, run: FileRun) -> int:
     _err(_summary(pilot))
     if run.rejected:
         return 2
-    c = pilot.engine.job_counts
+    c = pilot.job_counts()
     return 0 if c[JobState.SUCCEED] == sum(c.values()) else 1
 
 
@@ -309,7 +306,7 @@ def _summary(pilot: object) -> str:
     from .runtime import Pilot
 
     assert isinstance(pilot, Pilot)
-    c = pilot.engine.job_counts
+    c = pilot.job_counts()
     total = sum(c.values())
     parts = [f"{c[JobState.SUCCEED]} succeeded"]
     for state, word in (
@@ -320,8 +317,8 @@ def _summary(pilot: object) -> str:
         if c[state]:
             parts.append(f"{c[state]} {word}")
     where = "none"
-    if pilot.service is not None:
-        path = pilot.service.report_path or pilot.service.path
+    if pilot.service_path is not None:
+        path = pilot.report_path or pilot.service_path
         rel = os.path.relpath(path)
         where = rel if not rel.startswith("..") else path
     return f"{total} job{'s' if total != 1 else ''}: {', '.join(parts)}; report: {where}"
@@ -331,7 +328,7 @@ def _progress_line(pilot: object, out: TextIO, t0: float, final: bool = False) -
     from .runtime import Pilot
 
     assert isinstance(pilot, Pilot)
-    c = pilot.engine.iteration_counts()
+    c = pilot.iteration_counts()
     done = c[JobState.SUCCEED] + c[JobState.FAILED] + c[JobState.CANCELED] + c[JobState.OMITTED]
     failed = done - c[JobState.SUCCEED]
     total = sum(c.values())
@@ -440,8 +437,7 @@ async def _net(args: argparse.Namespace, requests: list[object] | None) -> int:
     run = FileRun()
     async with pilot:
         t0 = time.monotonic()
-        assert pilot.service is not None
-        protocol = Protocol(pilot, log=pilot.service.log)
+        protocol = Protocol(pilot, log=pilot.log)
         server = serve_zmq(
             pilot,
             host=args.net_bind or "127.0.0.1",
@@ -454,7 +450,7 @@ async def _net(args: argparse.Namespace, requests: list[object] | None) -> int:
         async with server, anyio.create_task_group() as tg:
             _err(
                 f"serving at {server.address} (events at {server.publisher}); "
-                f"address in {os.path.join(pilot.service.path, 'address')}"
+                f"address in {os.path.join(pilot.service_path or '', 'address')}"
             )
             if args.show_progress:
                 tg.start_soon(_progress, pilot, sys.stderr, t0)

@@ -19,6 +19,7 @@ import json.encoder
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Mapping
 from typing import IO, Any
@@ -27,7 +28,7 @@ from ..engine import Job, Run
 from ..model import JobSpec, JobState, PilotStartError, job_to_std
 from ._info import RunInfo, format_rtime, format_time
 
-__all__ = ("ServiceDir", "default_id", "service_stats", "user_name")
+__all__ = ("ServiceDir", "default_id", "service_stats", "status_document", "user_name")
 
 
 _ids = itertools.count(1)
@@ -318,6 +319,62 @@ def service_stats(c: Mapping[JobState, int], what: str) -> dict[str, int]:
         f"Failed{what}": c[JobState.FAILED] + c[JobState.OMITTED],
         f"Finished{what}": c[JobState.SUCCEED] + c[JobState.CANCELED],
         f"Executing{what}": c[JobState.EXECUTING],
+    }
+
+
+def status_document(
+    *,
+    instance_id: str,
+    started_at: float,
+    wd: str,
+    zmq_address: str | None,
+    publisher: str | None,
+    ifaces: list[str],
+    nodes: int,
+    cores: tuple[int, int, int],
+    jobs: Mapping[JobState, int],
+    iterations: Mapping[JobState, int],
+) -> dict[str, Any]:
+    """The original's ``status`` data (also written to final_status.json).
+
+    Args:
+        instance_id: the pilot's id.
+        started_at: when it started (``time.time()``).
+        wd: its working directory.
+        zmq_address: where its ZMQ interface listens, if any.
+        publisher: where its events are published, if anywhere.
+        ifaces: the names of its interfaces.
+        nodes: how many nodes it has.
+        cores: total, used and free cores.
+        jobs: how many jobs are in each state.
+        iterations: how many iterations are in each state.
+    """
+    now = time.time()
+    total, used, free = cores
+    return {
+        "System": {
+            "InstanceId": instance_id,
+            "Started": str(_dt.datetime.fromtimestamp(started_at)),
+            "Generated": str(_dt.datetime.fromtimestamp(now)),
+            "Uptime": str(_dt.timedelta(seconds=now - started_at)),
+            "Zmqaddress": zmq_address,
+            "Ifaces": ifaces,
+            "StatusPublisher": publisher,
+            "Host": socket.gethostname(),
+            "Account": user_name(),
+            "Wd": wd,
+            "PythonVersion": sys.version.replace("\n", " "),
+            "Python": sys.executable,
+            "Platform": sys.platform,
+        },
+        "Resources": {
+            "TotalNodes": nodes,
+            "TotalCores": total,
+            "UsedCores": used,
+            "FreeCores": free,
+        },
+        "JobStats": service_stats(jobs, "Jobs"),
+        "IterationStats": service_stats(iterations, "Iterations"),
     }
 
 

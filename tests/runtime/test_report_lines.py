@@ -46,7 +46,7 @@ async def test_run_lines_match_json_dumps(tmp_path: Path) -> None:
         await pilot.submit(jobs)
         await pilot.wait4all(timeout=T)
         checked = 0
-        for name, job in pilot.engine.jobs.items():
+        for name, job in pilot._engine.jobs.items():
             for index, run in job.runs.items():
                 label = name if index is None else f"{name}:{index}"
                 for messages in (run.message, None, 'two\nlines "quoted" \\ ü'):
@@ -57,7 +57,7 @@ async def test_run_lines_match_json_dumps(tmp_path: Path) -> None:
         assert checked >= 3 * 7
         kinds = {
             (r.exit_code, r.pid is None)
-            for j in pilot.engine.jobs.values()
+            for j in pilot._engine.jobs.values()
             for r in j.runs.values()
         }
         assert (3, False) in kinds and (-1, True) in kinds  # a failure, and a run never started
@@ -96,8 +96,7 @@ async def test_job_entries_carry_resources_and_dependencies(tmp_path: Path) -> N
     async with Pilot(nodes="2", wd=tmp_path) as pilot:
         await pilot.submit(jobs)
         await pilot.wait4all(timeout=T)
-        assert pilot.service is not None
-        report = pilot.service.report_path
+        report = pilot.report_path
     assert report is not None
     entries = {e["name"]: e for e in map(json.loads, Path(report).read_text().splitlines())}
     assert entries["a"]["resources"] == {"numCores": {"exact": 1}}
