@@ -34,6 +34,7 @@ from ..executors import (
     prepare_task,
 )
 from ..model import InvalidTransition
+from ._places import RunPlaces
 
 __all__ = ("Launcher", "default_executor")
 
@@ -61,6 +62,7 @@ class Launcher:
         dispatch: carries out the instructions of the engine.
         submit_vars: the variables of each job's submit request (``${rcnt}``...).
         kill_grace: seconds between SIGTERM and SIGKILL.
+        places: where each run runs, noted when it is launched.
     """
 
     def __init__(
@@ -71,12 +73,14 @@ class Launcher:
         dispatch: Callable[[list[Instruction]], None],
         submit_vars: Mapping[str, dict[str, str]],
         kill_grace: float,
+        places: RunPlaces,
     ) -> None:
         self._id = pilot_id
         self._root_wd = root_wd
         self._engine = engine
         self._dispatch = dispatch
         self._submit_vars = submit_vars
+        self._places = places
         self._timer_wake: anyio.Event | None = None
         self.kill_grace = kill_grace
         self.executor: Executor | None = None
@@ -102,7 +106,6 @@ class Launcher:
         self.tasks = 0
         self._idle: anyio.Event | None = None
         self._killing = False
-        self._last_wd = self._last_pname = ""
 
     async def open(
         self,
@@ -258,12 +261,7 @@ class Launcher:
         self._dispatch(self._engine.exited(run_id, code, now or time.time(), None, successors))
 
     def _note_run(self, run_id: int, task: Task) -> None:
-        run = self._engine.runs.get(run_id)
-        if run is not None:
-            # Kept for every ended job: share the strings that repeat (memory per job).
-            wd, pname = task.cwd, os.path.basename(task.argv[0])
-            run.wd = self._last_wd = wd if wd != self._last_wd else self._last_wd
-            run.pname = self._last_pname = pname if pname != self._last_pname else self._last_pname
+        self._places.note(run_id, task.cwd, os.path.basename(task.argv[0]))
 
     # -- a task per start ------------------------------------------------------------------
 

@@ -127,11 +127,11 @@ class Pilot(PilotView):
         self._tg: TaskGroup | None = None
         self._open = self._closing = self._used = False  # used: a Pilot runs once
         self._submit_vars: dict[str, dict[str, str]] = {}
-        args = (pilot_id, root_wd, engine, self._dispatch, self._submit_vars, kill_grace)
-        self._launcher = Launcher(*args)
         # Report lines are written before a wait returns (the waiter may read them).
         waiters = Waiters(pilot_id, engine, lambda: recorder.reports_now())
         recorder = Recorder(engine, waiters, self._submit_vars, journal_sync)
+        args = (pilot_id, root_wd, engine, self._dispatch, self._submit_vars, kill_grace)
+        self._launcher = Launcher(*args, recorder.places)
         super().__init__(pilot_id, root_wd, engine, waiters, recorder)
         # Pure engine work, here: a bad journal fails the constructor.
         self._recovered = rec = load_journal(resume) if resume is not None else None

@@ -21,6 +21,7 @@ from ..engine import Engine, StateChanged
 from ..model import FINAL_STATES, JobDescriptionError, JobSpec, JobState
 from ._journal import JOURNAL, Journal, Recovered, stop_orphans
 from ._launcher import Launcher
+from ._places import RunPlaces
 from ._service import ServiceDir
 from ._waits import Waiters
 
@@ -52,6 +53,8 @@ class Recorder:
         self._submit_vars = submit_vars
         self.journal_sync = journal_sync
         self.service: ServiceDir | None = None
+        #: Where each run ran (noted by the launcher, read by the report and ``info``).
+        self.places = RunPlaces()
         #: When the pilot started (``time.time()``).
         self.started_at = 0.0
         self.journal: Journal | None = None
@@ -77,7 +80,12 @@ class Recorder:
         self.started_at = started_at
         fmt, file, level = service_args
         svc = self.service = ServiceDir(
-            root_wd, pilot_id, report_format=fmt, report_file=file, log_level=level
+            root_wd,
+            pilot_id,
+            report_format=fmt,
+            report_file=file,
+            log_level=level,
+            places=self.places,
         )
         path = os.path.join(svc.path, JOURNAL)
         self.journal = Journal(path, pilot_id, started_at, recovered.path if recovered else None)

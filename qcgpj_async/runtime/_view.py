@@ -65,13 +65,13 @@ class PilotView:
             JobNotFoundError: an unknown job or iteration.
         """
         out = {}
-        engine = self._engine
+        engine, places = self._engine, self._recorder.places
         for n in names_of(names):
             job, index = engine.lookup(n)
             out[n] = (
-                job_info(engine, job, with_childs)
+                job_info(engine, job, places, with_childs)
                 if index is None
-                else iteration_info(engine, job, index)
+                else iteration_info(engine, job, index, places)
             )
         return out
 

@@ -12,13 +12,14 @@ import pytest
 
 from qcgpj_async import Jobs, Pilot
 from qcgpj_async.runtime._info import RunInfo
+from qcgpj_async.runtime._places import RunPlaces
 from qcgpj_async.runtime._service import run_json
 
 pytestmark = pytest.mark.anyio
 T = 30
 
 
-def reference(label: str, run, messages: str | None) -> str:  # type: ignore[no-untyped-def]
+def reference(label: str, run, messages: str | None, places: RunPlaces) -> str:  # type: ignore[no-untyped-def]
     entry = {
         "name": label,
         "state": run.state.value,
@@ -26,7 +27,7 @@ def reference(label: str, run, messages: str | None) -> str:  # type: ignore[no-
             {"state": s.value, "date": datetime.datetime.fromtimestamp(t).isoformat()}
             for s, t in run.history
         ],
-        "runtime": RunInfo.of(run).to_dict(),
+        "runtime": RunInfo.of(run, places).to_dict(),
     }
     if messages:
         entry["messages"] = messages
@@ -46,13 +47,15 @@ async def test_run_lines_match_json_dumps(tmp_path: Path) -> None:
         await pilot.submit(jobs)
         await pilot.wait4all(timeout=T)
         checked = 0
+        places = pilot._recorder.places
         for name, job in pilot._engine.jobs.items():
             for index, run in job.runs.items():
                 label = name if index is None else f"{name}:{index}"
                 for messages in (run.message, None, 'two\nlines "quoted" \\ ü'):
-                    assert run_json(label, run, str(run.allocation), messages) == reference(
-                        label, run, messages
-                    )
+                    wd, pname = places.wd(run.id), places.pname(run.id)
+                    assert wd is not None and pname is not None  # every run here was launched
+                    line = run_json(label, run, str(run.allocation), messages, wd, pname)
+                    assert line == reference(label, run, messages, places)
                     checked += 1
         assert checked >= 3 * 7
         kinds = {
