@@ -23,7 +23,7 @@ from .model import (
     PilotTimeoutError,
     QcgpjError,
 )
-from .runtime import JobInfo, Pilot, ResourcesInfo
+from .runtime import JobInfo, JournalError, Pilot, ResourcesInfo
 
 __all__ = (
     "InvalidTransition",
@@ -33,6 +33,7 @@ __all__ = (
     "JobSpec",
     "JobState",
     "Jobs",
+    "JournalError",
     "LocalExecutor",
     "NullExecutor",
     "Pilot",

@@ -288,8 +288,7 @@ async def _batch(args: argparse.Namespace, requests: list[object] | None) -> int
     pilot = _make_pilot(args)
     async with pilot:
         t0 = time.monotonic()  # the progress line's rate counts from here
-        assert pilot.service is not None
-        protocol = Protocol(pilot, log=pilot.service.log)
+        protocol = Protocol(pilot, log=pilot.log)
         async with anyio.create_task_group() as tg:
             if args.show_progress:
                 tg.start_soon(_progress, pilot, sys.stderr, t0)
@@ -307,9 +306,7 @@ async def _batch(args: argparse.Namespace, requests: list[object] | None) -> int
 
 async def _stop_unfinished(pilot: Pilot) -> None:
     """Cancel every job that has not ended (after a ``finish`` request)."""
-    await pilot.cancel(
-        [n for n, j in pilot.engine.jobs.items() if not j.state.is_final and not j.canceled]
-    )
+    await pilot.cancel(pilot.unfinished_jobs(cancelling=False))
 
 
 def _exit_code(pilot: Pilot, run: FileRun) -> int:
@@ -318,7 +315,7 @@ def _exit_code(pilot: Pilot, run: FileRun) -> int:
         _err(line)
     if run.rejected:
         return 2
-    c = pilot.engine.job_counts
+    c = pilot.job_counts()
     return 0 if c[JobState.SUCCEED] == sum(c.values()) else 1
 
 
@@ -328,12 +325,9 @@ def _summary(pilot: object) -> list[str]:
     from .runtime import Pilot
 
     assert isinstance(pilot, Pilot)
-    svc = pilot.service
-    if svc is None:
-        return summary_lines(
-            None, job_states={s.value: n for s, n in pilot.engine.job_counts.items()}
-        )
-    return summary_lines(svc.path, svc.report_path)
+    if pilot.service_path is None:
+        return summary_lines(None, job_states={s.value: n for s, n in pilot.job_counts().items()})
+    return summary_lines(pilot.service_path, pilot.report_path)
 
 
 def _progress_line(pilot: object, out: TextIO, t0: float, final: bool = False) -> None:
@@ -450,8 +444,7 @@ async def _net(args: argparse.Namespace, requests: list[object] | None) -> int:
     run = FileRun()
     async with pilot:
         t0 = time.monotonic()
-        assert pilot.service is not None
-        protocol = Protocol(pilot, log=pilot.service.log)
+        protocol = Protocol(pilot, log=pilot.log)
         server = serve_zmq(
             pilot,
             host=args.net_bind or "127.0.0.1",
@@ -464,7 +457,7 @@ async def _net(args: argparse.Namespace, requests: list[object] | None) -> int:
         async with server, anyio.create_task_group() as tg:
             _err(
                 f"serving at {server.address} (events at {server.publisher}); "
-                f"address in {os.path.join(pilot.service.path, 'address')}"
+                f"address in {os.path.join(pilot.service_path or '', 'address')}"
             )
             if args.show_progress:
                 tg.start_soon(_progress, pilot, sys.stderr, t0)

@@ -125,3 +125,80 @@ def test_report_imports_stdlib_only_at_module_level() -> None:
                 if n.split(".")[0] not in sys.stdlib_module_names | {"qcgpj_async"}:
                     bad.append(f"{p.relative_to(PKG)} imports {n}")
     assert bad == []
+
+
+# -- size and the executor seam ------------------------------------------------------
+
+#: The most lines a module may have (ARCHITECTURE.md: "none past 800").
+MAX_LINES = 800
+#: ``getattr``/``hasattr`` the runtime may use: (module, first argument) pairs. The
+#: runtime reaches executors through what executors/_base.py declares, never by name.
+RUNTIME_GETATTR_ALLOWED = {("_service.py", "logging")}  # a log level by its name
+
+
+def long_modules(limit: int = MAX_LINES) -> list[str]:
+    """Modules of the package with more than ``limit`` lines."""
+    return [
+        f"{p.relative_to(PKG)}: {n} lines"
+        for p in sorted(PKG.rglob("*.py"))
+        if (n := len(p.read_text().splitlines())) > limit
+    ]
+
+
+def attribute_lookups(source: str, module: str) -> list[str]:
+    """``getattr``/``hasattr``/``setattr`` calls of ``source`` not in the allow-list."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("getattr", "hasattr", "setattr")
+        ):
+            target = ast.unparse(node.args[0]) if node.args else ""
+            if (module, target) not in RUNTIME_GETATTR_ALLOWED:
+                found.append(f"{module}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_no_module_is_over_800_lines() -> None:
+    assert long_modules() == []
+
+
+def test_the_line_guard_can_fail() -> None:
+    # Every module has more than 10 lines' worth somewhere: a small limit finds some.
+    assert any("runtime/_pilot.py" in m for m in long_modules(10))
+
+
+def test_the_pilot_module_stays_small() -> None:
+    # Lifetime, dispatch and the API; the rest is in composed objects (issue 22).
+    assert len((PKG / "runtime" / "_pilot.py").read_text().splitlines()) <= 400
+
+
+def test_the_runtime_reaches_executors_only_through_declared_methods() -> None:
+    bad = []
+    for path in sorted((PKG / "runtime").glob("*.py")):
+        source = path.read_text()
+        bad += attribute_lookups(source, path.name)
+        bad += [
+            f"{path.name}:{i}: {line.strip()}"
+            for i, line in enumerate(source.splitlines(), 1)
+            if "type: ignore" in line
+        ]
+    assert bad == []
+
+
+def test_the_lookup_guard_can_fail() -> None:
+    source = (
+        "begin = getattr(self._executor, 'begin', None)\n"
+        "if hasattr(executor, 'queues'): pass\n"
+        "level = getattr(logging, 'INFO')\n"
+    )
+    assert attribute_lookups(source, "_pilot.py") == [
+        "_pilot.py:1: getattr(self._executor, 'begin', None)",
+        "_pilot.py:2: hasattr(executor, 'queues')",
+        "_pilot.py:3: getattr(logging, 'INFO')",  # allowed in _service.py only
+    ]
+    assert attribute_lookups(source, "_service.py") == [
+        "_service.py:1: getattr(self._executor, 'begin', None)",
+        "_service.py:2: hasattr(executor, 'queues')",
+    ]

@@ -128,9 +128,7 @@ class ZmqServer:
         self.port_min = port_min
         self.port_max = port_max
         self.max_message = max_message
-        self.protocol = protocol or Protocol(
-            pilot, log=pilot.service.log if pilot.service is not None else None
-        )
+        self.protocol = protocol or Protocol(pilot, log=pilot.log)
         self.address = ""
         self.publisher = ""
         self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
@@ -199,8 +197,8 @@ class ZmqServer:
     def _export(self) -> None:
         pilot = self.pilot
         pilot.set_env(ADDRESS_ENV, self.address)
-        if pilot.service is not None:
-            path = os.path.join(pilot.service.path, ADDRESS_FILE)
+        if pilot.service_path is not None:
+            path = os.path.join(pilot.service_path, ADDRESS_FILE)
             with open(path, "w", encoding="utf-8") as f:
                 f.write(self.address)
 
@@ -239,7 +237,7 @@ class ZmqServer:
         manager = pilot.id
         # Jobs not yet final: NOJ goes out when the last of them (and of any
         # submitted later) ends, once per busy period.
-        active = {n for n, j in pilot.engine.jobs.items() if j.state not in FINAL_STATES}
+        active = set(pilot.unfinished_jobs())
         # events() subscribes at once: nothing submitted after start() returns is missed.
         async with pilot.events() as events:
             task_status.started()
@@ -260,8 +258,7 @@ class ZmqServer:
                 active.add(ev.job)
                 # As the original: no event for QUEUED, and an iteration job's
                 # own state is published when it ends.
-                job = self.pilot.engine.jobs.get(ev.job)
-                if ev.state is JobState.QUEUED or (job is not None and job.iterative):
+                if ev.state is JobState.QUEUED or self.pilot.is_iterative(ev.job):
                     return
             data: dict[str, Any] = {"manager": manager, "job": ev.job, "state": state}
             pub.send(_event("JST", data), zmq.NOBLOCK)

@@ -16,7 +16,6 @@ from typing import Any
 import anyio
 
 from ..model import (
-    FINAL_STATES,
     InvalidTransition,
     JobDescriptionError,
     JobNotFoundError,
@@ -166,7 +165,7 @@ class Protocol:
         canceled, errors = 0, {}
         for n in names:
             try:
-                self.pilot.engine.lookup(n)
+                self.pilot.job_state(n)
             except JobNotFoundError as e:
                 unknown_job = e.name == n.partition(":")[0]  # else: an unknown iteration
                 errors[n] = f"Job/iteration {e.name} doesn't exist" if unknown_job else str(e)
@@ -199,11 +198,12 @@ class Protocol:
     async def _list(self, request: dict[str, Any]) -> Reply:
         jobs: dict[str, Any] = {}
         in_queue = 0  # the original's position in its (arrival-ordered) queue
-        for name, job in self.pilot.engine.jobs.items():
-            entry: dict[str, Any] = {"status": job.state.value}
-            if job.messages:
-                entry["messages"] = "\n".join(job.messages)
-            if job.state is JobState.QUEUED:
+        for name, state in (await self.pilot.list()).items():
+            entry: dict[str, Any] = {"status": state.value}
+            messages = self.pilot.job_messages(name)
+            if messages:
+                entry["messages"] = "\n".join(messages)
+            if state is JobState.QUEUED:
                 entry["inQueue"] = in_queue
                 in_queue += 1
             jobs[name] = entry
@@ -215,7 +215,7 @@ class Protocol:
     async def _status(self, request: dict[str, Any]) -> Reply:
         options = request.get("options")
         if isinstance(options, dict) and options.get("allJobsFinished"):
-            done = all(j.state in FINAL_STATES for j in self.pilot.engine.jobs.values())
+            done = not self.pilot.unfinished_jobs()
             return ok_reply({"AllJobsFinished": done})
         return ok_reply(
             self.pilot.service_status(zmq_address=self.zmq_address, publisher=self.publisher)

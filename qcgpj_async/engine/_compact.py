@@ -148,7 +148,7 @@ class RunTable(Mapping[int | None, Run]):
         self._states = states
         self._hist = hist  # every run's packed history, one after another
         self._hoff = hoff  # where each run's history starts (and one past the last)
-        self._refs = refs  # allocation, wd, pname of each run
+        self._refs = refs  # allocation of each run
         self._rare = rare  # position -> (message, kill reason), for runs that have one
 
     @classmethod
@@ -189,7 +189,7 @@ class RunTable(Mapping[int | None, Run]):
             hist.append(h)
             at += len(h)
             hoff.append(at)
-            refs.extend((r.allocation, r.wd, r.pname))
+            refs.append(r.allocation)
             if r.message is not None or r.kill_reason is not None:
                 rare[pos] = (r.message, r.kill_reason)
         order = None
@@ -207,7 +207,7 @@ class RunTable(Mapping[int | None, Run]):
             ints[i],
             self._job,
             self._keys[pos],
-            refs[i],
+            refs[pos],
             STATES[self._states[pos]],
             self._hist[self._hoff[pos] : self._hoff[pos + 1]],
             None if pid == _NONE_INT else pid,
@@ -216,8 +216,6 @@ class RunTable(Mapping[int | None, Run]):
             None if started != started else started,
             times[t + 1],
             reason,
-            refs[i + 1],
-            refs[i + 2],
         )
 
     def _positions(self) -> Iterable[int]:

@@ -146,8 +146,6 @@ class Run:
     started: float | None = None
     finished: float | None = None
     kill_reason: str | None = None
-    wd: str | None = None  # set by the runtime when it starts the run
-    pname: str | None = None
     queued: bool = False  # launched ahead, holding no cores yet (Engine.lookahead)
 
     @property

@@ -1,17 +1,28 @@
-"""Executors: start tasks and report their end (local subprocesses, Slurm steps, null)."""
+"""Executors: start tasks and report their end (local subprocesses, Slurm steps, null).
 
-from ._base import Executor, LaunchError, Process
+The seam the runtime uses is declared in :mod:`._base`: :class:`Executor` and the
+:class:`StartQueue` of a node (the local fork server, :class:`ForkServer`).
+"""
+
+from ._base import Executor, LaunchError, Process, ServedProcess, Starting, StartQueue
+from ._forkserver_link import ByteLink, ForkServer, PipeLink
 from ._task import Task, execution_variables, prepare_task, qcg_environment
 from .local import LocalExecutor, local_argv
 from .null import NullExecutor
 from .srun import SrunExecutor, slurm_environment, srun_argv
 
 __all__ = (
+    "ByteLink",
     "Executor",
+    "ForkServer",
     "LaunchError",
     "LocalExecutor",
     "NullExecutor",
+    "PipeLink",
     "Process",
+    "ServedProcess",
+    "StartQueue",
+    "Starting",
     "SrunExecutor",
     "Task",
     "execution_variables",

@@ -1,13 +1,31 @@
-"""What the runtime needs from an executor: start a task, then wait or signal it."""
+"""What the runtime needs from an executor: the seam between the runtime and the executors.
+
+Every executor starts a task and hands back a :class:`Process` to wait for or
+signal (:meth:`Executor.start`). An executor may also have a
+:class:`StartQueue`: the start queue of a node, which takes starts ahead of
+time and reports their ends in batches (the local fork server is the start
+queue of the pilot's own node). The runtime finds it through
+:meth:`Executor.start_queue`, once, and calls nothing that is not declared here.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Protocol
+
+from anyio.abc import TaskStatus
 
 from ..model import QcgpjError
 from ._task import Task
 
-__all__ = ("Executor", "LaunchError", "Process")
+__all__ = (
+    "Executor",
+    "LaunchError",
+    "Process",
+    "ServedProcess",
+    "StartQueue",
+    "Starting",
+)
 
 
 class LaunchError(QcgpjError, OSError):
@@ -32,6 +50,114 @@ class Process(Protocol):
         ...
 
 
+class ServedProcess(Process, Protocol):
+    """A process a :class:`StartQueue` started: its end is also called back."""
+
+    @property
+    def started_at(self) -> float | None:
+        """When it started, by the clock of its node (``time.time()``)."""
+        ...
+
+    @property
+    def ended_at(self) -> float | None:
+        """When it ended, by the clock of its node; None while it runs."""
+        ...
+
+    @property
+    def successor(self) -> list[int] | None:
+        """The ``key`` of each queued start that took one of its cores when it ended."""
+        ...
+
+    def on_exit(self, callback: Callable[[int], object]) -> None:
+        """Call ``callback(code)`` once it has ended (at once if it has)."""
+        ...
+
+
+class Starting(Protocol):
+    """A start asked of a :class:`StartQueue`, answered later: ``proc`` or ``error``."""
+
+    @property
+    def proc(self) -> ServedProcess | None:
+        """The process, once started."""
+        ...
+
+    @property
+    def error(self) -> str | None:
+        """Why it did not start, once answered without a process."""
+        ...
+
+    @property
+    def gone(self) -> bool:
+        """Not started because the queue's server ended: it may start another way."""
+        ...
+
+    @property
+    def successor(self) -> list[int] | None:
+        """The ``key`` of each queued start that took one of its cores when it failed."""
+        ...
+
+    def on_answer(self, callback: Callable[[Starting], object]) -> None:
+        """Call ``callback(self)`` once answered (at once if it is)."""
+        ...
+
+    async def result(self) -> ServedProcess:
+        """The started process, once answered.
+
+        Raises:
+            LaunchError: it could not start, or the queue's server is gone.
+        """
+        ...
+
+
+class StartQueue(Protocol):
+    """The start queue of one node: starts asked at once, some ahead of free cores.
+
+    A start is asked with :meth:`begin` and answered later; a *queued* start
+    holds no core yet and starts, with no round trip through the pilot, in a
+    core of the first run of this node to end (that run's ``successor`` names
+    it), or when :meth:`promote` gives it a free core. Answers and ends come
+    in batches, through the callbacks of :class:`Starting` and
+    :class:`ServedProcess`, called in the event loop.
+    """
+
+    @property
+    def accepting(self) -> bool:
+        """Whether :meth:`begin` takes starts now (its server runs)."""
+        ...
+
+    def queueable(self, model: str) -> bool:
+        """Whether tasks of this execution model start here (else: ``Executor.start``)."""
+        ...
+
+    async def serve(self, *, task_status: TaskStatus[None]) -> None:
+        """Deliver the server's answers and ends until ``Executor.aclose`` (run in
+        the pilot's task group; reports started at once)."""
+        ...
+
+    def begin(self, task: Task, *, queued: bool = False, key: int = 0) -> Starting | None:
+        """Ask for ``task``'s start now; None where it does not start it here.
+
+        Args:
+            task: what to start.
+            queued: the task holds no core yet (see the class docstring).
+            key: the caller's name for a queued start, given back in ``successor``.
+        """
+        ...
+
+    def promote(self, starting: Starting) -> None:
+        """Start a queued start now (it was given a free core), if it is still queued."""
+        ...
+
+    def drop(self, starting: Starting) -> None:
+        """Take a queued start out of the queue, if it has not started (answered
+        then with an error)."""
+        ...
+
+    def set_base_env(self, env: Mapping[str, str]) -> None:
+        """The base environment of the starts from now on, queued ones included."""
+        ...
+
+
 class Executor(Protocol):
     """Starts tasks. ``instant`` executors finish every task at once, exit 0."""
 
@@ -43,6 +169,11 @@ class Executor(Protocol):
         Raises:
             LaunchError: it could not be started; the message says why.
         """
+        ...
+
+    def start_queue(self) -> StartQueue | None:
+        """The start queue of the pilot's own node, or None (every task through
+        :meth:`start`). Asked once, when the pilot starts."""
         ...
 
     async def aclose(self) -> None:

@@ -1,10 +1,18 @@
-"""The pilot's side of the fork server (:mod:`._forkserver`): requests out, events in.
+"""The pilot's side of a fork server (:mod:`._forkserver`): a node's start queue.
 
-:meth:`ForkServer.serve` runs in the pilot's task group. It starts the server
-process at once (killed at the close if it never started a job) and reads its events (on
-asyncio in a reader callback of the loop) and hands each to whoever asked:
-a task awaiting :meth:`Starting.result` or :meth:`ServedProcess.wait`, or a
-callback (:meth:`Starting.on_answer`, :meth:`ServedProcess.on_exit`), which
+:class:`ForkServer` is the :class:`~._base.StartQueue` of one node. It speaks
+the fork server's protocol (requests out, events in, see :mod:`._forkserver`)
+over a :class:`ByteLink`: two file descriptors, which may be the pipes of a
+local child (:class:`PipeLink`, the pilot's own node) or, as well, the two
+ends of a socket or of a remote command's stdin/stdout. Requests are written
+whole, at once (one write per batch of events handled); events are read as
+they come, in batches.
+
+:meth:`ForkServer.serve` runs in the pilot's task group. It connects at once
+(a local server is killed at the close if it never started a job) and reads the
+events (on asyncio in a reader callback of the loop) and hands each to whoever
+asked: a task awaiting :meth:`ForkStart.result` or :meth:`ForkProcess.wait`, or
+a callback (:meth:`ForkStart.on_answer`, :meth:`ForkProcess.on_exit`), which
 the pilot uses so that no task per job is needed. The base environment is sent
 once; each start sends only the job's own variables. If the server cannot start,
 or ends, :attr:`ForkServer.running` turns False and the executor starts jobs
@@ -19,22 +27,23 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, Protocol, cast
 
 import anyio
 from anyio.abc import TaskStatus
 
-from ._base import LaunchError
+from ._base import LaunchError, Starting
 from ._forkserver import Reader, pack
+from ._task import Task
 
-__all__ = ("ForkServer", "ServedProcess", "Starting")
+__all__ = ("ByteLink", "ForkProcess", "ForkServer", "ForkStart", "PipeLink")
 
 _SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_forkserver.py")
 
 
-class ServedProcess:
-    """A process the fork server started (the executor's ``Process``).
+class ForkProcess:
+    """A process the fork server started (a :class:`~._base.ForkProcess`).
 
     Its end is awaited (:meth:`wait`) or called back (:meth:`on_exit`).
     """
@@ -60,7 +69,7 @@ class ServedProcess:
         #: When the server started it and saw its end (its clock, ``time.time()``).
         self.started_at, self.ended_at = started_at, None
         #: The ``key`` of each queued start that took one of its cores when it ended.
-        self.successor: list[Any] | None = None
+        self.successor: list[int] | None = None
         self._done: anyio.Event | None = None
         self._callback: Callable[[int], object] | None = None
 
@@ -95,8 +104,9 @@ class ServedProcess:
         self._server.signal(self.rid, signal.SIGKILL)
 
 
-class Starting:
-    """A start asked of the fork server: its answer is awaited or called back."""
+class ForkStart:
+    """A start asked of the fork server (a :class:`~._base.ForkStart`): its answer is
+    awaited or called back."""
 
     __slots__ = (
         "_callback",
@@ -111,35 +121,33 @@ class Starting:
         "successor",
     )
 
-    def __init__(
-        self, label: str, error: str | None = None, key: object = None, rid: int = 0
-    ) -> None:
+    def __init__(self, label: str, error: str | None = None, key: int = 0, rid: int = 0) -> None:
         self._label = label
         self.key, self.rid = key, rid  # the caller's name for it; the server's
         #: The ``key`` of each queued start that took one of its cores when it failed.
-        self.successor: list[Any] | None = None
+        self.successor: list[int] | None = None
         self.gone = False  # not started because the server ended: it may start elsewhere
         self.answered = error is not None
-        self.proc: ServedProcess | None = None
+        self.proc: ForkProcess | None = None
         self.error = error
         self._done: anyio.Event | None = None
-        self._callback: Callable[[Starting], object] | None = None
+        self._callback: Callable[[ForkStart], object] | None = None
 
-    def _answer(self, proc: ServedProcess | None, error: str | None) -> None:
+    def _answer(self, proc: ForkProcess | None, error: str | None) -> None:
         self.proc, self.error, self.answered = proc, error, True
         if self._done is not None:
             self._done.set()
         if self._callback is not None:
             self._callback(self)
 
-    def on_answer(self, callback: Callable[[Starting], object]) -> None:
+    def on_answer(self, callback: Callable[[ForkStart], object]) -> None:
         """Call ``callback(self)`` once answered (``proc`` set, or ``error``)."""
         if self.answered:
             callback(self)
         else:
             self._callback = callback
 
-    async def result(self) -> ServedProcess:
+    async def result(self) -> ForkProcess:
         """The started process (waits for the server's answer, shielded: it must reach us).
 
         Raises:
@@ -154,16 +162,114 @@ class Starting:
         return self.proc
 
 
-class ForkServer:
-    """Starts and reaps processes through a fork server process."""
+class ByteLink(Protocol):
+    """The byte stream between the pilot and one fork server: the wire of a start queue.
+
+    Two file descriptors, which the fork server's protocol uses alike whether
+    they are the pipes of a local child, the ends of a socket (the same
+    descriptor twice), or a remote command's stdin and stdout: requests are
+    written whole with blocking writes, events read as they come (a read of
+    0 bytes is the end).
+    """
+
+    #: Requests go out here (blocking writes).
+    wfd: int
+    #: Events come in here (readable in the event loop).
+    rfd: int
+
+    def close_requests(self) -> None:
+        """Close the request side (once): the server kills what still runs, then exits."""
+        ...
+
+    async def wait_closed(self) -> None:
+        """Wait for the server's end, then close the event side."""
+        ...
+
+    def abort(self) -> None:
+        """Stop a server that never started a job (it may still be starting)."""
+        ...
+
+    def kill_orphans(self, pids: Collection[int]) -> None:
+        """The server ended before these processes: kill their groups if they are ours
+        to kill (a local server's; a remote server's node kills its own)."""
+        ...
+
+
+class PipeLink:
+    """The fork server as a child process of the pilot, over two pipes (this node).
+
+    Raises:
+        OSError, subprocess.SubprocessError: the server cannot start.
+    """
 
     def __init__(self) -> None:
-        self._proc: subprocess.Popen[bytes] | None = None
+        req_r, req_w = os.pipe()
+        ev_r, ev_w = os.pipe()
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", _SCRIPT, str(req_r), str(ev_w)],
+                pass_fds=(req_r, ev_w),
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            for fd in (req_w, ev_r):
+                os.close(fd)
+            raise
+        finally:
+            os.close(req_r)
+            os.close(ev_w)
+        self.wfd, self.rfd = req_w, ev_r
+
+    def close_requests(self) -> None:
+        """Close the request pipe: the server kills what still runs, then exits."""
+        if self.wfd >= 0:
+            os.close(self.wfd)
+            self.wfd = -1
+
+    async def wait_closed(self) -> None:
+        """Reap the server, then close the event pipe."""
+        await anyio.to_thread.run_sync(self._proc.wait)
+        if self.rfd >= 0:
+            os.close(self.rfd)
+            self.rfd = -1
+
+    def abort(self) -> None:
+        """Kill the server if it has not been reaped (its pid is then still its own)."""
+        if self._proc.returncode is None:
+            self._proc.kill()
+
+    def kill_orphans(self, pids: Collection[int]) -> None:
+        """SIGKILL the groups of processes the server left: they were its children."""
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+class ForkServer:
+    """A node's start queue: starts and reaps processes through a fork server.
+
+    A :class:`~._base.StartQueue`. ``connect`` makes the :class:`ByteLink` to
+    the server, at :meth:`serve` or at the first start (default: a local
+    child, :class:`PipeLink`); ``argv`` gives a task's command line there;
+    tasks of the ``models`` left out start with ``Executor.start`` instead.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], ByteLink] = PipeLink,
+        *,
+        argv: Callable[[Task], Sequence[str]] = lambda task: task.argv,
+        left_out: Collection[str] = (),
+    ) -> None:
+        self._connect = connect
+        self._argv = argv
+        self._left_out = frozenset(left_out)
+        self._link: ByteLink | None = None
         self._wfd = self._rfd = -1
         self._env: dict[str, str] = {}  # the base environment the server has
         self._base_src: Mapping[str, str] | None = None  # what it was sent from
-        self._starts: dict[int, Starting] = {}
-        self._procs: dict[int, ServedProcess] = {}
+        self._starts: dict[int, ForkStart] = {}
+        self._procs: dict[int, ForkProcess] = {}
         self._rid = 0
         self._needed = anyio.Event()
         self._closed = False
@@ -172,22 +278,31 @@ class ForkServer:
         # write at its end (one wake-up of the server, not one per start).
         self._gather: bytearray | None = None
 
+    @property
+    def accepting(self) -> bool:
+        """Whether :meth:`begin` takes starts now (the server runs)."""
+        return self.running
+
+    def queueable(self, model: str) -> bool:
+        """Whether tasks of this model start here (e.g. not MPI with a hostfile)."""
+        return model not in self._left_out
+
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Deliver the server's events until :meth:`aclose` (not cancellable: call it).
 
-        The server process starts now: its interpreter starts while the pilot
-        reads its requests (about 50 ms on the test machine, otherwise waited
-        for by the first job). Where it cannot start, the jobs start in the
-        pilot's process.
+        The server connects now: a local one's interpreter starts while the
+        pilot reads its requests (about 50 ms on the test machine, otherwise
+        waited for by the first job). Where it cannot start, the jobs start in
+        the pilot's process.
         """
         self.running = True
         task_status.started()
-        if self._proc is None and not self._closed:
+        if self._link is None and not self._closed:
             with contextlib.suppress(OSError, subprocess.SubprocessError):
                 self._launch()
         with anyio.CancelScope(shield=True):  # a start may come in while the pilot stops
             await self._needed.wait()
-        if self._proc is None:  # closed before any job, or it could not start
+        if self._link is None:  # closed before any job, or it could not start
             self.running = False
             return
         ev_r = self._rfd
@@ -272,52 +387,38 @@ class ForkServer:
         if start is None:  # pragma: no cover - nobody asked
             return
         if kind == "started":
-            proc = self._procs[rid] = ServedProcess(self, rid, msg[2], msg[3])
+            proc = self._procs[rid] = ForkProcess(self, rid, msg[2], msg[3])
             start._answer(proc, None)
         else:
             start.successor = self._keys(msg[3])
             start._answer(None, msg[2])
 
     async def _end(self) -> None:
-        if self._wfd >= 0:
-            os.close(self._wfd)  # the server kills what still runs, then exits
-            self._wfd = -1
-        if self._proc is not None:
-            await anyio.to_thread.run_sync(self._proc.wait)
-        if self._rfd >= 0:
-            os.close(self._rfd)
-            self._rfd = -1
+        link = self._link
+        self._wfd = self._rfd = -1
+        if link is not None:
+            link.close_requests()  # the server kills what still runs, then exits
+            await link.wait_closed()
         starts, procs = list(self._starts.values()), list(self._procs.values())
         self._starts.clear()
         self._procs.clear()
         for start in starts:
             start.gone = True
             start._answer(None, f"job {start._label}: the fork server ended")
-        for proc in procs:  # the server died before them: not reaped
-            if proc.pid is not None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+        if link is not None:  # the server died before them: not reaped
+            link.kill_orphans([p.pid for p in procs if p.pid is not None])
+        for proc in procs:
             proc._exited(-signal.SIGKILL)
 
     def _launch(self) -> None:
-        req_r, req_w = os.pipe()
-        ev_r, ev_w = os.pipe()
         try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", _SCRIPT, str(req_r), str(ev_w)],
-                pass_fds=(req_r, ev_w),
-                stdin=subprocess.DEVNULL,
-            )
+            link = self._connect()
         except BaseException:
-            for fd in (req_w, ev_r):
-                os.close(fd)
             self.running = False  # its jobs start in the pilot's process instead
             self._needed.set()
             raise
-        finally:
-            os.close(req_r)
-            os.close(ev_w)
-        self._wfd, self._rfd = req_w, ev_r
+        self._link = link
+        self._wfd, self._rfd = link.wfd, link.rfd
         self._needed.set()
 
     def _send(self, msg: tuple[Any, ...]) -> None:
@@ -344,9 +445,9 @@ class ForkServer:
         *,
         queued: bool = False,
         slot: int = 0,
-        key: object = None,
-    ) -> Starting:
-        """Ask for a start now; :meth:`Starting.result` awaits it.
+        key: int = 0,
+    ) -> ForkStart:
+        """Ask for a start now; :meth:`ForkStart.result` awaits it.
 
         ``queued``: start it when a run with a ``slot`` (its number of cores) ends,
         taking one of its cores (see :mod:`._forkserver`); ``key``: the caller's name
@@ -357,8 +458,8 @@ class ForkServer:
         new one. Otherwise what differs from the last environment sent in full.
         """
         if not self.running:
-            return Starting(label, f"job {label}: the fork server is not running")
-        if self._proc is None:
+            return ForkStart(label, f"job {label}: the fork server is not running")
+        if self._link is None:
             self._launch()
         if base is not None and extra is not None:
             self._send_base(base)
@@ -375,7 +476,7 @@ class ForkServer:
                 set_, unset = {}, []
         self._rid += 1
         rid = self._rid
-        start = self._starts[rid] = Starting(label, key=key, rid=rid)
+        start = self._starts[rid] = ForkStart(label, key=key, rid=rid)
         self._send(
             ("start", rid, label, list(argv), set_, unset, cwd, stdin, stdout, stderr, queued, slot)
         )
@@ -388,22 +489,50 @@ class ForkServer:
             self._env = dict(base)
             self._send(("env", self._env))
 
-    def set_base(self, base: Mapping[str, str]) -> None:
+    def begin(self, task: Task, *, queued: bool = False, key: int = 0) -> ForkStart | None:
+        """Ask for ``task``'s start now; None where it does not start here (its model
+        is left out, the server is not running or cannot start).
+
+        ``queued``: it holds no core yet and starts in a core of the first run to
+        end, or when :meth:`promote` gives it one; ``key`` names it in the
+        ``successor`` of that run's end.
+        """
+        if self.running and task.model not in self._left_out:
+            try:
+                return self.request(
+                    task.label,
+                    self._argv(task),
+                    task.env,
+                    task.cwd,
+                    task.stdin,
+                    task.stdout,
+                    task.stderr,
+                    task.env_base,
+                    task.env_extra,
+                    queued=queued,
+                    slot=1 if queued else task.allocation.cores,
+                    key=key,
+                )
+            except (OSError, subprocess.SubprocessError):  # it cannot start: start elsewhere
+                return None
+        return None
+
+    def set_base_env(self, env: Mapping[str, str]) -> None:
         """A new base environment, sent now: starts queued earlier get it too."""
-        if self._wfd >= 0 and self._proc is not None:
+        if self.running and self._wfd >= 0:
             with contextlib.suppress(OSError):
-                self._send_base(base)
+                self._send_base(env)
 
-    def start_now(self, start: Starting) -> None:
+    def promote(self, starting: Starting) -> None:
         """Start a queued start now (given a free core), if it is still queued."""
-        self._about_queued("now", start)
+        self._about_queued("now", cast(ForkStart, starting))
 
-    def drop(self, start: Starting) -> None:
+    def drop(self, starting: Starting) -> None:
         """Take a queued start out of the server's queue, if it has not started: it is
         then answered with an error (``DROPPED``)."""
-        self._about_queued("drop", start)
+        self._about_queued("drop", cast(ForkStart, starting))
 
-    def _about_queued(self, kind: str, start: Starting) -> None:
+    def _about_queued(self, kind: str, start: ForkStart) -> None:
         if self._wfd >= 0 and not start.answered:
             with contextlib.suppress(OSError):
                 self._send((kind, start.rid))
@@ -415,14 +544,15 @@ class ForkServer:
                 self._send(("signal", rid, int(signum)))
 
     async def aclose(self) -> None:
-        """Close the request pipe: the server kills what still runs and exits.
+        """Close the request side: the server kills what still runs and exits.
 
-        One that never started a job is killed at once (it may still be starting).
+        A server that never started a job is stopped at once (it may still be starting).
         """
         self._closed = True
         self._needed.set()
-        if self._wfd >= 0:
-            os.close(self._wfd)
+        link = self._link
+        if link is not None:
             self._wfd = -1
-        if self._rid == 0 and self._proc is not None and self._proc.returncode is None:
-            self._proc.kill()  # our child, not reaped yet: its pid is still its own
+            link.close_requests()
+            if self._rid == 0:
+                link.abort()

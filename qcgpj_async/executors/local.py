@@ -19,16 +19,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import sys
-from collections.abc import Mapping
 from typing import Protocol
 
 import anyio
-from anyio.abc import TaskStatus
 
 from ._base import Process
-from ._forkserver_link import ForkServer, Starting
+from ._forkserver_link import ForkServer
 from ._posix_spawn import spawner
 from ._spawn import Starter, make_wd
 from ._task import Task
@@ -36,6 +33,8 @@ from ._task import Task
 __all__ = ("LocalExecutor", "LocalProcess", "local_argv")
 
 _MPI = ("openmpi", "intelmpi", "srunmpi")
+#: MPI models given a hostfile: they start in the pilot's process, not the fork server.
+_HOSTFILE = ("openmpi", "intelmpi")
 
 
 def local_argv(task: Task, hostfile: str | None = None) -> tuple[str, ...]:
@@ -131,8 +130,8 @@ class LocalExecutor:
 
     Processes start with posix_spawn where glibc allows (a third of
     ``subprocess.Popen``'s cost), else with ``Popen``; see ``_posix_spawn``.
-    Inside a pilot (which runs :meth:`serve` in its task group) they start
-    from a fork server, a small process beside the pilot that takes the wait
+    Inside a pilot (which runs its :meth:`start_queue` in its task group) they
+    start from a fork server, a small process beside the pilot that takes the wait
     for each new process and the reaping off the event loop (``_forkserver``).
 
     Args:
@@ -151,7 +150,7 @@ class LocalExecutor:
         self._starter: Starter | None = None
         # A frozen program's sys.executable is the program itself, not Python.
         self._server = (
-            ForkServer()
+            ForkServer(argv=local_argv, left_out=_HOSTFILE)
             if fork_server
             and fast_spawn
             and spawner() is not None
@@ -160,12 +159,10 @@ class LocalExecutor:
             else None
         )
 
-    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Run the fork server until :meth:`aclose` (started by the pilot, in its task group)."""
-        if self._server is None:
-            task_status.started()
-            return
-        await self._server.serve(task_status=task_status)
+    def start_queue(self) -> ForkServer | None:
+        """The fork server, the start queue of this node (None: ``fork_server=False``,
+        or this host cannot run one)."""
+        return self._server
 
     async def start(self, task: Task) -> Process:
         """Start ``task``; see the module docstring.
@@ -174,74 +171,18 @@ class LocalExecutor:
             LaunchError: the wd cannot be created, a stream cannot be opened,
                 the executable is missing or not executable.
         """
-        starting = self.begin(task)
-        if starting is not None:
-            return await starting.result()
+        if self._server is not None:
+            starting = self._server.begin(task)
+            if starting is not None:
+                return await starting.result()
         return self._spawn(task)
-
-    def begin(self, task: Task, *, queued: bool = False, key: object = None) -> Starting | None:
-        """Ask the fork server to start ``task`` now; None where it does not start it.
-
-        The pilot asks as soon as the engine launches a task, before it writes
-        the reports of what just ended, and follows the answer and the end with
-        callbacks (``on_answer``, then ``on_exit``); :meth:`start` awaits them.
-        ``queued``: the task holds no core yet and starts in a core of the
-        first task to end (:attr:`queues` says whether that can be asked;
-        ``key`` names it in the ``successor`` of that task's end).
-        """
-        server = self._server
-        if server is not None and server.running and self.queueable(task.model):
-            try:
-                return server.request(
-                    task.label,
-                    local_argv(task),
-                    task.env,
-                    task.cwd,
-                    task.stdin,
-                    task.stdout,
-                    task.stderr,
-                    task.env_base,
-                    task.env_extra,
-                    queued=queued,
-                    slot=1 if queued else task.allocation.cores,
-                    key=key,
-                )
-            except (OSError, subprocess.SubprocessError):  # it cannot start: start here
-                return None
-        return None
-
-    @property
-    def queues(self) -> bool:
-        """Whether :meth:`begin` takes queued tasks now (the fork server runs)."""
-        return self._server is not None and self._server.running
-
-    @staticmethod
-    def queueable(model: str) -> bool:
-        """Whether tasks of this model start from the fork server (not MPI with a
-        hostfile, which start in this process)."""
-        return model not in ("openmpi", "intelmpi")
-
-    def set_base_env(self, env: Mapping[str, str]) -> None:
-        """The pilot's new base environment (``Pilot.set_env``): queued tasks start with it."""
-        if self._server is not None and self._server.running:
-            self._server.set_base(env)
-
-    def start_now(self, starting: Starting) -> None:
-        """Start a queued task now (it was given free cores), if it has not started."""
-        if self._server is not None:
-            self._server.start_now(starting)
-
-    def drop(self, starting: Starting) -> None:
-        """Take a queued task out of the fork server's queue if it has not started."""
-        if self._server is not None:
-            self._server.drop(starting)
 
     def _spawn(self, task: Task) -> LocalProcess:
         starter = self._starter
         if starter is None:  # made at the first start: it lists the inherited descriptors
             starter = self._starter = Starter(self.fast_spawn)
         hostfile = None
-        if task.model in ("openmpi", "intelmpi"):
+        if task.model in _HOSTFILE:
             make_wd(task)
             hostfile = os.path.join(self.scratch_dir or task.cwd, f".hostfile.{task.run_id}")
             with open(hostfile, "w") as hf:

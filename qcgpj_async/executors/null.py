@@ -37,5 +37,9 @@ class NullExecutor:
         self.started += 1
         return _Done()
 
+    def start_queue(self) -> None:
+        """None: every task starts through :meth:`start`."""
+        return
+
     async def aclose(self) -> None:
         """Nothing to release."""

@@ -420,6 +420,10 @@ class SrunExecutor:
     def _forget(self, proc: SrunProcess) -> None:
         self._live.pop(id(proc), None)
 
+    def start_queue(self) -> None:
+        """None: every task starts through :meth:`start`."""
+        return
+
     async def aclose(self) -> None:
         """Stop what is left: SIGTERM to any srun still running, ``scancel`` of our steps.
 

@@ -1,6 +1,7 @@
 """The runtime: the Pilot (anyio), its service directory and its answers."""
 
 from ._info import ChildInfo, IterationCounts, JobInfo, ResourcesInfo, RunInfo
+from ._journal import JournalError
 from ._pilot import JobsLike, Pilot, local_nodes
 
 __all__ = (
@@ -8,6 +9,7 @@ __all__ = (
     "IterationCounts",
     "JobInfo",
     "JobsLike",
+    "JournalError",
     "Pilot",
     "ResourcesInfo",
     "RunInfo",

@@ -10,6 +10,7 @@ import attrs
 
 from ..engine import Engine, Job, Run
 from ..model import JobState
+from ._places import RunPlaces
 
 __all__ = (
     "ChildInfo",
@@ -59,9 +60,10 @@ class RunInfo:
     pname: str | None
 
     @classmethod
-    def of(cls, run: Run) -> RunInfo:
-        """The info of an engine run record."""
-        return cls(str(run.allocation), run.wd, run.rtime, run.exit_code, run.pid, run.pname)
+    def of(cls, run: Run, places: RunPlaces) -> RunInfo:
+        """The info of an engine run record, and where it ran (``places``)."""
+        wd, pname = places.wd(run.id), places.pname(run.id)
+        return cls(str(run.allocation), wd, run.rtime, run.exit_code, run.pid, pname)
 
     def to_dict(self) -> dict[str, str]:
         """The original's ``runtime`` dict (values are strings)."""
@@ -143,8 +145,8 @@ def _started_or_scheduled(run: Run | None) -> Run | None:
     return None if run is None or run.queued else run
 
 
-def job_info(engine: Engine, job: Job, with_childs: bool = False) -> JobInfo:
-    """Build the info of an engine job record."""
+def job_info(engine: Engine, job: Job, places: RunPlaces, with_childs: bool = False) -> JobInfo:
+    """Build the info of an engine job record (``places``: where its runs ran)."""
     run = _started_or_scheduled(job.run_at(None)) if not job.iterative else None
     counts = childs = None
     messages = list(job.messages or ())
@@ -158,7 +160,9 @@ def job_info(engine: Engine, job: Job, with_childs: bool = False) -> JobInfo:
             }
             childs = tuple(
                 ChildInfo(
-                    i, engine.iteration_state(job, i), RunInfo.of(runs[i]) if i in runs else None
+                    i,
+                    engine.iteration_state(job, i),
+                    RunInfo.of(runs[i], places) if i in runs else None,
                 )
                 for i in range(job.start, job.stop)
             )
@@ -168,13 +172,13 @@ def job_info(engine: Engine, job: Job, with_childs: bool = False) -> JobInfo:
         state=job.state,
         history=tuple(job.history),
         messages=tuple(messages),
-        runtime=RunInfo.of(run) if run is not None else None,
+        runtime=RunInfo.of(run, places) if run is not None else None,
         iterations=counts,
         childs=childs,
     )
 
 
-def iteration_info(engine: Engine, job: Job, index: int) -> JobInfo:
+def iteration_info(engine: Engine, job: Job, index: int, places: RunPlaces) -> JobInfo:
     """The info of iteration ``index`` of an iteration job (named ``job:index``).
 
     As the original: its state, and the history, message and runtime of its
@@ -186,7 +190,7 @@ def iteration_info(engine: Engine, job: Job, index: int) -> JobInfo:
         state=engine.iteration_state(job, index),
         history=tuple(run.history) if run is not None else (),
         messages=(run.message,) if run is not None and run.message else (),
-        runtime=RunInfo.of(run) if run is not None else None,
+        runtime=RunInfo.of(run, places) if run is not None else None,
     )
 
 

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 import socket
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..engine import parse_nodes
 from ..model import Jobs, JobSpec, job_to_std, jobs_from_std
 
-__all__ = ("JobsLike", "as_specs", "discover", "local_nodes", "names_of")
+__all__ = (
+    "JobsLike",
+    "as_specs",
+    "discover",
+    "local_nodes",
+    "names_of",
+    "nodes_of",
+    "request_variables",
+    "slurm_resources",
+)
 
 JobsLike = Jobs | JobSpec | Mapping[str, Any] | Iterable[JobSpec | Mapping[str, Any]]
 
@@ -31,6 +43,35 @@ def discover(resources: str) -> list[tuple[str, int]]:
 
         return _slurm_env.discover(os.environ)
     return local_nodes()
+
+
+def nodes_of(
+    nodes: str | int | Iterable[tuple[str, int]] | None, resources: str
+) -> list[tuple[str, int]]:
+    """The ``Pilot(nodes=...)`` argument as ``(name, cores)`` pairs (None: discovered)."""
+    if isinstance(nodes, (str, int)):  # 4 is "4": one node of 4 cores
+        return parse_nodes(str(nodes))
+    return discover(resources) if nodes is None else list(nodes)
+
+
+def slurm_resources(nodes: object, resources: str) -> bool:
+    """Whether the resources are those of the Slurm allocation this process runs in."""
+    return nodes is None and (
+        resources == "slurm" or (resources == "auto" and bool(os.environ.get("SLURM_JOB_ID")))
+    )
+
+
+def request_variables(rcnt: int, now: float) -> dict[str, str]:
+    """The variables of a submit request (``${rcnt}``, ``${uniq}``, ``${date}``...)."""
+    stamp = _dt.datetime.fromtimestamp(now)
+    return {
+        "rcnt": str(rcnt),
+        "uniq": uuid.uuid4().hex,
+        "sname": "local",
+        "date": stamp.strftime("%Y-%m-%d"),
+        "time": stamp.strftime("%H:%M:%S"),
+        "dateTime": stamp.isoformat(),
+    }
 
 
 def as_specs(jobs: JobsLike, stds: list[dict[str, Any]] | None = None) -> list[JobSpec]:

@@ -19,6 +19,7 @@ import json.encoder
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Mapping
 from typing import IO, Any
@@ -26,8 +27,9 @@ from typing import IO, Any
 from ..engine import Job, Run
 from ..model import JobSpec, JobState, PilotStartError, job_to_std
 from ._info import RunInfo, format_rtime, format_time
+from ._places import RunPlaces
 
-__all__ = ("ServiceDir", "default_id", "service_stats", "user_name")
+__all__ = ("ServiceDir", "default_id", "service_stats", "status_document", "user_name")
 
 
 _ids = itertools.count(1)
@@ -62,13 +64,15 @@ def _iso(t: float) -> str:
 _q = json.encoder.encode_basestring_ascii  # a JSON string, as json.dumps writes it
 
 
-def run_json(label: str, run: Run, alloc: str, messages: str | None) -> str:
+def run_json(
+    label: str, run: Run, alloc: str, messages: str | None, wd: str | None, pname: str | None
+) -> str:
     """The ``jobs.report`` entry of one run, as ``json.dumps`` writes the original's dict
     (``name, state, history, runtime[, messages]``), built as text: a third of the cost."""
     hist = ", ".join([f'{{"state": "{s.value}", "date": "{_iso(t)}"}}' for s, t in run.history])
     rt = f'"allocation": {_q(alloc)}'
-    if run.wd is not None:
-        rt += f', "wd": {_q(run.wd)}'
+    if wd is not None:
+        rt += f', "wd": {_q(wd)}'
     rtime = run.rtime
     if rtime is not None:
         rt += f', "rtime": "{format_rtime(rtime)}"'
@@ -76,8 +80,8 @@ def run_json(label: str, run: Run, alloc: str, messages: str | None) -> str:
         rt += f', "exit_code": "{run.exit_code}"'
     if run.pid is not None:
         rt += f', "pid": "{run.pid}"'
-    if run.pname is not None:
-        rt += f', "pname": {_q(run.pname)}'
+    if pname is not None:
+        rt += f', "pname": {_q(pname)}'
     tail = f', "messages": {_q(messages)}' if messages else ""
     return (
         f'{{"name": {_q(label)}, "state": "{run.state.value}", "history": [{hist}], '
@@ -109,8 +113,11 @@ class ServiceDir:
         report_format: str = "json",
         report_file: str = "jobs.report",
         log_level: str = "info",
+        places: RunPlaces | None = None,
     ) -> None:
-        """Create the directory (a numbered suffix when the id is taken) and open its files."""
+        """Create the directory (a numbered suffix when the id is taken) and open its files;
+        ``places``: where the runs reported ran."""
+        self._places = places if places is not None else RunPlaces()
         if report_format not in ("json", "text", "none"):
             raise ValueError(f"report format {report_format!r}: one of json, text, none")
         if not report_file or os.sep in report_file or report_file in (".", ".."):
@@ -192,12 +199,15 @@ class ServiceDir:
             "\n".join(job.messages) if run.index is None and job.messages else None
         )
         if self.report_format == "json":
-            line = run_json(label, run, alloc, messages)
+            # Read here, not through RunPlaces' methods: once per job (its layout, 2 per id).
+            refs, at = self._places.refs, 2 * run.id
+            wd, pname = (refs[at], refs[at + 1]) if at < len(refs) else (None, None)
+            line = run_json(label, run, alloc, messages, wd, pname)
             if run.index is None:
                 line = line[:-1] + self._spec_tail(job) + "}"
             self._report.write(line + "\n")
         else:
-            runtime = RunInfo.of(run).to_dict()
+            runtime = RunInfo.of(run, self._places).to_dict()
             self._write_text(label, run.state, run.history, runtime, messages)
         self.dirty = True
 
@@ -318,6 +328,62 @@ def service_stats(c: Mapping[JobState, int], what: str) -> dict[str, int]:
         f"Failed{what}": c[JobState.FAILED] + c[JobState.OMITTED],
         f"Finished{what}": c[JobState.SUCCEED] + c[JobState.CANCELED],
         f"Executing{what}": c[JobState.EXECUTING],
+    }
+
+
+def status_document(
+    *,
+    instance_id: str,
+    started_at: float,
+    wd: str,
+    zmq_address: str | None,
+    publisher: str | None,
+    ifaces: list[str],
+    nodes: int,
+    cores: tuple[int, int, int],
+    jobs: Mapping[JobState, int],
+    iterations: Mapping[JobState, int],
+) -> dict[str, Any]:
+    """The original's ``status`` data (also written to final_status.json).
+
+    Args:
+        instance_id: the pilot's id.
+        started_at: when it started (``time.time()``).
+        wd: its working directory.
+        zmq_address: where its ZMQ interface listens, if any.
+        publisher: where its events are published, if anywhere.
+        ifaces: the names of its interfaces.
+        nodes: how many nodes it has.
+        cores: total, used and free cores.
+        jobs: how many jobs are in each state.
+        iterations: how many iterations are in each state.
+    """
+    now = time.time()
+    total, used, free = cores
+    return {
+        "System": {
+            "InstanceId": instance_id,
+            "Started": str(_dt.datetime.fromtimestamp(started_at)),
+            "Generated": str(_dt.datetime.fromtimestamp(now)),
+            "Uptime": str(_dt.timedelta(seconds=now - started_at)),
+            "Zmqaddress": zmq_address,
+            "Ifaces": ifaces,
+            "StatusPublisher": publisher,
+            "Host": socket.gethostname(),
+            "Account": user_name(),
+            "Wd": wd,
+            "PythonVersion": sys.version.replace("\n", " "),
+            "Python": sys.executable,
+            "Platform": sys.platform,
+        },
+        "Resources": {
+            "TotalNodes": nodes,
+            "TotalCores": total,
+            "UsedCores": used,
+            "FreeCores": free,
+        },
+        "JobStats": service_stats(jobs, "Jobs"),
+        "IterationStats": service_stats(iterations, "Iterations"),
     }
 
 

@@ -3,13 +3,13 @@
 A name is a job (``name``) or one iteration of it (``name:it``), as the
 original's client takes them (its ``wait4`` polls ``jobStatus``, which takes
 both). Nothing polls here: a wait is an event that the Pilot's state handler
-sets when the job or iteration reaches a final state (:meth:`WaitsMixin._job_ended_waits`,
-:meth:`WaitsMixin._iteration_ended_waits`).
+sets when the job or iteration reaches a final state (:meth:`Waiters.job_ended`,
+:meth:`Waiters.iteration_ended`, :meth:`Waiters.all_ended`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import anyio
 
@@ -17,40 +17,47 @@ from ..engine import Engine
 from ..model import FINAL_STATES, JobState, PilotClosedError, PilotTimeoutError
 from ._inputs import names_of
 
-__all__ = ("WaitsMixin",)
+__all__ = ("Waiters",)
 
 
-class WaitsMixin:
-    """The waiting half of :class:`~._pilot.Pilot` (its state is the Pilot's)."""
+class Waiters:
+    """Who waits for which ends: the events behind the Pilot's ``wait4`` calls.
 
-    id: str
-    engine: Engine
-    _closed: bool
-    #: One event per awaited job or iteration (key: its name), set when it ends.
-    _final_events: dict[str, anyio.Event]
-    _any_waiters: list[tuple[set[str] | None, anyio.Event, list[str]]]
-    _all_done: anyio.Event | None
+    Args:
+        pilot_id: names the pilot in errors.
+        engine: the pilot's engine (states, names).
+        reports_now: writes the ended jobs' report lines (a waiter may read them next).
+    """
 
-    def _reports_now(self) -> None:
-        raise NotImplementedError  # the Pilot's
+    def __init__(self, pilot_id: str, engine: Engine, reports_now: Callable[[], None]) -> None:
+        self._id = pilot_id
+        self._engine = engine
+        self._reports_now = reports_now
+        self._closed = False
+        #: One event per awaited job or iteration (key: its name), set when it ends.
+        self.final_events: dict[str, anyio.Event] = {}
+        #: ``wait4_any`` calls: (names or None for any, wake, slot for the name that ended).
+        self.any_waiters: list[tuple[set[str] | None, anyio.Event, list[str]]] = []
+        #: Set when no job is left unfinished (``wait4all``).
+        self.all_done: anyio.Event | None = None
 
-    def _state_of(self, name: str) -> JobState:
+    def state_of(self, name: str) -> JobState:
         """The state of a job or iteration (JobNotFoundError: unknown)."""
-        job, index = self.engine.lookup(name)
-        return job.state if index is None else self.engine.iteration_state(job, index)
+        job, index = self._engine.lookup(name)
+        return job.state if index is None else self._engine.iteration_state(job, index)
 
     def _ended(self, name: str) -> bool:
         """Whether ``name`` has ended; an iteration also when its job has (nothing more runs)."""
-        job, index = self.engine.lookup(name)
+        job, index = self._engine.lookup(name)
         if job.state in FINAL_STATES:
             return True
-        return index is not None and self.engine.iteration_state(job, index) in FINAL_STATES
+        return index is not None and self._engine.iteration_state(job, index) in FINAL_STATES
 
     # -- set by the Pilot's state handler ---------------------------------------------
 
-    def _job_ended_waits(self, name: str) -> None:
+    def job_ended(self, name: str) -> None:
         """Job ``name`` reached a final state: wake who waits for it or its iterations."""
-        events = self._final_events
+        events = self.final_events
         if events:
             event = events.pop(name, None)
             if event is not None:
@@ -58,31 +65,44 @@ class WaitsMixin:
             prefix = name + ":"
             for key in [k for k in events if k.startswith(prefix)]:
                 events.pop(key).set()  # its iterations end with it
-        for names, wake, slot in self._any_waiters:
+        for names, wake, slot in self.any_waiters:
             if not slot and (names is None or name in names):
                 slot.append(name)
                 wake.set()
 
-    def _iteration_ended_waits(self, label: str) -> None:
+    def iteration_ended(self, label: str) -> None:
         """Iteration ``label`` (``job:it``) reached a final state."""
-        event = self._final_events.pop(label, None)
+        event = self.final_events.pop(label, None)
         if event is not None:
             event.set()
-        for names, wake, slot in self._any_waiters:
+        for names, wake, slot in self.any_waiters:
             if not slot and names is not None and label in names:
                 slot.append(label)
                 wake.set()
 
-    # -- the API ---------------------------------------------------------------------
+    def all_ended(self) -> None:
+        """No job is left unfinished: wake ``wait4all``."""
+        done = self.all_done
+        if done is not None:
+            self.all_done = None
+            done.set()
+
+    def close(self) -> None:
+        """The pilot closed: nothing more ends; ``wait4_any`` calls end."""
+        self._closed = True
+        for _, wake, _ in self.any_waiters:
+            wake.set()
+
+    # -- the Pilot's API ---------------------------------------------------------------
 
     async def _wait_events(self, names: list[str], timeout: float | None) -> None:
         try:
             with anyio.fail_after(timeout):
                 for name in names:
                     while not self._ended(name):
-                        ev = self._final_events.get(name)
+                        ev = self.final_events.get(name)
                         if ev is None:
-                            ev = self._final_events[name] = anyio.Event()
+                            ev = self.final_events[name] = anyio.Event()
                         await ev.wait()
         except TimeoutError:
             left = [n for n in names if not self._ended(n)]
@@ -104,10 +124,10 @@ class WaitsMixin:
         """
         names = names_of(names)
         for n in names:
-            self.engine.lookup(n)
+            self._engine.lookup(n)
         await self._wait_events(names, timeout)
         self._reports_now()
-        return {n: self._state_of(n) for n in names}
+        return {n: self.state_of(n) for n in names}
 
     async def wait4all(self, timeout: float | None = None) -> None:
         """Wait until every submitted job has ended.
@@ -115,17 +135,18 @@ class WaitsMixin:
         Raises:
             PilotTimeoutError: some are still running after ``timeout`` seconds.
         """
-        if self.engine.unfinished == 0:
+        if self._engine.unfinished == 0:
             return
-        if self._all_done is None:
-            self._all_done = anyio.Event()
-        done = self._all_done
+        if self.all_done is None:
+            self.all_done = anyio.Event()
+        done = self.all_done
         try:
             with anyio.fail_after(timeout):
                 await done.wait()
         except TimeoutError:
             raise PilotTimeoutError(
-                f"timeout ({timeout} s) waiting for all jobs: {self.engine.unfinished} not finished"
+                f"timeout ({timeout} s) waiting for all jobs: "
+                f"{self._engine.unfinished} not finished"
             ) from None
         self._reports_now()
 
@@ -149,23 +170,23 @@ class WaitsMixin:
         if wanted is not None and not wanted:
             raise ValueError("wait4_any: no job names given")
         for n in wanted or ():
-            self.engine.lookup(n)
-        for n in wanted if wanted is not None else self.engine.jobs:
+            self._engine.lookup(n)
+        for n in wanted if wanted is not None else self._engine.jobs:
             if self._ended(n):
-                return n, self._state_of(n)
+                return n, self.state_of(n)
         if self._closed:
-            raise PilotClosedError(f"pilot {self.id} is closed: no job will end")
+            raise PilotClosedError(f"pilot {self._id} is closed: no job will end")
         wake = anyio.Event()
         slot: list[str] = []
         entry = (wanted, wake, slot)
-        self._any_waiters.append(entry)
+        self.any_waiters.append(entry)
         try:
             with anyio.fail_after(timeout):
                 await wake.wait()
         except TimeoutError:
             raise PilotTimeoutError(f"timeout ({timeout} s): none of the jobs ended") from None
         finally:
-            self._any_waiters.remove(entry)
+            self.any_waiters.remove(entry)
         if not slot:  # woken by the close
-            raise PilotClosedError(f"pilot {self.id} closed before any of the jobs ended")
-        return slot[0], self._state_of(slot[0])
+            raise PilotClosedError(f"pilot {self._id} closed before any of the jobs ended")
+        return slot[0], self.state_of(slot[0])

@@ -54,7 +54,7 @@ async def real(tmp_path: Path) -> AsyncIterator[Protocol]:
     async with Pilot(nodes="2", wd=tmp_path, kill_grace=1) as pilot:
         yield Protocol(pilot)
         # whatever a test left running is stopped here, not waited for
-        left = [n for n, j in pilot.engine.jobs.items() if not j.state.is_final]
+        left = [n for n, j in pilot._engine.jobs.items() if not j.state.is_final]
         if left:
             await pilot.cancel(left)
 
@@ -129,7 +129,7 @@ async def test_submit_rejects_the_whole_batch(instant: Protocol) -> None:
     bad = {"name": "bad", "execution": {"exec": "x", "script": "y"}}
     msg = err(await instant.handle({"request": "submit", "jobs": [echo("good"), bad]}))
     assert "Job script and exec or args or env defined" in msg
-    assert "good" not in instant.pilot.engine.jobs  # nothing of the batch was taken
+    assert "good" not in instant.pilot._engine.jobs  # nothing of the batch was taken
 
 
 async def test_submit_duplicate_name_and_too_big(instant: Protocol) -> None:

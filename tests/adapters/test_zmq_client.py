@@ -43,7 +43,7 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[Pilot, ZmqServer]]:
     async with Pilot(nodes="n0:2,n1:2", wd=tmp_path, kill_grace=1) as pilot:
         async with serve_zmq(pilot) as server:
             yield pilot, server
-        left = [n for n, j in pilot.engine.jobs.items() if not j.state.is_final]
+        left = [n for n, j in pilot._engine.jobs.items() if not j.state.is_final]
         if left:
             await pilot.cancel(left)
 
@@ -166,8 +166,8 @@ async def test_address_file_and_job_environment(
     served: tuple[Pilot, ZmqServer], client: Client, tmp_path: Path
 ) -> None:
     pilot, server = served
-    assert pilot.service is not None
-    assert (Path(pilot.service.path) / "address").read_text() == server.address
+    assert pilot.service_path is not None
+    assert (Path(pilot.service_path) / "address").read_text() == server.address
     with anyio.fail_after(T):
         await client.submit(
             Jobs().add(
@@ -181,12 +181,12 @@ async def test_address_file_and_job_environment(
 @pytest.mark.anyio
 async def test_environment_and_subscription_released_after_serving(tmp_path: Path) -> None:
     async with Pilot(nodes="1", wd=tmp_path) as pilot:
-        before = len(pilot._subscribers)
+        before = len(pilot._recorder.subscribers)
         async with serve_zmq(pilot) as server:
             assert pilot.env[ADDRESS_ENV] == server.address
-            assert len(pilot._subscribers) == before + 1
+            assert len(pilot._recorder.subscribers) == before + 1
         assert ADDRESS_ENV not in pilot.env
-        assert len(pilot._subscribers) == before  # the pilot goes on without feeding it
+        assert len(pilot._recorder.subscribers) == before  # the pilot goes on without feeding it
 
 
 @pytest.mark.anyio

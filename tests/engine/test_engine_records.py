@@ -32,8 +32,6 @@ def seen(run: Run) -> dict[str, Any]:
         "finished": run.finished,
         "rtime": run.rtime,
         "kill_reason": run.kill_reason,
-        "wd": run.wd,
-        "pname": run.pname,
     }
 
 
@@ -133,7 +131,6 @@ def iteration_job_with_every_kind_of_run(
             d.running[rid] = d.pending.pop(rid)
             pid += 1
             d.feed(d.eng.started(rid, d.now, pid))
-            d.eng.runs[rid].wd, d.eng.runs[rid].pname = "/wd", "true"
         for rid in list(d.running):
             la = d.running[rid]
             if la.iteration == 7 and not d.kills:

@@ -129,7 +129,7 @@ async def test_a_bug_in_a_callback_fails_the_pilot_loudly(
 
     with anyio.fail_after(T), pytest.raises(Exception) as caught:  # an exception group
         async with pilot:
-            monkeypatch.setattr(pilot.engine, "exited", broken)
+            monkeypatch.setattr(pilot._engine, "exited", broken)
             await pilot.submit(Jobs().add(name="a", exec="/bin/true"))
             await anyio.sleep_forever()  # the bug ends the block
     assert "RuntimeError('engine bug')" in repr(caught.value)  # in the task group's group

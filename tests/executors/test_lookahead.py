@@ -33,7 +33,7 @@ async def test_queued_jobs_start_in_the_core_the_last_one_left_in_order(tmp_path
             jobs.add(name=f"j{i}", script=f"date +%s.%N > j{i}.t")
         names = await pilot.submit(jobs)
         await until(pilot, "a", E)
-        assert pilot.engine.queued > 0  # launched ahead, into the fork server's queue
+        assert pilot._engine.queued > 0  # launched ahead, into the fork server's queue
         assert (await pilot.status("j0"))["j0"] is Q  # and still QUEUED
         queued = (await pilot.info("j0"))["j0"]
         assert queued.runtime is None and [s for s, _ in queued.history] == [Q]
@@ -48,7 +48,7 @@ async def test_queued_jobs_start_in_the_core_the_last_one_left_in_order(tmp_path
     # one core: one after the other, in the order they were submitted
     times = [float((tmp_path / f"j{i}.t").read_text()) for i in range(6)]
     assert times == sorted(times)
-    assert pilot.engine.queued == 0
+    assert pilot._engine.queued == 0
 
 
 async def test_a_queued_job_that_cannot_start_passes_its_core_on(tmp_path: Path) -> None:
@@ -78,7 +78,7 @@ async def test_cancel_of_a_queued_job_is_at_once_and_it_never_runs(tmp_path: Pat
             .add(name="it", script="touch it.${it}.ran", iteration=3)
         )
         await until(pilot, "a", E)
-        assert pilot.engine.queued == 4  # b, it:0..2 (c waits for b)
+        assert pilot._engine.queued == 4  # b, it:0..2 (c waits for b)
         await pilot.cancel(["b", "it:1"])
         assert await pilot.status(["b", "c", "it:1"]) == {  # at once, as a queued job
             "b": JobState.CANCELED,
@@ -109,7 +109,7 @@ async def test_set_env_reaches_jobs_already_queued(tmp_path: Path) -> None:
             .add(name="b", script="echo ${X:-unset} > x.out")
         )
         await until(pilot, "a", E)
-        assert pilot.engine.queued == 1
+        assert pilot._engine.queued == 1
         pilot.set_env("X", "new")
         await pilot.wait4all(timeout=T)
     assert (tmp_path / "x.out").read_text() == "new\n"
@@ -122,7 +122,7 @@ async def test_leaving_by_an_exception_stops_queued_jobs_too(tmp_path: Path) -> 
             jobs.add(name="q", script="touch q.${it}.ran", iteration=10)
             await pilot.submit(jobs)
             await until(pilot, "long", E)
-            assert pilot.engine.queued == 10
+            assert pilot._engine.queued == 10
             raise RuntimeError("boom")
     assert not list(tmp_path.glob("q.*.ran"))
     assert children(os.getpid()) == []
@@ -142,10 +142,10 @@ async def test_jobs_queued_in_a_fork_server_that_dies_run_all_the_same(tmp_path:
             .add(name="q", script="echo $PPID > ppid.${it}", iteration=3)
         )
         await until(pilot, "long", E)
-        assert pilot.engine.queued == 3
+        assert pilot._engine.queued == 3
         (server,) = children(os.getpid())
         os.kill(server, signal.SIGKILL)
         got = await pilot.wait4(["long", "q"], timeout=T)
-        assert pilot.engine.queued == 0 and pilot.engine.lookahead == 0
+        assert pilot._engine.queued == 0 and pilot._engine.lookahead == 0
     assert got == {"long": JobState.FAILED, "q": JobState.SUCCEED}  # requeued, not lost
     assert {int((tmp_path / f"ppid.{i}").read_text()) for i in range(3)} == {os.getpid()}

@@ -236,7 +236,7 @@ async def drive(
             await pilot.cancel(
                 [
                     n
-                    for n, j in pilot.engine.jobs.items()
+                    for n, j in pilot._engine.jobs.items()
                     if n not in mine and not j.state.is_final and not j.canceled
                 ]
             )

@@ -55,8 +55,8 @@ async def test_a_failing_sibling_while_entering_propagates(tmp_path: Path) -> No
 async def test_nothing_changes_after_the_block(tmp_path: Path) -> None:
     async with Pilot(nodes=1, wd=tmp_path, executor=NullExecutor()) as pilot:
         await pilot.submit([sleeper("a"), sleeper("b")])
-    assert pilot.service is not None
-    journal = Path(pilot.service.path) / "journal.jsonl"
+    assert pilot.service_path is not None
+    journal = Path(pilot.service_path) / "journal.jsonl"
     before = journal.read_text()
     with pytest.raises(PilotClosedError):
         await pilot.cancel("a")

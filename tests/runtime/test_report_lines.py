@@ -12,13 +12,14 @@ import pytest
 
 from qcgpj_async import Jobs, Pilot
 from qcgpj_async.runtime._info import RunInfo
+from qcgpj_async.runtime._places import RunPlaces
 from qcgpj_async.runtime._service import run_json
 
 pytestmark = pytest.mark.anyio
 T = 30
 
 
-def reference(label: str, run, messages: str | None) -> str:  # type: ignore[no-untyped-def]
+def reference(label: str, run, messages: str | None, places: RunPlaces) -> str:  # type: ignore[no-untyped-def]
     entry = {
         "name": label,
         "state": run.state.value,
@@ -26,7 +27,7 @@ def reference(label: str, run, messages: str | None) -> str:  # type: ignore[no-
             {"state": s.value, "date": datetime.datetime.fromtimestamp(t).isoformat()}
             for s, t in run.history
         ],
-        "runtime": RunInfo.of(run).to_dict(),
+        "runtime": RunInfo.of(run, places).to_dict(),
     }
     if messages:
         entry["messages"] = messages
@@ -46,18 +47,20 @@ async def test_run_lines_match_json_dumps(tmp_path: Path) -> None:
         await pilot.submit(jobs)
         await pilot.wait4all(timeout=T)
         checked = 0
-        for name, job in pilot.engine.jobs.items():
+        places = pilot._recorder.places
+        for name, job in pilot._engine.jobs.items():
             for index, run in job.runs.items():
                 label = name if index is None else f"{name}:{index}"
                 for messages in (run.message, None, 'two\nlines "quoted" \\ ü'):
-                    assert run_json(label, run, str(run.allocation), messages) == reference(
-                        label, run, messages
-                    )
+                    wd, pname = places.wd(run.id), places.pname(run.id)
+                    assert wd is not None and pname is not None  # every run here was launched
+                    line = run_json(label, run, str(run.allocation), messages, wd, pname)
+                    assert line == reference(label, run, messages, places)
                     checked += 1
         assert checked >= 3 * 7
         kinds = {
             (r.exit_code, r.pid is None)
-            for j in pilot.engine.jobs.values()
+            for j in pilot._engine.jobs.values()
             for r in j.runs.values()
         }
         assert (3, False) in kinds and (-1, True) in kinds  # a failure, and a run never started
@@ -96,8 +99,7 @@ async def test_job_entries_carry_resources_and_dependencies(tmp_path: Path) -> N
     async with Pilot(nodes="2", wd=tmp_path) as pilot:
         await pilot.submit(jobs)
         await pilot.wait4all(timeout=T)
-        assert pilot.service is not None
-        report = pilot.service.report_path
+        report = pilot.report_path
     assert report is not None
     entries = {e["name"]: e for e in map(json.loads, Path(report).read_text().splitlines())}
     assert entries["a"]["resources"] == {"numCores": {"exact": 1}}
