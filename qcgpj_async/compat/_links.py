@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.from_thread
 from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ..adapters.protocol import Protocol
 from ..model import FINAL_STATES, JobNotFoundError, PilotTimeoutError, QcgpjError
@@ -207,6 +209,8 @@ class LocalLink(Link):
         self.pilot = Pilot(**args.pilot)
         self._args = args
         self.protocol: Protocol | None = None
+        self.loop_thread: int | None = None
+        self._cancels: MemoryObjectSendStream[str] | None = None
         #: The ZMQ address when ``--net`` was asked for.
         self.address: str | None = None
         self._start(self._serve)
@@ -214,6 +218,8 @@ class LocalLink(Link):
     async def _serve(self, *, task_status: TaskStatus[None]) -> None:
         pilot = self.pilot
         stop = self._new_stop()
+        self.loop_thread = threading.get_ident()
+        self._cancels, cancels = anyio.create_memory_object_stream[str](math.inf)
         await pilot.__aenter__()
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -230,6 +236,7 @@ class LocalLink(Link):
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._feed, _final_events(events))
                     tg.start_soon(self._finish_request, stop)
+                    tg.start_soon(self._canceller, cancels)
                     task_status.started()
                     await stop.wait()
                     tg.cancel_scope.cancel()
@@ -242,6 +249,21 @@ class LocalLink(Link):
         assert self.protocol is not None
         await self.protocol.finish.wait()
         stop.set()
+
+    async def _canceller(self, names: MemoryObjectReceiveStream[str]) -> None:
+        async for name in names:
+            with contextlib.suppress(QcgpjError):  # e.g. ended and removed meanwhile
+                await self.pilot.cancel(name)
+
+    def cancel_soon(self, name: str) -> None:
+        """Cancel a job or iteration from any thread, the loop's own included
+        (e.g. in a done callback), without waiting there."""
+        if threading.get_ident() == self.loop_thread:
+            assert self._cancels is not None
+            self._cancels.send_nowait(name)
+        elif self.open:
+            with contextlib.suppress(QcgpjError, ConnectionError):
+                self.call(self.pilot.cancel, name)
 
     def request(self, request: dict[str, Any]) -> Reply:
         protocol = self.protocol
