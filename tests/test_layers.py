@@ -78,7 +78,12 @@ def test_layers_import_only_downwards() -> None:
                 continue
             if layer in ALLOWED and target not in ALLOWED[layer]:
                 bad.append(f"{path.relative_to(PKG)} imports {mod}")
-            if target in ("adapters", "cli") and layer not in ("adapters", "cli", "compat", "__main__"):
+            if target in ("adapters", "cli") and layer not in (
+                "adapters",
+                "cli",
+                "compat",
+                "__main__",
+            ):
                 bad.append(f"{path.relative_to(PKG)} imports {mod} (nothing imports adapters/cli)")
     assert bad == []
 

@@ -27,6 +27,9 @@ from .jobinfo import JobInfo
 __all__ = ("LocalManager", "Manager")
 
 _logger = logging.getLogger("qcgpj_async.compat")
+# A library logs nowhere unless the program says where (no lines on stderr):
+# a rejected request is an exception in the caller already.
+_logger.addHandler(logging.NullHandler())
 
 Reply = dict[str, Any]
 
@@ -228,7 +231,10 @@ class Manager:
             ConnectionError: an unknown name.
         """
         self._assure_connected()
-        return self._link.wait4(_names(names), timeout)
+        ended = self._link.wait4(_names(names), timeout)
+        # Known now, even if the event feed has not caught up: done() agrees with us.
+        self._link.finals.jobs.update((n, s) for n, s in ended.items() if ":" not in n)
+        return ended
 
     def wait4all(self, timeout_secs: float | None = None) -> None:
         """Wait until every job of the manager has ended.
