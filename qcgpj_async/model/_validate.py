@@ -24,7 +24,7 @@ _COUNT_KEYS = frozenset({"exact", "min", "max", "scheduler"})
 _CRS_KEYS = frozenset({"gpu", "mem"})
 _MODEL_OPTS = {"mpirun": str, "mpirun_args": list, "srun_args": list}
 _BAD_NAME = re.compile(r"[${}()'\"\s:]")
-_DEP = re.compile(r"([^:]+)(?::(\d+|\$\{it\}))?")
+_DEP = re.compile(r"([^:]+)(?::(\d+|\$?\$\{it\}))?")
 
 
 def check_name(name: object) -> str | None:
@@ -131,7 +131,9 @@ def _check_execution(ex: object, p: _Problems) -> dict[str, Any] | None:
     has_exec, has_script = ex.get("exec") is not None, ex.get("script") is not None
     if not has_exec and not has_script:
         p.add("execution", "Job execution (exec or script) not defined")
-    if has_script and (has_exec or ex.get("args") is not None or ex.get("env") is not None):
+    # Empty args/env beside a script are what the original's own to_dict() writes.
+    has_args, has_env = ex.get("args") not in (None, []), ex.get("env") not in (None, {})
+    if has_script and (has_exec or has_args or has_env):
         p.add("execution", "Job script and exec or args or env defined")
 
     args = ex.get("args")
@@ -152,6 +154,10 @@ def _check_execution(ex: object, p: _Problems) -> dict[str, Any] | None:
                 if isinstance(v, (dict, list)) or v is None:
                     p.add(f"execution.env.{k}", f"must be a string or number, not {_tname(v)}")
             out["env"] = {str(k): str(v) for k, v in env.items()}
+    if has_script:
+        for key in ("args", "env"):
+            if not out.get(key, True):
+                del out[key]
     mods = ex.get("modules")
     if mods is not None:
         if isinstance(mods, str):
@@ -320,4 +326,5 @@ def _check_dependencies(deps: object, name: object, p: _Problems) -> dict[str, A
             )
         elif m.group(1) == name:
             p.add(f"dependencies.after[{i}]", "a job cannot depend on itself")
-    return {"after": list(after)}
+    # ``a:$${it}`` (the original's users' escape) is ``a:${it}``.
+    return {"after": [d.replace(":$${it}", ":${it}") if isinstance(d, str) else d for d in after]}
