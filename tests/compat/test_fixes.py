@@ -1,0 +1,55 @@
+"""Compatibility fixes found by running the original's documented workflows against ours."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qcgpj_async.compat import Jobs, LocalManager
+from qcgpj_async.model import job_from_std, substitute
+
+T = 60
+
+
+def test_dollar_dollar_variables_are_the_originals_escape() -> None:
+    v = {"it": "3", "ncores": "2"}
+    assert substitute("out.$${it}", v) == "out.3"
+    assert substitute("$${it}-${it}-$${ncores}", v) == "3-3-2"
+    assert substitute("kill $$; echo $$ ${HOME} $${HOME}", v) == "kill $$; echo $$ ${HOME} $${HOME}"
+    assert substitute("$${other}", v) == "$${other}"
+
+
+def test_dollar_dollar_in_every_field(tmp_path: Path) -> None:
+    m = LocalManager(["--wd", str(tmp_path), "--nodes", "2"])
+    try:
+        jobs = (
+            Jobs()
+            .add(name="a", exec="/bin/echo", args=["$${it}"], stdout="a.$${it}", iteration=2)
+            .add(name="s", script="echo $${it} $$", stdout="s.$${it}", wd="w$${it}", iteration=2)
+            .add(name="d", exec="/bin/true", after="a:$${it}", iteration=2)
+        )
+        assert m.wait4(m.submit(jobs), timeout=T) == {
+            "a": "SUCCEED",
+            "s": "SUCCEED",
+            "d": "SUCCEED",
+        }
+    finally:
+        m.finish()
+    assert (tmp_path / "a.1").read_text() == "1\n"
+    it, pid = (tmp_path / "w1" / "s.1").read_text().split()
+    assert it == "1" and pid.isdigit()  # a bare $$ is still the shell's pid
+
+
+def test_script_with_empty_args_and_env_is_valid(tmp_path: Path) -> None:
+    std = {"name": "s", "execution": {"script": "echo hi", "args": [], "env": {}, "stdout": "o"}}
+    spec = job_from_std(std)
+    assert spec.execution.script == "echo hi"
+    m = LocalManager(["--wd", str(tmp_path), "--nodes", "1"])
+    try:
+        assert m.wait4(m.submit(Jobs().add_std(std)), timeout=T) == {"s": "SUCCEED"}
+        with pytest.raises(Exception, match="Job script and exec or args or env defined"):
+            m.submit(Jobs().add_std({"name": "t", "execution": {"script": "x", "args": ["a"]}}))
+    finally:
+        m.finish()
+    assert (tmp_path / "o").read_text() == "hi\n"
