@@ -104,7 +104,69 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between SIGTERM and SIGKILL when a job is stopped (default 10)",
     )
     _add_net_args(p)
+    _add_original_args(p)
     return p
+
+
+#: The original's flags that change nothing here: accepted, with a line in service.log.
+NOOP_FLAGS = {
+    "--disable-nl": "jobs start without node launchers here",
+    "--tags": "manager tags are used by the governor mode only",
+    "--nl-init-timeout": "there are no node launchers here",
+    "--nl-ready-threshold": "there are no node launchers here",
+    "--nl-start-method": "there are no node launchers here",
+    "--enable-proc-stats": "no process statistics are gathered",
+    "--enable-rt-stats": "jobs.report has each run's start, end and runtime",
+    "--wrapper-rt-stats": "no wrapper is used to time jobs",
+    "--disable-pub": "the publisher is only part of --net",
+}
+#: The original's flags of features we do not have: one line saying so, exit 2.
+MISSING_FLAGS = {
+    "--governor": "the governor mode is not supported: run one qcgpj-async per allocation",
+    "--parent": "the governor mode is not supported: run one qcgpj-async per allocation",
+    "--slurm-partition-nodes": "partitioning an allocation is not supported: "
+    "run one qcgpj-async per allocation",
+    "--slurm-limit-nodes-range-begin": "limiting the allocation's nodes is not supported: "
+    "give the nodes with --nodes",
+    "--slurm-limit-nodes-range-end": "limiting the allocation's nodes is not supported: "
+    "give the nodes with --nodes",
+    "--slurm-resources-file": "a Slurm resources file is not supported: "
+    "give the nodes with --nodes",
+}
+_FLAG_TAKES_NO_VALUE = {
+    "--disable-nl",
+    "--enable-proc-stats",
+    "--enable-rt-stats",
+    "--disable-pub",
+    "--governor",
+}
+
+
+class _Noop(argparse.Action):
+    def __call__(self, parser: Any, ns: Any, values: Any, option: str | None = None) -> None:
+        ns.notes = [*getattr(ns, "notes", []), f"{option} accepted: {NOOP_FLAGS[str(option)]}"]
+
+
+class _Missing(argparse.Action):
+    def __call__(self, parser: Any, ns: Any, values: Any, option: str | None = None) -> None:
+        parser.exit(2, f"qcgpj-async: error: {option}: {MISSING_FLAGS[str(option)]}\n")
+
+
+def _add_original_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("the original's flags that change nothing here (noted in service.log)")
+    for flag in NOOP_FLAGS:
+        nargs = 0 if flag in _FLAG_TAKES_NO_VALUE else None
+        g.add_argument(flag, action=_Noop, nargs=nargs, help=argparse.SUPPRESS)
+    for flag in MISSING_FLAGS:
+        nargs = 0 if flag in _FLAG_TAKES_NO_VALUE else None
+        p.add_argument(flag, action=_Missing, nargs=nargs, help=argparse.SUPPRESS)
+    p.set_defaults(notes=[])
+
+
+def _log_notes(pilot: Pilot, args: argparse.Namespace) -> None:
+    assert pilot.service is not None
+    for note in args.notes:
+        pilot.service.log.info(note)
 
 
 def _seconds(text: str) -> float:
@@ -273,6 +335,7 @@ async def _batch(args: argparse.Namespace, requests: list[object] | None) -> int
     async with pilot:
         t0 = time.monotonic()  # the progress line's rate counts from here
         assert pilot.service is not None
+        _log_notes(pilot, args)
         protocol = Protocol(pilot, log=pilot.service.log)
         async with anyio.create_task_group() as tg:
             if args.show_progress:
@@ -441,6 +504,7 @@ async def _net(args: argparse.Namespace, requests: list[object] | None) -> int:
     async with pilot:
         t0 = time.monotonic()
         assert pilot.service is not None
+        _log_notes(pilot, args)
         protocol = Protocol(pilot, log=pilot.service.log)
         server = serve_zmq(
             pilot,
