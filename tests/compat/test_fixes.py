@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,3 +55,68 @@ def test_script_with_empty_args_and_env_is_valid(tmp_path: Path) -> None:
     finally:
         m.finish()
     assert (tmp_path / "o").read_text() == "hi\n"
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "r.json").write_text(
+        '[{"request": "submit", "jobs": [{"name": "a", "execution": {"exec": "/bin/true"}}]}]'
+    )
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qcgpj_async",
+            "--file-path",
+            "r.json",
+            "--nodes",
+            "1",
+            "--id",
+            "c",
+            *args,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=T,
+    )
+
+
+def test_cli_accepts_the_originals_noop_flags_with_a_note(tmp_path: Path) -> None:
+    run = _cli(
+        tmp_path,
+        "--disable-nl",
+        "--tags",
+        "a,b",
+        "--nl-ready-threshold",
+        "0.5",
+        "--enable-rt-stats",
+    )
+    assert run.returncode == 0, run.stderr
+    log = (tmp_path / ".qcgpjm-service-c" / "service.log").read_text()
+    notes = [ln.split(" INFO ")[1] for ln in log.splitlines() if " accepted: " in ln]
+    assert [n.split()[0] for n in notes] == [
+        "--disable-nl",
+        "--tags",
+        "--nl-ready-threshold",
+        "--enable-rt-stats",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("flag", "says"),
+    [
+        (["--governor"], "the governor mode is not supported: run one qcgpj-async per allocation"),
+        (["--parent", "tcp://h:1"], "the governor mode is not supported"),
+        (["--slurm-partition-nodes", "2"], "partitioning an allocation is not supported"),
+        (["--slurm-limit-nodes-range-begin", "1"], "give the nodes with --nodes"),
+    ],
+)
+def test_cli_flags_of_missing_features_get_one_line(
+    tmp_path: Path, flag: list[str], says: str
+) -> None:
+    run = _cli(tmp_path, *flag)
+    assert run.returncode == 2
+    (line,) = run.stderr.splitlines()
+    assert line.startswith(f"qcgpj-async: error: {flag[0]}: ") and says in line
+    assert "usage:" not in run.stderr
+    assert not (tmp_path / ".qcgpjm-service-c").exists()
