@@ -30,6 +30,7 @@ from ._itersched import plan
 from ._records import CODE, ENTRY, STATES, Job, Kill, Launch, Outcome, Run, StateChanged
 from ._resources import Allocation, NodePart, Requirement, ResourcePool
 from ._submit import find_cycles, parse_dep, requirement, sched_min_req
+from ._unfit import fail_unfit, unfit_message
 
 __all__ = ("Engine", "Instruction")
 
@@ -102,12 +103,16 @@ class Engine:
             JobDescriptionError: a name is taken, a dependency is unknown or
                 cyclic, a job can never fit the resources, ...; lists every problem.
         """
-        prepared = self._check_batch(specs)
+        unfit: dict[str, str] = {}  # jobs that can never fit: they end FAILED, not the batch
+        prepared = self._check_batch(specs, unfit)
         # Register the whole batch before wiring dependencies: a job may depend
         # on one listed after it in the same submit.
         jobs = [self._register(spec, req, sched, now) for spec, req, sched, _ in prepared]
         for job, (_, _, _, deps) in zip(jobs, prepared, strict=True):
             self._wire(job, deps, now)
+        for job in jobs:  # once every dependant waits on it (unless already omitted)
+            if job.name in unfit and job.state not in FINAL_STATES:
+                fail_unfit(self, job, unfit[job.name], now)
         self._propagate(now)
         self._schedule(now)
         return self._drain()
@@ -394,8 +399,9 @@ class Engine:
     # == submit =================================================================
 
     def _check_batch(
-        self, specs: Sequence[JobSpec]
+        self, specs: Sequence[JobSpec], unfit: dict[str, str] | None = None
     ) -> list[tuple[JobSpec, Requirement | None, Any, list[tuple[str, int | None, bool]]]]:
+        # unfit: where jobs that can never fit go, by name, with why (else a problem)
         problems: list[str] = []
         batch: dict[str, JobSpec] = {}
         for spec in specs:
@@ -431,8 +437,11 @@ class Engine:
                     problems.append(
                         f"{prefix}: resources.nodeCrs: no node has {', '.join(sorted(missing))}"
                     )
-                elif not self._can_ever_fit(req if req is not None else sched_min_req(spec)):
-                    problems.append(f"Not enough resources for job {spec.name}")
+                elif not self._can_ever_fit(need := sched_min_req(spec) if req is None else req):
+                    if unfit is None:
+                        problems.append(f"Not enough resources for job {spec.name}")
+                    else:
+                        unfit[spec.name] = unfit_message(spec.name, need, self.pool)
             deps = []
             for dep in spec.dependencies.after if spec.dependencies else ():
                 name, index, paired = parse_dep(dep)
