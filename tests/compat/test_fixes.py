@@ -120,3 +120,22 @@ def test_cli_flags_of_missing_features_get_one_line(
     assert line.startswith(f"qcgpj-async: error: {flag[0]}: ") and says in line
     assert "usage:" not in run.stderr
     assert not (tmp_path / ".qcgpjm-service-c").exists()
+
+
+def test_a_job_that_can_never_fit_fails_alone(tmp_path: Path) -> None:
+    m = LocalManager(["--wd", str(tmp_path), "--nodes", "2,2", "--system-core"])
+    try:
+        names = m.submit(
+            Jobs()
+            .add(name="big", exec="/bin/true", numNodes=1, numCores=6)
+            .add(name="ok", exec="/bin/true")
+        )
+        assert names == ["big", "ok"]
+        assert m.wait4(names, timeout=T) == {"big": "FAILED", "ok": "SUCCEED"}
+        info = m.info("big")["jobs"]["big"]["data"]
+        assert info["messages"] == (
+            "Not enough resources for job big: needs 6 cores on 1 node; "
+            "the pilot has 2 nodes x 2 cores, 1 kept by --system-core"
+        )
+    finally:
+        m.finish()
