@@ -341,8 +341,11 @@ async def _batch(args: argparse.Namespace, requests: list[object] | None) -> int
             if args.show_progress:
                 tg.start_soon(_progress, pilot, sys.stderr, t0)
             run = FileRun()
+            resumed = await pilot.list() if args.resume else {}
             if requests is not None:  # none with --resume alone
-                run = await run_requests(protocol, requests, _err)
+                run = await run_requests(protocol, requests, _err, set(resumed))
+            if args.resume:
+                _err(_resumed_line(args.resume, resumed, run))
             if run.finish:
                 await _stop_unfinished(pilot)
             await pilot.wait4all()
@@ -350,6 +353,18 @@ async def _batch(args: argparse.Namespace, requests: list[object] | None) -> int
         if args.show_progress:
             _progress_line(pilot, sys.stderr, t0, final=True)
     return _exit_code(pilot, run)
+
+
+def _resumed_line(where: str, restored: dict[str, JobState], run: FileRun) -> str:
+    """One line: what a --resume took from its journal (and from the request file)."""
+    ended = sum(1 for s in restored.values() if s.is_final)
+    line = (
+        f"resumed {where}: {len(restored)} jobs from the journal, {ended} had ended, "
+        f"{len(restored) - ended} run again"
+    )
+    if run.resumed_jobs:
+        line += f"; {run.resumed_jobs} jobs of the request file were among them"
+    return line
 
 
 async def _stop_unfinished(pilot: Pilot) -> None:
