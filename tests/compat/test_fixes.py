@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,52 @@ def test_a_job_that_can_never_fit_fails_alone(tmp_path: Path) -> None:
         )
     finally:
         m.finish()
+
+
+RESUME_REQUESTS = """[
+ {"request": "submit", "jobs": [
+   {"name": "ok", "execution": {"exec": "/bin/true"}},
+   {"name": "slow", "execution": {"script": "if [ -f marker ]; then exit 0; fi; touch marker; sleep 60"}}]},
+ {"request": "submit", "jobs": [
+   {"name": "later", "execution": {"exec": "/bin/true"}, "dependencies": {"after": ["slow"]}}]}
+]"""
+
+
+def test_resume_with_the_same_request_file_goes_on(tmp_path: Path) -> None:
+    # What a resubmitted sbatch script does: the same command line, plus --resume.
+    (tmp_path / "r.json").write_text(RESUME_REQUESTS)
+    cmd = [
+        sys.executable,
+        "-m",
+        "qcgpj_async",
+        "--file-path",
+        "r.json",
+        "--nodes",
+        "2",
+        "--kill-grace",
+        "1",
+    ]
+    first = subprocess.Popen(
+        cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + T
+        while not (tmp_path / "marker").exists():  # "slow" runs: stop the run there
+            assert time.monotonic() < deadline, "the first run did not start slow"
+            time.sleep(0.05)
+        first.terminate()
+        assert first.wait(T) == 143
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    second = subprocess.run(
+        [*cmd, "--resume", "."], cwd=tmp_path, capture_output=True, text=True, timeout=T
+    )
+    assert second.returncode == 0, second.stderr
+    assert second.stderr.splitlines() == [
+        "qcgpj-async: resumed .: 3 jobs from the journal, 1 had ended, 2 run again; "
+        "3 jobs of the request file were among them",
+        second.stderr.splitlines()[1],
+    ]
+    assert second.stderr.splitlines()[1].startswith("qcgpj-async: 3 jobs: 3 succeeded")
