@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import time
@@ -189,3 +190,30 @@ def test_resume_with_the_same_request_file_goes_on(tmp_path: Path) -> None:
         second.stderr.splitlines()[1],
     ]
     assert second.stderr.splitlines()[1].startswith("qcgpj-async: 3 jobs: 3 succeeded")
+
+
+def test_mpi_model_without_a_launcher_runs_once_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="qcgpj_async.executors")
+    m = LocalManager(["--wd", str(tmp_path), "--nodes", "2"])
+    try:
+        job = {
+            "name": "mpi",
+            "execution": {
+                "exec": "/bin/sh",
+                "args": ["-c", "echo run >> out"],
+                "model": "openmpi",
+                "env": {"PATH": str(tmp_path / "no-mpi-here")},
+            },
+            "resources": {"numCores": 2},
+            "iteration": {"stop": 2},
+        }
+        assert m.wait4(m.submit(Jobs().add_std(job)), timeout=T) == {"mpi": "SUCCEED"}
+    finally:
+        m.finish()
+    assert (tmp_path / "out").read_text() == "run\nrun\n"  # once per iteration, not per core
+    lines = [r.getMessage() for r in caplog.records if r.name == "qcgpj_async.executors.local"]
+    assert lines == [
+        "job mpi: model openmpi: no MPI launcher (mpirun) found: the program runs once"
+    ]
