@@ -1,7 +1,7 @@
 """Validation of the standard job format: every rule, every problem reported.
 
 :func:`check_std` walks one raw job dict, collects a message for each problem
-(``job 'a': resources.numCores: min (4) greater than max (2)``) and returns
+(``job 'a': execution.args: Execution arguments must be an array``) and returns
 the normalized dict (ints wrapped as ``{"exact": n}``, args as strings, the
 model lower-cased, ...) that the cattrs converter turns into a
 :class:`~qcgpj_async.model.JobSpec` without further checks.
@@ -34,7 +34,11 @@ def check_name(name: object) -> str | None:
     if not name:
         return "name: must not be empty"
     if _BAD_NAME.search(name):
-        return f"name: {name!r} contains a forbidden character ($ {{ }} ( ) ' \" : or whitespace)"
+        # The original's phrase first: tools match on it.
+        return (
+            f"name: Invalid job name {name}: {name!r} contains a forbidden character "
+            "($ { } ( ) ' \" : or whitespace)"
+        )
     return None
 
 
@@ -214,7 +218,8 @@ def _check_count(v: object, field: str, p: _Problems) -> dict[str, Any] | None:
     if exact is None and lo is None and hi is None and sched is None:
         p.add(field, "No resources defined")
     if _is_int(lo) and _is_int(hi) and lo > hi:  # type: ignore[operator]
-        p.add(field, f"min ({lo}) greater than max ({hi})")
+        # The original's phrase (sic) first: tools match on it.
+        p.add(field, f"Maximum number greater than minimal: min ({lo}) greater than max ({hi})")
     if sched is not None:
         if hi is not None:
             p.add(f"{field}.max", "not allowed together with an iteration scheduler")
@@ -299,7 +304,11 @@ def _check_iteration(it: object, p: _Problems) -> dict[str, Any] | None:
         p.add("iteration.stop", f"must be an integer, not {_tname(stop)}")
         return None
     if ok and stop <= start:
-        p.add("iteration", f"stop ({stop}) must be greater than start ({start})")
+        p.add(
+            "iteration",
+            "Wrong format of iteration directive: "  # the original's phrase first
+            f"stop ({stop}) must be greater than start ({start})",
+        )
         return None
     return {"start": start, "stop": stop}
 
