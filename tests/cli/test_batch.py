@@ -288,7 +288,10 @@ def test_rejected_requests_do_not_stop_the_others(tmp_path: Path) -> None:
     # both problems of one job, on the line of its request
     assert problems[1].startswith("qcgpj-async: request #3 (submit) rejected: ")
     assert "Job script and exec or args or env defined" in problems[1]
-    assert "resources.numCores: min (3) greater than max (2)" in problems[1]
+    assert (
+        "resources.numCores: Maximum number greater than minimal: min (3) greater than max (2)"
+        in problems[1]
+    )
     # the valid requests before and after ran
     assert (tmp_path / "good.out").read_text() == "ok\n"
     assert (tmp_path / "later.out").read_text() == "later\n"
