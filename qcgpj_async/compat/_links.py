@@ -12,6 +12,7 @@ future's ``done()`` need no round trip.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import math
 import threading
@@ -43,8 +44,8 @@ _log = logging.getLogger("qcgpj_async.compat")
 
 def zmq_module() -> Any:
     """``qcgpj_async.adapters.zmq``, or an ImportError naming the extra."""
-    try:
-        from ..adapters import zmq as zmq_adapter
+    try:  # by its full name: sys.modules decides, not an attribute left on the package
+        zmq_adapter = importlib.import_module("qcgpj_async.adapters.zmq")
     except ImportError as e:
         raise ImportError("the ZMQ interface needs pyzmq: pip install 'qcgpj_async[zmq]'") from e
     return zmq_adapter

@@ -326,3 +326,45 @@ def test_manager_talks_to_a_qcgpj_async_net_service(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_manager_talks_to_the_originals_service(tmp_path: Path) -> None:
+    pytest.importorskip("zmq", reason="pyzmq is not installed (pip install 'qcgpj_async[zmq]')")
+    pytest.importorskip("qcg.pilotjob.service", reason="the original is not installed")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "qcg.pilotjob.service",
+            "--net",
+            "--net-port",
+            str(port),
+            "--wd",
+            str(tmp_path),
+            "--nodes",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    try:
+        m = Manager(f"127.0.0.1:{port}", {"poll_delay": 1, "init_timeout": T})
+        names = m.submit(
+            Jobs().add(name="j", exec="/bin/true", iteration=2).add(name="k", exec="/bin/false")
+        )
+        assert m.wait4(names, timeout=T) == {"j": "SUCCEED", "k": "FAILED"}
+        assert m.status("j:1")["jobs"]["j:1"]["data"]["status"] == "SUCCEED"
+        assert m.info_parsed("j")["j"].iterations["total"] == 2
+        assert m.resources()["total_cores"] == 2
+        m.finish()
+        assert proc.wait(T) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
