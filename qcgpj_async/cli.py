@@ -106,7 +106,71 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between SIGTERM and SIGKILL when a job is stopped (default 10)",
     )
     _add_net_args(p)
+    _add_original_args(p)
     return p
+
+
+#: The original's flags that change nothing here: accepted, with a line in service.log.
+NOOP_FLAGS = {
+    "--disable-nl": "jobs start without node launchers here",
+    "--tags": "manager tags are used by the governor mode only",
+    "--nl-init-timeout": "there are no node launchers here",
+    "--nl-ready-threshold": "there are no node launchers here",
+    "--nl-start-method": "there are no node launchers here",
+    "--enable-proc-stats": "no process statistics are gathered",
+    "--enable-rt-stats": "jobs.report has each run's start, end and runtime",
+    "--wrapper-rt-stats": "no wrapper is used to time jobs",
+    "--disable-pub": "the publisher is only part of --net",
+}
+#: The original's flags of features we do not have: one line saying so, exit 2.
+MISSING_FLAGS = {
+    "--governor": "the governor mode is not supported: run one qcgpj-async per allocation",
+    "--parent": "the governor mode is not supported: run one qcgpj-async per allocation",
+    "--slurm-partition-nodes": "partitioning an allocation is not supported: "
+    "run one qcgpj-async per allocation",
+    "--slurm-limit-nodes-range-begin": "limiting the allocation's nodes is not supported: "
+    "give the nodes with --nodes",
+    "--slurm-limit-nodes-range-end": "limiting the allocation's nodes is not supported: "
+    "give the nodes with --nodes",
+    "--slurm-resources-file": "a Slurm resources file is not supported: "
+    "give the nodes with --nodes",
+}
+_FLAG_TAKES_NO_VALUE = {
+    "--disable-nl",
+    "--enable-proc-stats",
+    "--enable-rt-stats",
+    "--disable-pub",
+    "--governor",
+}
+
+
+class _Noop(argparse.Action):
+    def __call__(self, parser: Any, ns: Any, values: Any, option: str | None = None) -> None:
+        ns.notes = [*getattr(ns, "notes", []), f"{option} accepted: {NOOP_FLAGS[str(option)]}"]
+
+
+class _Missing(argparse.Action):
+    def __call__(self, parser: Any, ns: Any, values: Any, option: str | None = None) -> None:
+        parser.exit(2, f"qcgpj-async: error: {option}: {MISSING_FLAGS[str(option)]}\n")
+
+
+def _add_original_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("the original's flags that change nothing here (noted in service.log)")
+    for flag in NOOP_FLAGS:
+        nargs = 0 if flag in _FLAG_TAKES_NO_VALUE else None
+        g.add_argument(flag, action=_Noop, nargs=nargs, help=argparse.SUPPRESS)
+    for flag in MISSING_FLAGS:
+        nargs = 0 if flag in _FLAG_TAKES_NO_VALUE else None
+        p.add_argument(flag, action=_Missing, nargs=nargs, help=argparse.SUPPRESS)
+    p.set_defaults(notes=[])
+
+
+def _log_notes(pilot: Pilot, args: argparse.Namespace) -> None:
+    """The notes of the original's flags that change nothing here, in service.log."""
+    log = pilot.log
+    if log is not None:
+        for note in args.notes:
+            log.info(note)
 
 
 def _seconds(text: str) -> float:
@@ -288,13 +352,17 @@ async def _batch(args: argparse.Namespace, requests: list[object] | None) -> int
     pilot = _make_pilot(args)
     async with pilot:
         t0 = time.monotonic()  # the progress line's rate counts from here
+        _log_notes(pilot, args)
         protocol = Protocol(pilot, log=pilot.log)
         async with anyio.create_task_group() as tg:
             if args.show_progress:
                 tg.start_soon(_progress, pilot, sys.stderr, t0)
             run = FileRun()
+            resumed = await pilot.list() if args.resume else {}
             if requests is not None:  # none with --resume alone
-                run = await run_requests(protocol, requests, _err)
+                run = await run_requests(protocol, requests, _err, set(resumed))
+            if args.resume:
+                _err(_resumed_line(args.resume, resumed, run))
             if run.finish:
                 await _stop_unfinished(pilot)
             await pilot.wait4all()
@@ -302,6 +370,18 @@ async def _batch(args: argparse.Namespace, requests: list[object] | None) -> int
         if args.show_progress:
             _progress_line(pilot, sys.stderr, t0, final=True)
     return _exit_code(pilot, run)
+
+
+def _resumed_line(where: str, restored: dict[str, JobState], run: FileRun) -> str:
+    """One line: what a --resume took from its journal (and from the request file)."""
+    ended = sum(1 for s in restored.values() if s.is_final)
+    line = (
+        f"resumed {where}: {len(restored)} jobs from the journal, {ended} had ended, "
+        f"{len(restored) - ended} run again"
+    )
+    if run.resumed_jobs:
+        line += f"; {run.resumed_jobs} jobs of the request file were among them"
+    return line
 
 
 async def _stop_unfinished(pilot: Pilot) -> None:
@@ -444,6 +524,7 @@ async def _net(args: argparse.Namespace, requests: list[object] | None) -> int:
     run = FileRun()
     async with pilot:
         t0 = time.monotonic()
+        _log_notes(pilot, args)
         protocol = Protocol(pilot, log=pilot.log)
         server = serve_zmq(
             pilot,

@@ -13,7 +13,7 @@ import json
 import os
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Any
 
@@ -191,6 +191,17 @@ class Client:
                 if isinstance(data, dict):
                     for s in self._listeners:
                         s.send_nowait((topic, data))
+
+    def subscribe(self) -> AbstractAsyncContextManager[MemoryObjectReceiveStream[_Event]]:
+        """The service's published ends from now on, as ``(topic, data)`` pairs::
+
+            async with client.subscribe() as events:
+                async for topic, data in events:   # "IFI", "JFI" or "NOJ"
+                    ...
+
+        Nothing comes without a publisher (:attr:`publisher` is None).
+        """
+        return self._listen()
 
     @asynccontextmanager
     async def _listen(self) -> AsyncIterator[MemoryObjectReceiveStream[_Event]]:

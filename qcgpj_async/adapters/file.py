@@ -65,10 +65,15 @@ class FileRun:
     requests: int = 0
     rejected: int = 0
     finish: bool = False  # a ``finish`` request stopped the run
+    #: Jobs of submits left out because the resumed journal has them (``known``).
+    resumed_jobs: int = 0
 
 
 async def run_requests(
-    protocol: Protocol, requests: list[Any], report: Callable[[str], None]
+    protocol: Protocol,
+    requests: list[Any],
+    report: Callable[[str], None],
+    known: set[str] | None = None,
 ) -> FileRun:
     """Process requests in order until the list ends or a ``finish`` request.
 
@@ -78,6 +83,8 @@ async def run_requests(
             as its request is taken.
         report: called with one line for each rejected request, and for each
             name a cancelJob or removeJob could not act on (both make the exit code 2).
+        known: jobs a resumed journal already has: a submit leaves them out (the
+            request file of the first run, given again, goes on where it stopped).
     """
     run = FileRun()
     log = protocol.log
@@ -85,6 +92,10 @@ async def run_requests(
     for i, request in enumerate(requests, 1):
         run.requests += 1
         requests[i - 1] = None  # answered requests are not kept (100,000 jobs: ~50 MB)
+        if known and isinstance(request, dict) and request.get("request") == "submit":
+            request = _without_known(request, known, run, log, i)
+            if request is None:
+                continue
         reply = await protocol.handle(request)
         name = request.get("request") if isinstance(request, dict) else None
         if reply["code"] != 0:
@@ -103,3 +114,18 @@ async def run_requests(
             run.finish = True
             break
     return run
+
+
+def _without_known(
+    request: dict[str, Any], known: set[str], run: FileRun, log: Any, i: int
+) -> dict[str, Any] | None:
+    """The submit without the jobs a resumed journal has (None: nothing left)."""
+    jobs = request.get("jobs")
+    if not isinstance(jobs, list):
+        return request
+    left = [j for j in jobs if not (isinstance(j, dict) and j.get("name") in known)]
+    if len(left) == len(jobs):
+        return request
+    run.resumed_jobs += len(jobs) - len(left)
+    log.info("request #%d (submit): %d jobs resumed from the journal", i, len(jobs) - len(left))
+    return {**request, "jobs": left} if left else None

@@ -47,6 +47,7 @@ from ._queue import Buckets, compact, launchable, next_index, sched_req
 from ._records import ENTRY, STATES, Job, Kill, Launch, Outcome, Run, StateChanged
 from ._resources import Allocation, Requirement, ResourcePool
 from ._submit import check_batch, register
+from ._unfit import fail_unfit
 
 __all__ = ("Engine", "Instruction")
 
@@ -109,12 +110,15 @@ class Engine:
             JobDescriptionError: a name is taken, a dependency is unknown or
                 cyclic, a job can never fit the resources, ...; lists every problem.
         """
-        prepared = check_batch(self, specs)
+        unfit: dict[str, str] = {}  # jobs that can never fit: they end FAILED, not the batch
+        prepared = check_batch(self, specs, unfit)
         # Register the whole batch before wiring dependencies: a job may depend
         # on one listed after it in the same submit.
         jobs = [register(self, spec, req, sched, now) for spec, req, sched, _ in prepared]
         for job, (_, _, _, deps) in zip(jobs, prepared, strict=True):
             wire(self, job, deps, now)
+        if unfit:  # once every dependant waits on them
+            fail_unfit(self, jobs, unfit, now)
         propagate(self, now)
         self._schedule(now)
         return self._drain()

@@ -17,6 +17,7 @@ from ..model import JobDescriptionError, JobSpec, JobState
 from ._itersched import plan
 from ._records import CODE, ENTRY, Job
 from ._resources import Requirement
+from ._unfit import unfit_message
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -49,8 +50,13 @@ Q = JobState.QUEUED
 _QUEUED_AT = ENTRY.pack
 
 
-def check_batch(eng: Engine, specs: Sequence[JobSpec]) -> list[Prepared]:
+def check_batch(
+    eng: Engine, specs: Sequence[JobSpec], unfit: dict[str, str] | None = None
+) -> list[Prepared]:
     """Every job of ``specs``, prepared; or every problem of the batch.
+
+    ``unfit``: where the jobs that can never fit go, by name, with why (they end
+    FAILED, the rest of the batch runs); None: such a job is a problem of the batch.
 
     Raises:
         JobDescriptionError: a name is taken, a dependency is unknown or
@@ -83,7 +89,7 @@ def check_batch(eng: Engine, specs: Sequence[JobSpec]) -> list[Prepared]:
         except ValueError as e:
             problems.append(f"job {spec.name!r}: resources: {e}")
         else:
-            problem = _fit_problem(eng, spec, req)
+            problem = _fit_problem(eng, spec, req, unfit)
             if problem is not None:
                 problems.append(problem)
         deps = _deps(eng, spec, batch, problems) if spec.dependencies else []
@@ -94,8 +100,10 @@ def check_batch(eng: Engine, specs: Sequence[JobSpec]) -> list[Prepared]:
     return out
 
 
-def _fit_problem(eng: Engine, spec: JobSpec, req: Requirement | None) -> str | None:
-    """Why ``spec`` can never get its resources, or None."""
+def _fit_problem(
+    eng: Engine, spec: JobSpec, req: Requirement | None, unfit: dict[str, str] | None
+) -> str | None:
+    """Why ``spec`` can never get its resources, or None (also when it goes to ``unfit``)."""
     # from the spec, not req: a job with an iteration scheduler has no req
     crs = spec.resources.node_crs
     missing = set(crs) - eng.pool.consumables if crs else None
@@ -106,7 +114,12 @@ def _fit_problem(eng: Engine, spec: JobSpec, req: Requirement | None) -> str | N
     fit = eng._fit.get(req)
     if fit is None:
         fit = eng._fit[req] = eng.pool.can_ever_fit(req)
-    return None if fit else f"Not enough resources for job {spec.name}"
+    if fit:
+        return None
+    if unfit is not None:
+        unfit[spec.name] = unfit_message(spec.name, req, eng.pool)
+        return None
+    return f"Not enough resources for job {spec.name}"
 
 
 def _deps(eng: Engine, spec: JobSpec, batch: dict[str, JobSpec], problems: list[str]) -> list[Dep]:

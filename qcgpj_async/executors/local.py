@@ -17,7 +17,9 @@ available, start in this process.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import shutil
 import signal
 import sys
 from typing import Protocol
@@ -37,12 +39,31 @@ _MPI = ("openmpi", "intelmpi", "srunmpi")
 _HOSTFILE = ("openmpi", "intelmpi")
 
 
+_log = logging.getLogger("qcgpj_async.executors.local")
+_warned_no_mpirun: set[str] = set()  # jobs told about already: one line per job
+
+
 def local_argv(task: Task, hostfile: str | None = None) -> tuple[str, ...]:
-    """The argv of a task on this host: MPI models run through ``mpirun -n <cores>``."""
+    """The argv of a task on this host: MPI models run through ``mpirun -n <cores>``.
+
+    Without an MPI launcher installed (and none named in ``model_opts``), the
+    program runs once, as the original ran it outside Slurm, with one warning
+    line per job.
+    """
     if task.model not in _MPI:
         return task.argv
     opts = task.model_opts
     mpirun = str(opts.get("mpirun", "mpirun"))
+    if "mpirun" not in opts and shutil.which(mpirun, path=task.env.get("PATH")) is None:
+        if task.job not in _warned_no_mpirun:
+            _warned_no_mpirun.add(task.job)
+            _log.warning(
+                "job %s: model %s: no MPI launcher (%s) found: the program runs once",
+                task.job,
+                task.model,
+                mpirun,
+            )
+        return task.argv
     extra = [str(a) for a in opts.get("mpirun_args", ()) or ()]  # type: ignore[attr-defined]
     host = []
     if hostfile is not None:

@@ -29,7 +29,7 @@ class JobDescriptionError(QcgpjError, ValueError):
     """A job description (or a batch of them) was rejected.
 
     Lists every problem found, not just the first, each naming the job and the
-    field, e.g. ``job 'a': resources.numCores: min (4) greater than max (2)``.
+    field, e.g. ``job 'a': execution.args: Execution arguments must be an array``.
 
     Attributes:
         problems: one message per problem, in the order found.

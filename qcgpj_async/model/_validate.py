@@ -1,7 +1,7 @@
 """Validation of the standard job format: every rule, every problem reported.
 
 :func:`check_std` walks one raw job dict, collects a message for each problem
-(``job 'a': resources.numCores: min (4) greater than max (2)``) and returns
+(``job 'a': execution.args: Execution arguments must be an array``) and returns
 the normalized dict (ints wrapped as ``{"exact": n}``, args as strings, the
 model lower-cased, ...) that the cattrs converter turns into a
 :class:`~qcgpj_async.model.JobSpec` without further checks.
@@ -24,7 +24,7 @@ _COUNT_KEYS = frozenset({"exact", "min", "max", "scheduler"})
 _CRS_KEYS = frozenset({"gpu", "mem"})
 _MODEL_OPTS = {"mpirun": str, "mpirun_args": list, "srun_args": list}
 _BAD_NAME = re.compile(r"[${}()'\"\s:]")
-_DEP = re.compile(r"([^:]+)(?::(\d+|\$\{it\}))?")
+_DEP = re.compile(r"([^:]+)(?::(\d+|\$?\$\{it\}))?")
 
 
 def check_name(name: object) -> str | None:
@@ -34,7 +34,11 @@ def check_name(name: object) -> str | None:
     if not name:
         return "name: must not be empty"
     if _BAD_NAME.search(name):
-        return f"name: {name!r} contains a forbidden character ($ {{ }} ( ) ' \" : or whitespace)"
+        # The original's phrase first: tools match on it.
+        return (
+            f"name: Invalid job name {name}: {name!r} contains a forbidden character "
+            "($ { } ( ) ' \" : or whitespace)"
+        )
     return None
 
 
@@ -131,7 +135,9 @@ def _check_execution(ex: object, p: _Problems) -> dict[str, Any] | None:
     has_exec, has_script = ex.get("exec") is not None, ex.get("script") is not None
     if not has_exec and not has_script:
         p.add("execution", "Job execution (exec or script) not defined")
-    if has_script and (has_exec or ex.get("args") is not None or ex.get("env") is not None):
+    # Empty args/env beside a script are what the original's own to_dict() writes.
+    has_args, has_env = ex.get("args") not in (None, []), ex.get("env") not in (None, {})
+    if has_script and (has_exec or has_args or has_env):
         p.add("execution", "Job script and exec or args or env defined")
 
     args = ex.get("args")
@@ -152,6 +158,10 @@ def _check_execution(ex: object, p: _Problems) -> dict[str, Any] | None:
                 if isinstance(v, (dict, list)) or v is None:
                     p.add(f"execution.env.{k}", f"must be a string or number, not {_tname(v)}")
             out["env"] = {str(k): str(v) for k, v in env.items()}
+    if has_script:
+        for key in ("args", "env"):
+            if not out.get(key, True):
+                del out[key]
     mods = ex.get("modules")
     if mods is not None:
         if isinstance(mods, str):
@@ -208,7 +218,8 @@ def _check_count(v: object, field: str, p: _Problems) -> dict[str, Any] | None:
     if exact is None and lo is None and hi is None and sched is None:
         p.add(field, "No resources defined")
     if _is_int(lo) and _is_int(hi) and lo > hi:  # type: ignore[operator]
-        p.add(field, f"min ({lo}) greater than max ({hi})")
+        # The original's phrase (sic) first: tools match on it.
+        p.add(field, f"Maximum number greater than minimal: min ({lo}) greater than max ({hi})")
     if sched is not None:
         if hi is not None:
             p.add(f"{field}.max", "not allowed together with an iteration scheduler")
@@ -293,7 +304,11 @@ def _check_iteration(it: object, p: _Problems) -> dict[str, Any] | None:
         p.add("iteration.stop", f"must be an integer, not {_tname(stop)}")
         return None
     if ok and stop <= start:
-        p.add("iteration", f"stop ({stop}) must be greater than start ({start})")
+        p.add(
+            "iteration",
+            "Wrong format of iteration directive: "  # the original's phrase first
+            f"stop ({stop}) must be greater than start ({start})",
+        )
         return None
     return {"start": start, "stop": stop}
 
@@ -320,4 +335,5 @@ def _check_dependencies(deps: object, name: object, p: _Problems) -> dict[str, A
             )
         elif m.group(1) == name:
             p.add(f"dependencies.after[{i}]", "a job cannot depend on itself")
-    return {"after": list(after)}
+    # ``a:$${it}`` (the original's users' escape) is ``a:${it}``.
+    return {"after": [d.replace(":$${it}", ":${it}") if isinstance(d, str) else d for d in after]}

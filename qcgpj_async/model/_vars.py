@@ -2,7 +2,8 @@
 
 Unlike the original (string.Template over the whole JSON text), only the
 listed names are touched: an unknown ``${x}`` and every ``$$`` in a script
-stay exactly as written.
+stay exactly as written. ``$${it}`` is read as ``${it}`` (how the original's
+users wrote it), only for the listed names.
 """
 
 from __future__ import annotations
@@ -23,11 +24,15 @@ SUBMIT_VARIABLES = frozenset({"rcnt", "uniq", "sname", "date", "time", "dateTime
 #: Substituted on ``execution`` when an iteration is about to start.
 EXECUTION_VARIABLES = frozenset({"root_wd", "ncores", "nnodes", "nlist", "it", "itval"})
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ``$${name}`` too: the original's users escaped ``$`` that way (its string.Template
+# turned ``$$`` into ``$`` at submit), so it means ``${name}`` for a listed name.
+_VAR = re.compile(r"\$?\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def substitute(text: str, variables: Mapping[str, str]) -> str:
-    """Replace ``${name}`` for each name in ``variables``; leave the rest.
+    """Replace ``${name}`` (or ``$${name}``) for each name in ``variables``; leave the rest.
+
+    Anything else stays as written: ``${other}``, ``$${other}`` and a bare ``$$``.
 
     Args:
         text: the string to expand.

@@ -137,10 +137,11 @@ async def test_submit_duplicate_name_and_too_big(instant: Protocol) -> None:
     msg = err(await instant.handle({"request": "submit", "jobs": [echo("a")]}))
     assert "Job a already exist" in msg
     big = {**echo("big"), "resources": {"numCores": {"exact": 5}}}
-    assert (
-        err(await instant.handle({"request": "submit", "jobs": [big]}))
-        == "Not enough resources for job big"
-    )
+    # Accepted, and FAILED at once with the original's phrase first (not the whole request).
+    ok(await instant.handle({"request": "submit", "jobs": [big, echo("b")]}))
+    listed = ok(await instant.handle({"request": "listJobs"}))["jobs"]["big"]
+    assert listed["status"] == "FAILED"
+    assert listed["messages"].startswith("Not enough resources for job big: needs 5 cores")
 
 
 @pytest.mark.parametrize("jobs", [None, [], "a", {"name": "a"}])

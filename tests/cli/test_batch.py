@@ -301,7 +301,10 @@ def test_rejected_requests_do_not_stop_the_others(tmp_path: Path) -> None:
     # both problems of one job, on the line of its request
     assert problems[1].startswith("qcgpj-async: request #3 (submit) rejected: ")
     assert "Job script and exec or args or env defined" in problems[1]
-    assert "resources.numCores: min (3) greater than max (2)" in problems[1]
+    assert (
+        "resources.numCores: Maximum number greater than minimal: min (3) greater than max (2)"
+        in problems[1]
+    )
     # the valid requests before and after ran
     assert (tmp_path / "good.out").read_text() == "ok\n"
     assert (tmp_path / "later.out").read_text() == "later\n"
@@ -455,15 +458,21 @@ def test_system_core(tmp_path: Path) -> None:
     proc = qcgpj(
         "--file-path", f, "--wd", str(tmp_path), "--nodes", "2", "--system-core", cwd=tmp_path
     )
-    assert proc.returncode == 2
-    assert lines(proc)[0] == (
-        "qcgpj-async: request #2 (submit) rejected: Not enough resources for job all"
-    )
+    assert proc.returncode == 1  # "all" can never fit: it ends FAILED, the rest runs
+    out = lines(proc)
+    assert out[-1].startswith("qcgpj-async: 2 jobs: 1 succeeded, 1 failed")
+    assert any("FAILED all: Not enough resources for job all: needs 2 cores" in x for x in out)
     assert (tmp_path / "one.out").read_text() == "1\n"
-    report = [
-        json.loads(x) for x in (service_dir(tmp_path) / "jobs.report").read_text().splitlines()
-    ]
-    assert report[0]["runtime"]["allocation"] == "n0[1]"  # core 0 is the manager's
+    report = {
+        r["name"]: r
+        for r in map(json.loads, (service_dir(tmp_path) / "jobs.report").read_text().splitlines())
+    }
+    assert report["all"]["state"] == "FAILED"
+    assert report["all"]["messages"] == (
+        "Not enough resources for job all: needs 2 cores; "
+        "the pilot has 1 node x 2 cores, 1 kept by --system-core"
+    )
+    assert report["one"]["runtime"]["allocation"] == "n0[1]"  # core 0 is the manager's
     # As the original: the reserved core counts in the total, as used.
     first = next(r for r in replies(tmp_path) if r[1] == "resourcesInfo")[2]
     assert first["data"] == {"total_nodes": 1, "total_cores": 2, "used_cores": 1, "free_cores": 1}

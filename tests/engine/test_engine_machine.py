@@ -284,6 +284,8 @@ class EngineMachine(RuleBasedStateMachine):
                 # (or, for an iteration job, with every iteration cancelled or omitted).
                 assert job.runs == {}
                 allowed = {OMIT, CANCEL} | ({FAIL} if job.iterative else set())
+                if job.messages and job.messages[0].startswith("Not enough resources"):
+                    allowed.add(FAIL)  # it could never fit: it failed at its submit
                 assert job.state in allowed, (job.name, job.state, target.name, index, st_)
 
     def teardown(self) -> None:

@@ -76,33 +76,52 @@ def test_a_threads_job_gets_its_cores_on_one_node() -> None:
 # -- submit-time checks ------------------------------------------------------------
 
 
-def test_not_enough_resources_rejected_at_submit() -> None:
+def test_a_job_that_can_never_fit_ends_failed_and_the_rest_runs() -> None:
+    """As the seeds say: the job "is removed from the queue with the FAILED status"."""
     eng = engine("2,2")
-    with pytest.raises(JobDescriptionError) as ei:
-        eng.submit([spec("big", numCores=5)], 0.0)
-    assert "Not enough resources for job big" in ei.value.problems
-    assert eng.jobs == {}
+    out = eng.submit([spec("big", numCores=5), spec("ok"), spec("after", after="big")], 0.0)
+    big = eng.jobs["big"]
+    assert big.state is JobState.FAILED
+    assert big.messages == [
+        "Not enough resources for job big: needs 5 cores; the pilot has 2 nodes x 2 cores"
+    ]
+    assert eng.jobs["after"].state is JobState.OMITTED
+    assert [la.job for la in launches(out)] == ["ok"]
+    assert eng.unfinished == 1 and eng.pool.free_cores == 3
 
 
 @pytest.mark.parametrize(
-    "kw",
+    ("kw", "needs"),
     [
-        {"numNodes": 3},
-        {"numNodes": {"min": 3, "max": 4}},
-        {"numNodes": 1, "numCores": 3},
-        {"numCores": {"min": 5, "max": 8}},
+        ({"numNodes": 3}, "needs 3 whole nodes"),
+        ({"numNodes": {"min": 3, "max": 4}}, "needs 3 whole nodes"),
+        ({"numNodes": 1, "numCores": 3}, "needs 3 cores on 1 node"),
+        ({"numNodes": 2, "numCores": 3}, "needs 3 cores on each of 2 nodes"),
+        ({"numCores": {"min": 5, "max": 8}}, "needs 5 cores"),
+        ({"numCores": 9, "iteration": 3}, "needs 9 cores"),
     ],
 )
-def test_not_enough_resources_variants(kw: dict[str, object]) -> None:
-    with pytest.raises(JobDescriptionError, match="Not enough resources for job big"):
-        engine("2,2").submit([spec("big", **kw)], 0.0)
+def test_not_enough_resources_variants(kw: dict[str, object], needs: str) -> None:
+    eng = engine("2,2")
+    eng.submit([spec("big", **kw)], 0.0)
+    job = eng.jobs["big"]
+    assert job.state is JobState.FAILED
+    assert job.messages == [
+        f"Not enough resources for job big: {needs}; the pilot has 2 nodes x 2 cores"
+    ]
+    if job.iterative:  # none of its iterations can run
+        assert [eng.iteration_state(job, i) for i in range(3)] == [JobState.OMITTED] * 3
 
 
-def test_system_core_job_asking_for_all_cores_rejected() -> None:
+def test_system_core_job_asking_for_all_cores_fails() -> None:
     """Regression (original bug): with --system-core, a job asking for all cores waited forever."""
     eng = engine("4", system_core=True)
-    with pytest.raises(JobDescriptionError, match="Not enough resources for job all"):
-        eng.submit([spec("all", numCores=4)], 0.0)
+    eng.submit([spec("all", numCores=4)], 0.0)
+    assert eng.jobs["all"].state is JobState.FAILED
+    assert eng.jobs["all"].messages == [
+        "Not enough resources for job all: needs 4 cores; "
+        "the pilot has 1 node x 4 cores, 1 kept by --system-core"
+    ]
     out = eng.submit([spec("three", numCores=3)], 0.0)
     assert [str(la.allocation) for la in launches(out)] == ["n0[1:2:3]"]
 
@@ -132,8 +151,12 @@ def test_node_crs_with_iteration_scheduler_on_resources_without_them_rejected() 
 
 def test_node_crs_more_than_any_node_has() -> None:
     eng = engine("n1:2,n2:2", crs={"n1": {"gpu": 2}})
-    with pytest.raises(JobDescriptionError, match="Not enough resources for job g"):
-        eng.submit([spec("g", nodeCrs={"gpu": 3})], 0.0)
+    eng.submit([spec("g", nodeCrs={"gpu": 3})], 0.0)
+    assert eng.jobs["g"].state is JobState.FAILED
+    assert eng.jobs["g"].messages == [
+        "Not enough resources for job g: needs 1 core with 3 gpu per node; "
+        "the pilot has 2 nodes x 2 cores, at most 2 gpu per node"
+    ]
 
 
 def test_every_problem_listed_and_nothing_accepted() -> None:
@@ -143,7 +166,8 @@ def test_every_problem_listed_and_nothing_accepted() -> None:
             specs({"name": "ok"}, {"name": "big", "numCores": 3}, {"name": "dep", "after": "nope"}),
             0.0,
         )
-    assert len(ei.value.problems) == 2
+    # A job too big is no problem of the batch (it would end FAILED); the unknown one is.
+    assert ei.value.problems == ("job 'dep': dependencies.after: unknown job 'nope'",)
     assert eng.jobs == {} and eng.unfinished == 0 and eng.pool.free_cores == 2
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from qcgpj_async import Jobs
 from qcgpj_async.engine import Allocation, Launch, NodePart
 from qcgpj_async.executors import local_argv, prepare_task
@@ -100,7 +102,9 @@ def test_submit_variables_are_substituted_at_launch() -> None:
     assert t.argv == ("echo", "4", "u", "local")
 
 
-def test_local_argv_runs_mpi_models_through_mpirun() -> None:
+def test_local_argv_runs_mpi_models_through_mpirun(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As on a machine with MPI installed (without, the program runs once: tests/compat).
+    monkeypatch.setattr("qcgpj_async.executors.local.shutil.which", lambda *a, **k: "/x/mpirun")
     t = prep(
         exec="app",
         args=["-v"],

@@ -35,7 +35,10 @@ CASES = [
     ({"execution": {"exec": "x"}}, "job #0: name: missing (required)"),
     ({"name": 3, "execution": {"exec": "x"}}, "job #0: name: must be a string, not int"),
     ({"name": "", "execution": {"exec": "x"}}, "job #0 (''): name: must not be empty"),
-    ({"name": "a:b", "execution": {"exec": "x"}}, "job #0 ('a:b'): name: 'a:b' contains"),
+    (
+        {"name": "a:b", "execution": {"exec": "x"}},
+        "job #0 ('a:b'): name: Invalid job name a:b: 'a:b' contains",
+    ),
     ({"name": "a b", "execution": {"exec": "x"}}, "contains a forbidden character"),
     ({"name": "a${x}", "execution": {"exec": "x"}}, "contains a forbidden character"),
     ({"name": "a"}, "job 'a': execution: Job execution (exec or script) not defined"),
@@ -79,7 +82,7 @@ CASES = [
     ),
     (
         res(numNodes={"min": 4, "max": 2}),
-        "job 'a': resources.numNodes: min (4) greater than max (2)",
+        "job 'a': resources.numNodes: Maximum number greater than minimal: min (4) greater than max (2)",
     ),
     (res(numCores={"min": 1.5}), "job 'a': resources.numCores.min: must be an integer, not float"),
     (res(numCores={"max": 0}), "job 'a': resources.numCores.max: must be at least 1, not 0"),
@@ -105,7 +108,7 @@ CASES = [
     ),
     (
         {"name": "a", "execution": {"exec": "x"}, "iteration": {"start": 5, "stop": 5}},
-        "job 'a': iteration: stop (5) must be greater than start (5)",
+        "job 'a': iteration: Wrong format of iteration directive: stop (5) must be greater than start (5)",
     ),
     (
         {"name": "a", "execution": {"exec": "x"}, "iteration": {"start": -1, "stop": 5}},
@@ -180,9 +183,9 @@ def test_every_problem_of_one_job_is_listed() -> None:
     assert found == [
         "job 'a': execution.exec: must be a string, not int",
         "job 'a': execution.args: Execution arguments must be an array",
-        "job 'a': resources.numCores: min (4) greater than max (2)",
+        "job 'a': resources.numCores: Maximum number greater than minimal: min (4) greater than max (2)",
         "job 'a': resources.wt: invalid wall time 'soon' (e.g. '1h30m', '10m', '90s'; > 0)",
-        "job 'a': iteration: stop (0) must be greater than start (0)",
+        "job 'a': iteration: Wrong format of iteration directive: stop (0) must be greater than start (0)",
     ]
 
 

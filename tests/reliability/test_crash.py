@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -143,7 +144,14 @@ def test_sigkill_then_resume_twice(tmp_path: Path) -> None:
         (wd / "gate").touch()
         _, err = third.communicate(timeout=T)
         assert third.returncode == 0, err
-        assert err.splitlines()[-1].startswith("qcgpj-async: 13 jobs: 13 succeeded; report: "), err
+        lines = err.splitlines()
+        resumed, summary = lines[0], lines[-1]
+        assert re.fullmatch(
+            rf"qcgpj-async: resumed {re.escape(str(wd))}: 13 jobs from the journal, "
+            r"\d+ had ended, \d+ run again",
+            resumed,
+        ), resumed
+        assert summary.startswith("qcgpj-async: 13 jobs: 13 succeeded; report: "), err
     finally:
         (wd / "gate").touch()
         stop_all(procs, orphans + pids(wd))
