@@ -60,36 +60,44 @@ _RAN = re.compile(
 _OK = b'"state": "SUCCEED", "history"'
 
 
-def _times(data: bytes) -> tuple[float, float, float] | None:
-    """First start, last end and busy core-seconds of the runs in a jobs.report."""
-    seconds: dict[bytes, float] = {}
+#: jobs.report is read in blocks of this size: a 100,000-job report is ~50 MB, and the
+#: closing lines must not hold it all at the end of a run.
+BLOCK = 1 << 20
 
-    def ts(d: bytes) -> float:
-        base = seconds.get(d[:19])
+
+class _Scan:
+    """What the closing lines need from a jobs.report, gathered block by block."""
+
+    def __init__(self, shown: int) -> None:
+        self.shown = shown
+        self.first, self.last, self.busy = math.inf, -math.inf, 0.0
+        self.bad: list[tuple[float, int, str, str, str]] = []
+        self.kinds: set[str] = set()
+        self.count = 0
+        self._seconds: dict[bytes, float] = {}
+
+    def _ts(self, d: bytes) -> float:
+        base = self._seconds.get(d[:19])
         if base is None:
-            base = seconds[d[:19]] = _dt.datetime.fromisoformat(d[:19].decode()).timestamp()
+            base = _dt.datetime.fromisoformat(d[:19].decode()).timestamp()
+            self._seconds[d[:19]] = base
         return base + float(d[19:]) if len(d) > 19 else base
 
-    first, last, busy = math.inf, -math.inf, 0.0
-    for m in _RAN.finditer(data):
-        a, b, alloc = m.groups()
-        x, e = ts(a), ts(b)
-        first, last = min(first, x), max(last, e)
-        busy += (e - x) * (alloc.count(b":") + alloc.count(b"["))
-    return (first, last, busy) if last >= first else None
+    def feed(self, data: bytes) -> None:
+        """Whole lines of a jobs.report."""
+        ts = self._ts
+        first, last, busy = self.first, self.last, self.busy
+        for m in _RAN.finditer(data):
+            a, b, alloc = m.groups()
+            x, e = ts(a), ts(b)
+            first, last = min(first, x), max(last, e)
+            busy += (e - x) * (alloc.count(b":") + alloc.count(b"["))
+        self.first, self.last, self.busy = first, last, busy
+        for line in data.split(b"\n"):
+            if line and _OK not in line[:400] and b'"iterations": {' not in line:
+                self._unsuccessful(line)
 
-
-def _unsuccessful(
-    data: bytes, shown: int
-) -> tuple[list[tuple[float, int, str, str, str]], set[str], int]:
-    """The first ``shown`` tasks that did not succeed ``(end, state, name, reason)``, the
-    states seen and how many there are, from a jobs.report's lines."""
-    bad: list[tuple[float, int, str, str, str]] = []
-    states: set[str] = set()
-    count = 0
-    for line in data.split(b"\n"):
-        if not line or _OK in line[:400] or b'"iterations": {' in line:
-            continue
+    def _unsuccessful(self, line: bytes) -> None:
         try:
             e = json.loads(line)
             t = TaskRecord(str(e["name"]), "", None, str(e["state"]), message=e.get("messages"))
@@ -100,15 +108,35 @@ def _unsuccessful(
             t.started = 0.0 if started else None
             when = _dt.datetime.fromisoformat(str(hist[-1].get("date"))).timestamp()
         except (ValueError, KeyError, TypeError, AttributeError):
-            continue  # a torn last line (the run is over: none), or not ours
+            return  # a torn last line (the run is over: none), or not ours
         if t.state not in FINAL or t.state == "SUCCEED":
-            continue
-        count += 1
-        states.add(t.state)
-        bad.append((when, count, t.state, t.name, t.reason))  # ties: in the file's order
-        bad.sort()
-        del bad[shown:]
-    return bad, states, count
+            return
+        self.count += 1
+        self.kinds.add(t.state)
+        self.bad.append((when, self.count, t.state, t.name, t.reason))  # ties: file order
+        self.bad.sort()
+        del self.bad[self.shown :]
+
+    def times(self) -> tuple[float, float, float] | None:
+        """First start, last end and busy core-seconds of the runs."""
+        return (self.first, self.last, self.busy) if self.last >= self.first else None
+
+
+def _scan(path: str, shown: int) -> _Scan | None:
+    """A jobs.report scanned block by block; None: not ours in JSON."""
+    scan = _Scan(shown)
+    with open(path, "rb") as f:
+        rest = f.read(1)
+        if rest != b"{":
+            return None
+        while True:
+            block = f.read(BLOCK)
+            data = rest + block
+            cut = len(data) if not block else data.rfind(b"\n") + 1
+            rest = data[cut:]
+            scan.feed(data[:cut])
+            if not block:
+                return scan
 
 
 def summary_lines(
@@ -146,14 +174,11 @@ def summary_lines(
 def _closing(
     service_dir: str, report_path: str | None, failures: int, states: dict[str, int] | None
 ) -> list[str]:
-    data = b""
-    if report_path is not None:
-        with open(report_path, "rb") as f:
-            data = f.read()
+    scan = _scan(report_path, failures) if report_path is not None else None
     lines = []
-    if data.startswith(b"{"):  # ours, JSON: the fast way
-        bad, kinds, count = _unsuccessful(data, failures)
-        times = _times(data)
+    if scan is not None:  # ours, JSON: the fast way
+        bad, kinds, count = scan.bad, scan.kinds, scan.count
+        times = scan.times()
         cores = _cores(service_dir)
     else:
         run = load_run(service_dir)

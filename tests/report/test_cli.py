@@ -310,6 +310,22 @@ def test_batch_closing_lines_agree_with_the_report(finished: Path) -> None:
     assert last.startswith("4 jobs: 1 succeeded, 2 failed, 1 omitted; report: ")
 
 
+@pytest.mark.parametrize("block", [1, 7, 300])
+def test_batch_closing_lines_read_the_report_in_blocks(
+    finished: Path, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    # The closing lines read jobs.report block by block (a 100,000-job report is ~50 MB):
+    # blocks that cut lines anywhere give the lines read in one block.
+    from qcgpj_async.report import _batch, summary_lines
+
+    sdir = service_dir(finished / "wd")
+    whole = summary_lines(str(sdir), str(sdir / "jobs.report"))
+    assert (sdir / "jobs.report").stat().st_size > 3 * block
+    monkeypatch.setattr(_batch, "BLOCK", block)
+    assert summary_lines(str(sdir), str(sdir / "jobs.report")) == whole
+    assert any(line.startswith("makespan ") for line in whole)
+
+
 def test_the_fast_path_reads_as_json_does(finished: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import re
 
