@@ -101,6 +101,24 @@ class Finals:
                 raise ConnectionError("Not connected")
             return self._untaken.popleft()
 
+    def wait_jobs(self, names: list[str], timeout: float | None) -> dict[str, str] | None:
+        """The final states of the jobs ``names`` once all have ended, waiting here for
+        the events (no request); None: the feed closed first.
+
+        Raises:
+            TimeoutElapsed: not all ended within ``timeout`` seconds.
+        """
+        jobs = self.jobs
+        with self._cond:
+            if not self._cond.wait_for(
+                lambda: self._closed or all(n in jobs for n in names), timeout
+            ):
+                raise TimeoutElapsed()
+            try:
+                return {n: jobs[n] for n in names}
+            except KeyError:  # closed before they ended
+                return None
+
     def close(self) -> None:
         with self._cond:
             self._closed = True

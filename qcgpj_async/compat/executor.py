@@ -135,8 +135,13 @@ class QCGPJFuture:
         final = self._final()
         if final is not None:
             return final
+        link = self.qcgpjm._link
         try:
-            return self.qcgpjm.wait4(self.ids, timeout)
+            if link.has_events and link.open:  # the events say when: no request, no poll
+                final = link.finals.wait_jobs(self.ids, timeout)
+                if final is not None:
+                    return final
+            return self.qcgpjm.wait4(self.ids, timeout)  # e.g. the manager finished: its error
         except TimeoutElapsed:
             raise ResultTimeout(f"jobs not finished within {timeout} s") from None
 

@@ -79,6 +79,23 @@ def test_done_costs_no_round_trip(executor: QCGPJExecutor) -> None:
     assert sleeper.done()
 
 
+def test_result_waits_on_events_not_requests(executor: QCGPJExecutor) -> None:
+    f = executor.submit(BasicTemplate.template, name="w", exec="/bin/sh", args=["-c", "sleep 0.3"])
+    sent = _count_requests(executor)
+    link = executor.qcgpj_manager._link
+    waits: list[list[str]] = []
+    wait4 = link.wait4
+
+    def counting_wait4(names: list[str], timeout: float | None) -> dict[str, str]:
+        waits.append(names)
+        return wait4(names, timeout)
+
+    link.wait4 = counting_wait4  # type: ignore[method-assign]
+    assert f.result(T) == {"w": "SUCCEED"}  # woken by the job's end event
+    assert sent == [] and waits == []
+    assert f.done()
+
+
 def test_result_honours_its_timeout(executor: QCGPJExecutor) -> None:
     f = executor.submit(BasicTemplate.template, name="s", exec="/bin/sleep", args=["60"])
     with pytest.raises(ResultTimeout) as e:
