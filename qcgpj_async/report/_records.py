@@ -39,6 +39,7 @@ class TaskRecord:
     ready: float | None = None
     ncores: int = 0  # cores asked for
     acores: int = 0  # cores of ``alloc`` (0: count them)
+    restored: bool = False  # it ended in the run resumed (--resume), not in this one
 
     @property
     def cores(self) -> int:
@@ -55,6 +56,8 @@ class TaskRecord:
         """Why it ended as it did: its message, else its exit code, else its state."""
         if self.message:
             return self.message.replace("\n", "; ")
+        if self.restored:
+            return f"{self.state.lower()} before the resume (restored from the journal)"
         code = self.exit_code
         if code is not None and code < 0:
             try:

@@ -230,6 +230,7 @@ def _task_from_json(
         end = x  # a history without its end: zero length, not unknown
     job, it = _split_label(name)
     t = tasks[name] = TaskRecord(name, job, it, state, q, sc, x, end, message=msg)
+    t.restored = bool(e.get("restored"))
     runtime = e.get("runtime")
     if runtime:
         alloc = runtime.get("allocation")

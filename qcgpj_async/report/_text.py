@@ -221,7 +221,8 @@ def task_dict(t: TaskRecord) -> dict[str, Any]:
         "allocation": ",".join(f"{n}[{':'.join(map(str, c))}]" for n, c in t.alloc) or None,
         "cores": t.cores,
         "exit_code": t.exit_code,
-        "reason": None if t.state == "SUCCEED" else t.reason,
+        "reason": None if t.state == "SUCCEED" and not t.restored else t.reason,
+        "restored": t.restored,
     }
 
 

@@ -68,7 +68,9 @@ def run_json(
     label: str, run: Run, alloc: str, messages: str | None, wd: str | None, pname: str | None
 ) -> str:
     """The ``jobs.report`` entry of one run, as ``json.dumps`` writes the original's dict
-    (``name, state, history, runtime[, messages]``), built as text: a third of the cost."""
+    (``name, state, history, runtime[, messages]``), built as text: a third of the cost.
+    A run that ended before a resume (its history is its end alone) adds
+    ``"restored": true``."""
     hist = ", ".join([f'{{"state": "{s.value}", "date": "{_iso(t)}"}}' for s, t in run.history])
     rt = f'"allocation": {_q(alloc)}'
     if wd is not None:
@@ -83,6 +85,8 @@ def run_json(
     if pname is not None:
         rt += f', "pname": {_q(pname)}'
     tail = f', "messages": {_q(messages)}' if messages else ""
+    if len(run.history) == 1:  # only its end: restored from the journal (--resume)
+        tail += ', "restored": true'
     return (
         f'{{"name": {_q(label)}, "state": "{run.state.value}", "history": [{hist}], '
         f'"runtime": {{{rt}}}{tail}}}'

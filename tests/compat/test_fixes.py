@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -191,6 +192,21 @@ def test_resume_with_the_same_request_file_goes_on(tmp_path: Path) -> None:
     )
     assert out[-1].startswith("qcgpj-async: 3 jobs: 3 succeeded"), out
     assert not any("resumed" in line for line in out[1:]), out  # said once
+    # The job that ended before the resume is reported as restored, not as a run of 0 s.
+    report = out[-1].rpartition("report: ")[2]
+    entries = {e["name"]: e for e in map(json.loads, (tmp_path / report).read_text().splitlines())}
+    assert entries["ok"].get("restored") is True and entries["ok"]["state"] == "SUCCEED"
+    assert "restored" not in entries["later"]
+    table = subprocess.run(
+        [sys.executable, "-m", "qcgpj_async", "report", ".", "--jobs", "--format", "jsonl"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=T,
+        check=True,
+    ).stdout
+    rows = {r["name"]: r for r in map(json.loads, table.splitlines())}
+    assert rows["ok"]["reason"] == "succeed before the resume (restored from the journal)"
 
 
 def test_mpi_model_without_a_launcher_runs_once_with_one_warning(
