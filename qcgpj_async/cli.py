@@ -400,14 +400,15 @@ def _exit_code(pilot: Pilot, run: FileRun) -> int:
 
 
 def _summary(pilot: object) -> list[str]:
-    """The closing lines (failures, makespan, the summary line last), from the service dir."""
+    """The closing lines (failures, makespan, the summary line last), from what the
+    pilot gathered as runs ended (no file is read again)."""
     from .report import summary_lines
     from .runtime import Pilot
 
     assert isinstance(pilot, Pilot)
     if pilot.service_path is None:
         return summary_lines(None, job_states={s.value: n for s, n in pilot.job_counts().items()})
-    return summary_lines(pilot.service_path, pilot.report_path)
+    return summary_lines(pilot.service_path, pilot.report_path, figures=pilot.run_totals())
 
 
 def _progress_line(pilot: object, out: TextIO, t0: float, final: bool = False) -> None:

@@ -23,6 +23,7 @@ from ._journal import JOURNAL, Journal, Recovered, stop_orphans
 from ._launcher import Launcher
 from ._places import RunPlaces
 from ._service import ServiceDir
+from ._totals import RunTotals
 from ._waits import Waiters
 
 #: Seconds by which lines of jobs.report and service.log may follow a job's end.
@@ -63,6 +64,8 @@ class Recorder:
         self.interrupted: set[str] = set()
         #: Set when lines of jobs.report/service.log wait (see :meth:`flush_reports`).
         self.report_wake: anyio.Event | None = None
+        #: Makespan, busy core-seconds, first failures: the batch's closing lines.
+        self.totals = RunTotals()
 
     def open(
         self,
@@ -90,6 +93,7 @@ class Recorder:
         path = os.path.join(svc.path, JOURNAL)
         resumed = recovered.path if recovered else None
         nodes = {n.name: len(n.free) for n in self._engine.pool.nodes}  # for reports
+        self.totals.cores = sum(nodes.values())
         self.journal = Journal(path, pilot_id, started_at, resumed, nodes)
         return svc
 
@@ -160,19 +164,27 @@ class Recorder:
             ev.job not in self.interrupted or state not in (JobState.CANCELED, JobState.OMITTED)
         ):
             self.journal.job_ended(job, ev.iteration, state, ev.time)
+        totals = self.totals
         try:
             if ev.iteration is not None:
                 it_run = job.run_at(ev.iteration)
+                label = f"{job.name}:{ev.iteration}"
                 if it_run is not None:
                     svc.report_run(job, it_run)
+                    totals.run_ended(label, it_run, it_run.message)
                 else:  # cancelled while queued, or omitted (a:${it} dependency)
                     svc.report_iteration(job.name, ev.iteration, state, ev.time)
+                    totals.ended_unrun(label, state, ev.time, None)
                 return
             run = job.run_at(None)
+            messages = "\n".join(job.messages) if job.messages else None
             if run is not None:
                 svc.report_run(job, run)
+                totals.run_ended(job.name, run, run.message or messages)
             else:
                 svc.report_job(job)
+                if not job.iterative:  # an iteration job's ends are its iterations'
+                    totals.ended_unrun(job.name, state, ev.time, messages)
         except Exception:  # a report line that cannot be written must not stop the pilot
             it = "" if ev.iteration is None else f":{ev.iteration}"
             svc.log.exception("cannot report %s%s", ev.job, it)

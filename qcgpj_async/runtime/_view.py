@@ -233,6 +233,14 @@ class PilotView:
             iterations=self._engine.iteration_counts(),
         )
 
+    def run_totals(self) -> dict[str, Any]:
+        """What the runs that ended here add up to, gathered as they ended (no file read):
+        ``cores`` (usable), ``first_start``/``last_end`` (None before any run ended),
+        ``busy`` core-seconds, ``count`` and ``kinds`` of the ends that were not a
+        success, and the first few of them by end time, ``unsuccessful``:
+        ``(state, name, message, exit_code, started)``."""
+        return self._recorder.totals.figures()
+
     def final_status(self) -> dict[str, Any]:
         """What final_status.json holds: :meth:`service_status`, and beside the
         original's fields every state counted as itself (the original counts
