@@ -10,7 +10,7 @@ reply, and the service goes on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
@@ -24,7 +24,7 @@ from ..model import (
 )
 from ..runtime import Pilot
 
-__all__ = ("Protocol", "error_reply", "invalid_reply", "ok_reply")
+__all__ = ("Protocol", "error_reply", "invalid_reply", "ok_reply", "submit_error")
 
 Reply = dict[str, Any]
 
@@ -42,6 +42,16 @@ def ok_reply(data: Any = None, message: str | None = None) -> Reply:
 def error_reply(message: str) -> Reply:
     """An error reply."""
     return {"code": 1, "message": message}
+
+
+def submit_error(problems: Sequence[str]) -> str:
+    """The message of a rejected submit, starting with the original's phrase (tools
+    match on it): ``Job a already exist`` for names taken, else ``Wrong submit
+    request: `` and every problem, each naming its job and field."""
+    taken = [p.rpartition(": ")[2] for p in problems if p.endswith(" already exist")]
+    if taken and len(taken) == len(problems):
+        return "; ".join(taken)
+    return "Wrong submit request: " + "; ".join(problems)
 
 
 def invalid_reply(message: str) -> Reply:
@@ -132,7 +142,7 @@ class Protocol:
         try:
             names = await self.pilot.submit(jobs)
         except JobDescriptionError as e:
-            return error_reply("; ".join(e.problems))
+            return error_reply(submit_error(e.problems))
         return ok_reply({"submitted": len(names), "jobs": names}, f"{len(names)} jobs submitted")
 
     async def _job_status(self, request: dict[str, Any]) -> Reply:

@@ -660,3 +660,20 @@ async def test_closed_pilot_is_an_error_reply(tmp_path: Path) -> None:
         protocol = Protocol(pilot)
     msg = err(await protocol.handle({"request": "submit", "jobs": [echo("a")]}))
     assert "not running" in msg
+
+
+def test_submit_errors_start_with_the_originals_phrase() -> None:
+    from qcgpj_async.adapters.protocol import submit_error
+
+    # What the original answers (tools match on it), then ours: the job, the field, the rule.
+    assert submit_error(["job 'a': name: Job a already exist"]) == "Job a already exist"
+    assert (
+        submit_error(["job 'a': name: Job a already exist", "job 'b': name: Job b already exist"])
+        == "Job a already exist; Job b already exist"
+    )
+    assert submit_error(
+        ["job 'a': name: Job a already exist", "job 'x:y': name: Invalid job name x:y"]
+    ) == (
+        "Wrong submit request: job 'a': name: Job a already exist; "
+        "job 'x:y': name: Invalid job name x:y"
+    )

@@ -292,7 +292,7 @@ def test_rejected_requests_do_not_stop_the_others(tmp_path: Path) -> None:
     assert proc.returncode == 2
     problems, last = before_summary(proc), lines(proc)[-1]
     assert problems == [
-        "qcgpj-async: request #1 (submit) rejected: job 'bad': execution: "
+        "qcgpj-async: request #1 (submit) rejected: Wrong submit request: job 'bad': execution: "
         "Job execution (exec or script) not defined",
         problems[1],
         "qcgpj-async: request #4 (bogus) rejected: Invalid request: Unknown request name: bogus",
@@ -311,7 +311,7 @@ def test_rejected_requests_do_not_stop_the_others(tmp_path: Path) -> None:
     assert last.startswith("qcgpj-async: 2 jobs: 2 succeeded; report: ")
     # the rejections are in the log too
     log = (service_dir(tmp_path) / "service.log").read_text()
-    assert "request #1 (submit) rejected: job 'bad'" in log
+    assert "request #1 (submit) rejected: Wrong submit request: job 'bad'" in log
     assert "request #4 (bogus) rejected" in log
 
 

@@ -300,7 +300,7 @@ async def test_regressions_found_by_the_fuzz(tmp_path: Path) -> None:
         # a null among the jobs (was: an internal error, StopIteration in a coroutine)
         assert await submit(None, ok) == {
             "code": 1,
-            "message": "job #0: must be an object (dict), not NoneType",
+            "message": "Wrong submit request: job #0: must be an object (dict), not NoneType",
         }
         # 10^12 iterations (was: MemoryError at the first launch, after the job was accepted)
         for stop in (10**12, 10**100):
@@ -309,14 +309,16 @@ async def test_regressions_found_by_the_fuzz(tmp_path: Path) -> None:
             )
             assert reply == {
                 "code": 1,
-                "message": f"job 'h': iteration: {stop} iterations, "
+                "message": f"Wrong submit request: job 'h': iteration: {stop} iterations, "
                 "more than 1000000000 in one job",
             }
         # nested deeper than the journal can write (was: accepted, then the pilot stalled)
         reply = await submit(
             {"name": "d", "execution": {"exec": "x"}, "attributes": {"deep": nest(5000, 1)}}
         )
-        assert reply["code"] == 1 and reply["message"].startswith("the jobs cannot be recorded")
+        assert reply["code"] == 1 and reply["message"].startswith(
+            "Wrong submit request: the jobs cannot be recorded"
+        )
         assert await pilot.list() == {}
         assert (await submit(ok))["code"] == 0
         assert await pilot.wait4("ok", timeout=T) == {"ok": JobState.SUCCEED}
