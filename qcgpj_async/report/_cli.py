@@ -79,9 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
         "status",
         help="the state of a running or finished service, from its files (no --net needed)",
         description="Counts by state, running tasks with runtime and node, rate, ETA, "
-        "failures so far. DIR: a working directory or a service directory.",
+        "failures so far. DIR: a working directory or a service directory; or the "
+        "ZMQ address of a --net service (tcp://HOST:PORT, ours or the original's; needs "
+        "the [zmq] extra).",
     )
-    s.add_argument("dir", metavar="DIR")
+    s.add_argument("dir", metavar="DIR|ADDRESS")
     s.add_argument(
         "--watch",
         nargs="?",
@@ -98,8 +100,11 @@ def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(list(argv))
     try:
         if args.command == "status":
+            from ._remote import is_address, watch_remote
             from ._status import watch
 
+            if is_address(args.dir):
+                return watch_remote(args.dir, args.watch or 0.0, once=args.watch is None)
             return watch(args.dir, args.watch or 0.0, once=args.watch is None)
         return _report(args)
     except ReportError as e:
