@@ -33,14 +33,16 @@ command line. Facts these functions rely on were measured on Slurm 22.05
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 
 from ..engine import Allocation
-from ._task import Task
+from ._task import Task, gpu_environment
 
 __all__ = (
     "ENV",
     "MPIRUN_MODELS",
+    "gpu_options",
     "SHAPE_VARIABLES",
     "hostfile_text",
     "mpirun_argv",
@@ -188,6 +190,40 @@ def step_environment(task: Task, hostfile: str | None) -> dict[str, str]:
     return env
 
 
+def gpu_options(task: Task) -> list[str]:
+    """srun's GPU options for a task's step, where the GPUs are Slurm GRES.
+
+    A step asks for the job's GPUs on each of its nodes (``--gres=gpu:N``; the
+    engine gave it as many on every node) and Slurm binds them and sets the
+    step's device variables per node; a step of a job without GPUs asks for
+    none (``--gres=none``): by default a step gets every GRES of the allocation,
+    which would hold every GPU while it runs. No option where the GPUs are not
+    GRES (declared by the user) or the pilot has none.
+    """
+    gpu = task.gpu
+    if gpu is None or not gpu.gres:
+        return []
+    n = len(task.allocation.parts[0].gpus)
+    return [f"--gres=gpu:{n}" if n else "--gres=none"]
+
+
+def node_gpu_prelude(task: Task) -> str | None:
+    """A shell line that sets the GPU variables of each node of a multi-node step
+    whose GPUs are not GRES (each node has its own ids; srun exports one
+    environment to all), by ``SLURMD_NODENAME``; None where nothing differs."""
+    gpu, parts = task.gpu, task.allocation.parts
+    if gpu is None or gpu.gres or len(parts) < 2 or task.model != "srunmpi":
+        return None
+    if len({p.gpus for p in parts}) == 1:
+        return None
+    cases = []
+    for i, p in enumerate(parts):
+        env = gpu_environment(task.allocation, gpu, i)
+        sets = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        cases.append(f"{shlex.quote(p.node)}) export {sets};;")
+    return f'case "$SLURMD_NODENAME" in {" ".join(cases)} esac; exec "$0" "$@"'
+
+
 def _str_list(value: object) -> list[str]:
     if value is None:
         return []
@@ -264,12 +300,16 @@ def srun_argv(
     else:
         raise ValueError(f"unknown model {task.model!r}")
     argv = [srun, "--exact", "--quiet", f"--job-name={step_name}", *shape, *stream_options(task)]
+    argv += gpu_options(task)
     argv += extra_args
     argv += _str_list(task.model_opts.get("srun_args"))
+    prelude = node_gpu_prelude(task)
     if step_env:
         argv.append(ENV)
         argv += (f"{k}={v}" for k, v in step_env.items())
-        if "=" in task.argv[0]:
+        if prelude is not None:
+            argv += ("/bin/sh", "-c", prelude)
+        elif "=" in task.argv[0]:
             # env would take it for one more NAME=VALUE: start it through sh.
             argv += ("/bin/sh", "-c", 'exec "$0" "$@"')
     argv += task.argv
