@@ -43,6 +43,8 @@ __all__ = (
     "ENV",
     "MPIRUN_MODELS",
     "gpu_options",
+    "gpu_step_env",
+    "node_gpu_prelude",
     "SHAPE_VARIABLES",
     "hostfile_text",
     "mpirun_argv",
@@ -207,14 +209,35 @@ def gpu_options(task: Task) -> list[str]:
     return [f"--gres=gpu:{n}" if n else "--gres=none"]
 
 
+def gpu_step_env(task: Task) -> dict[str, str]:
+    """GPU variables the step's wrapper sets: where the GPUs are GRES, a step that
+    asks none (``--gres=none``) has Slurm unset the device variables, which
+    shows every device of the node to CUDA where no cgroup hides them: they
+    are set empty again here. Nothing in every other case."""
+    gpu = task.gpu
+    if gpu is None or not gpu.gres or task.allocation.parts[0].gpus:
+        return {}
+    return gpu_environment(task.allocation, gpu)
+
+
 def node_gpu_prelude(task: Task) -> str | None:
-    """A shell line that sets the GPU variables of each node of a multi-node step
-    whose GPUs are not GRES (each node has its own ids; srun exports one
-    environment to all), by ``SLURMD_NODENAME``; None where nothing differs."""
+    """A shell line run in the step before the job, for its GPU variables; None: none needed.
+
+    - GPUs that are GRES, a job with GPUs: Slurm chose the step's devices and
+      set ``CUDA_VISIBLE_DEVICES`` (``ROCR_VISIBLE_DEVICES`` for AMD) on each
+      node; ``QCG_PM_GPUS`` is made to name the same devices.
+    - Declared GPUs, a multi-node ``srunmpi`` step: each node has its own ids
+      and srun exports one environment to all; ``$SLURMD_NODENAME`` picks them.
+    """
     gpu, parts = task.gpu, task.allocation.parts
-    if gpu is None or gpu.gres or len(parts) < 2 or task.model != "srunmpi":
+    if gpu is None:
         return None
-    if len({p.gpus for p in parts}) == 1:
+    if gpu.gres:
+        if not parts[0].gpus:
+            return None
+        var = "ROCR_VISIBLE_DEVICES" if gpu.vendor == "amd" else "CUDA_VISIBLE_DEVICES"
+        return f'QCG_PM_GPUS="${{{var}-}}"; export QCG_PM_GPUS; exec "$0" "$@"'
+    if len(parts) < 2 or task.model != "srunmpi" or len({p.gpus for p in parts}) == 1:
         return None
     cases = []
     for i, p in enumerate(parts):
@@ -306,7 +329,7 @@ def srun_argv(
     prelude = node_gpu_prelude(task)
     if step_env:
         argv.append(ENV)
-        argv += (f"{k}={v}" for k, v in step_env.items())
+        argv += (f"{k}={v}" for k, v in {**step_env, **gpu_step_env(task)}.items())
         if prelude is not None:
             argv += ("/bin/sh", "-c", prelude)
         elif "=" in task.argv[0]:

@@ -69,8 +69,23 @@ def test_srun_gres_options() -> None:
     t = task(MULTI, GpuSetup(gres=True), model="srunmpi")
     argv = srun_argv(t, step_name="s", step_env=step_environment(t, None))
     assert "--gres=gpu:2" in argv and argv.index("--gres=gpu:2") < argv.index(ENV)
-    # Slurm sets each node's devices: no per-node prelude
-    assert node_gpu_prelude(t) is None
+    # Slurm set each node's devices: QCG_PM_GPUS is made to name them
+    prelude = node_gpu_prelude(t)
+    assert prelude is not None and argv[argv.index("/bin/sh") + 2] == prelude
+    out = subprocess.run(
+        ["/bin/sh", "-c", prelude, "/bin/sh", "-c", 'echo "$QCG_PM_GPUS"'],
+        env={"CUDA_VISIBLE_DEVICES": "1", "QCG_PM_GPUS": "0,1", "PATH": "/bin:/usr/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout == "1\n"
+    # a step without GPUs: Slurm unsets the variables (--gres=none), the wrapper empties them
+    cpu = task(CPU, GpuSetup(gres=True))
+    argv = srun_argv(cpu, step_name="s", step_env=step_environment(cpu, None))
+    env_part = argv[argv.index(ENV) :]
+    assert "CUDA_VISIBLE_DEVICES=" in env_part and "QCG_PM_GPUS=" in env_part
+    assert node_gpu_prelude(cpu) is None
 
 
 def test_declared_gpus_of_a_multi_node_step_are_set_per_node() -> None:
