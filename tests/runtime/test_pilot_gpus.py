@@ -50,6 +50,7 @@ async def test_eight_one_gpu_jobs_on_four_devices(tmp_path: Path) -> None:
     async with Pilot(nodes="n0:8", gpus="0,1,2,3", wd=tmp_path) as pilot:
         res = await pilot.resources()
         assert (res.total_gpus, res.free_gpus) == (4, 4)
+        assert res.to_dict()["total_gpus"] == 4  # resourcesInfo
         names = await pilot.submit(jobs)
         with anyio.fail_after(T):
             states = await pilot.wait4(names)
