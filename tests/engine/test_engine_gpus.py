@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from engine_helpers import CANCEL, FAIL, OK, check_pool, spec, specs
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qcgpj_async import JobDescriptionError
 from qcgpj_async.engine import (
@@ -188,3 +190,37 @@ def test_gpu_allocations_are_immutable_views() -> None:
     assert c is not None and c.parts[0].gpus == ("0",)
     cpu = p.allocate(Requirement())
     assert cpu is not None and not cpu.has_gpus
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    cpu_nodes=st.lists(st.integers(1, 3), min_size=1, max_size=4),
+    gpu_nodes=st.lists(st.integers(1, 3), min_size=1, max_size=3),
+    ops=st.lists(st.tuples(st.sampled_from(["cpu", "gpu", "release"]), st.integers(0, 99))),
+)
+def test_cpu_jobs_never_take_a_gpu_node_while_another_has_room(
+    cpu_nodes: list[int], gpu_nodes: list[int], ops: list[tuple[str, int]]
+) -> None:
+    """The placement rule, for one-core jobs on random pools: a CPU-only job lands on a
+    GPU node only when no node without GPUs has a free core."""
+    sizes = [("g", c) for c in gpu_nodes] + [("c", c) for c in cpu_nodes]
+    names = [(f"{kind}{i}", c) for i, (kind, c) in enumerate(sizes)]  # GPU nodes first by index
+    p = ResourcePool(names, gpus={n: ["0"] for n, _ in names if n.startswith("g")})
+    held: list[Allocation] = []
+    gpu_req = Requirement(1, 1, None, None, (("gpu", 1),))
+    for kind, k in ops:
+        if kind == "release":
+            if held:
+                p.release(held.pop(k % len(held)))
+            continue
+        room_elsewhere = any(n.free for n in p.nodes if not n.gpu_ids)
+        a = p.allocate(Requirement() if kind == "cpu" else gpu_req)
+        if a is None:
+            continue
+        held.append(a)
+        node = p.nodes[a.parts[0].index]
+        if kind == "cpu" and node.gpu_ids:
+            assert not room_elsewhere, f"CPU job on {node.name} while a CPU node had room"
+        if kind == "gpu":
+            assert node.gpu_ids and len(a.parts[0].gpus) == 1
+        check_pool(p, held)
