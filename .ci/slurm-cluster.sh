@@ -27,6 +27,7 @@
 #                      log/, run/ (pid files), spool/, state/
 #   QCGPJ_SLURM_NODES  number of virtual nodes n1..nN (default 2)
 #   QCGPJ_SLURM_CPUS   CPUs per virtual node (default 4)
+#   QCGPJ_SLURM_GPUS   fake GPUs per virtual node, as GRES (default 2; 0: none)
 #   QCGPJ_SLURM_PORT   first slurmd port; node i listens on PORT+i (default 17000)
 #   QCGPJ_SLURM_CTLD_PORT  slurmctld port (default 6817)
 #   QCGPJ_SLURM_WAIT   seconds to wait for idle nodes (default 60)
@@ -103,12 +104,27 @@
 #   - proctrack/linuxproc follows parent pids only: a task's grandchild that
 #     daemonizes (setsid + double fork) survives the step AND the job.
 #   - Step launch costs ~30 ms in sequence (~34/s), 60-75/s in parallel.
+#
+# Fake GPUs (QCGPJ_SLURM_GPUS per node): GresTypes=gpu, Gres=gpu:N on every
+# node, and a gres.conf naming N links under $DIR/dev to harmless character
+# devices (/dev/null, /dev/zero...) as their device files (slurmd rejects
+# plain files: "not a valid character or block device"; AutoDetect=off). Slurm 22.05 with task/none then
+# schedules them like real GPUs (measured): `salloc --gres=gpu:2` gets them
+# and `scontrol show job -d` names them per node (`Nodes=n[1-2] CPU_IDs=0-3
+# Mem=0 GRES=gpu:2(IDX:0-1)`; SLURM_JOB_GPUS is set in batch jobs, not under
+# salloc). A step with --gres=gpu:1 gets CUDA_VISIBLE_DEVICES,
+# ROCR_VISIBLE_DEVICES and GPU_DEVICE_ORDINAL set to its one index (Slurm's
+# choice, overriding what srun exported), and a third such step on a node of
+# 2 waits; a step without --gres sees every GPU of the job (and does not
+# hold them); --gres=none unsets the three variables. An allocation without
+# --gres has no GPU.
 
 set -u -o pipefail
 
 DIR="${QCGPJ_SLURM_DIR:-/tmp/qcgpj-slurm}"
 NODES="${QCGPJ_SLURM_NODES:-2}"
 CPUS="${QCGPJ_SLURM_CPUS:-4}"
+GPUS="${QCGPJ_SLURM_GPUS:-2}"
 PORT_BASE="${QCGPJ_SLURM_PORT:-17000}"
 CTLD_PORT="${QCGPJ_SLURM_CTLD_PORT:-6817}"
 WAIT_S="${QCGPJ_SLURM_WAIT:-60}"
@@ -247,8 +263,8 @@ install_packages() {
 }
 
 check_prereqs() {
-    [[ $NODES =~ ^[1-9][0-9]*$ && $CPUS =~ ^[1-9][0-9]*$ ]] \
-        || die $EX_USAGE "QCGPJ_SLURM_NODES/QCGPJ_SLURM_CPUS must be positive integers"
+    [[ $NODES =~ ^[1-9][0-9]*$ && $CPUS =~ ^[1-9][0-9]*$ && $GPUS =~ ^[0-9]+$ ]] \
+        || die $EX_USAGE "QCGPJ_SLURM_NODES/QCGPJ_SLURM_CPUS must be positive integers (GPUS >= 0)"
     ((EUID == 0)) || die $EX_PREREQ "must run as root (starts slurmd/slurmctld/munged, may install packages)"
     mkdir -p "$DIR"/{log,run,spool,state} || die $EX_PREREQ "cannot create $DIR"
     install_packages
@@ -302,8 +318,27 @@ start_munge() {
 
 # --- up: slurm --------------------------------------------------------------
 
+write_gres() { # fake GPU device files and gres.conf (none when GPUS=0)
+    local i gres_types='' node_gres=''
+    rm -f "$DIR/gres.conf"
+    if ((GPUS > 0)); then
+        # Slurm wants character devices: links to harmless ones of the host.
+        local devs=(null zero full random urandom)
+        ((GPUS <= ${#devs[@]})) || die $EX_USAGE "QCGPJ_SLURM_GPUS: at most ${#devs[@]}"
+        mkdir -p "$DIR/dev"
+        for ((i = 0; i < GPUS; i++)); do ln -sfn "/dev/${devs[i]}" "$DIR/dev/gpu$i"; done
+        printf '# written by .ci/slurm-cluster.sh: fake GPUs\nAutoDetect=off\nNodeName=n[1-%d] Name=gpu File=%s/dev/gpu[0-%d]\n' \
+            "$NODES" "$DIR" "$((GPUS - 1))" >"$DIR/gres.conf"
+        gres_types="GresTypes=gpu"
+        node_gres="Gres=gpu:$GPUS"
+    fi
+    GRES_TYPES=$gres_types
+    NODE_GRES=$node_gres
+}
+
 write_conf() {
     local last=$((PORT_BASE + NODES))
+    write_gres
     cat >"$CONF.tmp" <<EOF
 # written by .ci/slurm-cluster.sh: $NODES virtual nodes x $CPUS CPUs on $HOST
 ClusterName=qcgpjci
@@ -342,7 +377,8 @@ MinJobAge=30
 SlurmctldTimeout=30
 SlurmdTimeout=30
 Waittime=0
-NodeName=n[1-$NODES] NodeHostname=$HOST NodeAddr=127.0.0.1 Port=[$((PORT_BASE + 1))-$last] CPUs=$CPUS Sockets=1 CoresPerSocket=$CPUS ThreadsPerCore=1 RealMemory=4000 State=UNKNOWN
+$GRES_TYPES
+NodeName=n[1-$NODES] NodeHostname=$HOST NodeAddr=127.0.0.1 Port=[$((PORT_BASE + 1))-$last] CPUs=$CPUS Sockets=1 CoresPerSocket=$CPUS ThreadsPerCore=1 RealMemory=4000 $NODE_GRES State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
     mv "$CONF.tmp" "$CONF"

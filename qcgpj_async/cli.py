@@ -59,8 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--nodes",
-        help='resources: "[name:]cores,..." e.g. "4" or "n1:4,n2:4" '
-        "(default: discovered, see --resources)",
+        help='resources: "[name:]cores[:gpu=ID+ID...],..." e.g. "4", "n1:4,n2:4" or '
+        '"n1:4:gpu=0+1,n2:4:gpus=2" (default: discovered, see --resources)',
+    )
+    p.add_argument(
+        "--gpus",
+        metavar="IDS",
+        help='GPU device ids of every node, e.g. "0,1,2,3" ("none": no GPUs); default: '
+        "as --nodes declares them, else discovered (Slurm GRES, CUDA_VISIBLE_DEVICES, "
+        "nvidia-smi, rocm-smi); each job gets its own",
+    )
+    p.add_argument(
+        "--gpu-vendor",
+        choices=("nvidia", "amd"),
+        help="which variables name a job's GPUs: nvidia (CUDA_VISIBLE_DEVICES) or amd "
+        "(ROCR_VISIBLE_DEVICES, HIP_VISIBLE_DEVICES); default: as discovered, else nvidia",
     )
     p.add_argument(
         "--resources",
@@ -337,6 +350,8 @@ def _make_pilot(args: argparse.Namespace) -> Pilot:
         resources=args.resources,
         log_level=args.log,
         kill_grace=args.kill_grace,
+        gpus=args.gpus,
+        gpu_vendor=args.gpu_vendor,
         resume=args.resume,
     )
     stop = getattr(args, "stop", None)

@@ -345,9 +345,11 @@ class Client:
         return int(data.get("removed", 0))
 
     async def resources(self) -> ResourcesInfo:
-        """Nodes and cores of the service: total, used, free."""
+        """Nodes, cores and GPUs of the service: total, used, free."""
         d = await self._call({"request": "resourcesInfo"})
-        return ResourcesInfo(d["total_nodes"], d["total_cores"], d["used_cores"], d["free_cores"])
+        cores = (d["total_nodes"], d["total_cores"], d["used_cores"], d["free_cores"])
+        gpus = (d.get("total_gpus", 0), d.get("used_gpus", 0), d.get("free_gpus", 0))
+        return ResourcesInfo(*cores, *gpus)
 
     async def service_status(self) -> dict[str, Any]:
         """The ``status`` data (System, Resources, JobStats, IterationStats)."""

@@ -15,6 +15,14 @@ job on nodes (``numNodes``, no consumables) does not walk the nodes either:
 the nodes that can hold ``c`` cores each (or are whole and free) are in a
 heap by index too, one heap per distinct ``c``, made at its first use (see
 :meth:`ResourcePool._on_nodes`). Consumables keep the walk over the nodes.
+
+GPUs are the consumable ``gpu`` with device ids: each node knows its ids
+(``"0"``, ``"1"``... or whatever the node names them), and an allocation that
+takes N gpus on a node takes N of its free ids, the lowest first (see
+``_gpus``). Nodes without GPUs come first in every heap and walk (their
+"rank"; the same as the index where no node has GPUs), so a job that asks no
+GPU takes the cores of a GPU node only once the other nodes are full: the
+cores of GPU nodes stay for the GPU jobs.
 """
 
 from __future__ import annotations
@@ -26,8 +34,18 @@ from collections.abc import Iterable, Mapping
 import attrs
 
 from ..model import JobDescriptionError
+from ._gpus import GpuSetup, node_gpu_ids, split_spec
 
-__all__ = ("Allocation", "Node", "NodePart", "Requirement", "ResourcePool", "parse_nodes")
+__all__ = (
+    "Allocation",
+    "GpuSetup",
+    "Node",
+    "NodePart",
+    "Requirement",
+    "ResourcePool",
+    "parse_nodes",
+    "parse_nodes_gpus",
+)
 
 
 @attrs.define(eq=False)
@@ -44,6 +62,11 @@ class Node:
     # The one-core allocation of each core, made once: allocations are
     # immutable, and the most common job takes one core.
     singles: list[Allocation | None] = attrs.Factory(list)
+    #: The node's GPU device ids, and which are free (a heap of their positions).
+    gpu_ids: tuple[str, ...] = ()
+    gpu_free: list[int] = attrs.Factory(list)
+    #: Position in the order nodes are taken in (nodes without GPUs first).
+    rank: int = 0
 
     @property
     def free_count(self) -> int:
@@ -59,6 +82,8 @@ class NodePart:
     cores: tuple[int, ...]  # ascending
     crs: Mapping[str, int] | None = None
     index: int = 0
+    #: The GPU device ids given to the job on this node (``crs["gpu"]`` of them).
+    gpus: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -76,6 +101,11 @@ class Allocation:
     def nodes(self) -> list[str]:
         """Node names, in allocation order."""
         return [p.node for p in self.parts]
+
+    @property
+    def has_gpus(self) -> bool:
+        """Whether GPU devices are part of it (on any node)."""
+        return any(p.gpus for p in self.parts)
 
     def __str__(self) -> str:
         return ",".join(f"{p.node}[{':'.join(map(str, p.cores))}]" for p in self.parts)
@@ -107,19 +137,38 @@ MAX_CORES = 10_000_000
 def parse_nodes(spec: str) -> list[tuple[str, int]]:
     """Parse a nodes spec like ``"4"``, ``"n1:2"``, ``"4,2,2"``, ``"n1:4,n2:4"``.
 
-    Unnamed nodes are called ``n0, n1, ...`` by their position.
+    Unnamed nodes are called ``n0, n1, ...`` by their position. GPU parts
+    (``n1:4:gpu=0+1``) are allowed and left out: see :func:`parse_nodes_gpus`.
+
+    Raises:
+        JobDescriptionError: the spec is malformed.
+    """
+    return parse_nodes_gpus(spec)[0]
+
+
+def parse_nodes_gpus(spec: str) -> tuple[list[tuple[str, int]], dict[str, tuple[str, ...]]]:
+    """:func:`parse_nodes`, and the GPU ids of the nodes that have a GPU part:
+    ``n1:4:gpu=0+1`` (ids ``0`` and ``1``), ``n1:4:gpus=2`` (two GPUs, ``0`` and
+    ``1``), ``4:gpus=4`` (``n0``).
 
     Raises:
         JobDescriptionError: the spec is malformed.
     """
     out: list[tuple[str, int]] = []
-    for i, item in enumerate(spec.split(",")):
+    gpus: dict[str, tuple[str, ...]] = {}
+    for i, raw in enumerate(spec.split(",")):
+        item, ids = split_spec(raw)
         m = _NODE.fullmatch(item.strip())
         if m is None or int(m.group(2)) < 1:
             raise JobDescriptionError(
-                [f"nodes: invalid entry {item!r} in {spec!r} (expected [name:]cores, cores >= 1)"]
+                [
+                    f"nodes: invalid entry {raw!r} in {spec!r} "
+                    "(expected [name:]cores[:gpu=ID+ID...|:gpus=N], cores >= 1)"
+                ]
             )
         out.append((m.group(1) or f"n{i}", int(m.group(2))))
+        if ids:
+            gpus[out[-1][0]] = ids
     names = [n for n, _ in out]
     if len(set(names)) != len(names):
         raise JobDescriptionError([f"nodes: duplicate node name in {spec!r}"])
@@ -128,7 +177,7 @@ def parse_nodes(spec: str) -> list[tuple[str, int]]:
         raise JobDescriptionError(
             [f"nodes: {total} cores in {spec!r}, more than the {MAX_CORES:,} one pilot manages"]
         )
-    return out
+    return out, gpus
 
 
 class ResourcePool:
@@ -140,30 +189,57 @@ class ResourcePool:
         *,
         system_core: bool = False,
         crs: Mapping[str, Mapping[str, int]] | None = None,
+        gpus: Mapping[str, Iterable[str]] | None = None,
+        gpu: GpuSetup | None = None,
     ) -> None:
         """Create the pool.
 
         Args:
             nodes: ``(name, cores)`` pairs.
             system_core: reserve core 0 of the first node for the manager.
-            crs: consumables per node name, e.g. ``{"n0": {"gpu": 2}}``.
+            crs: consumables per node name, e.g. ``{"n0": {"gpu": 2}}`` (2 GPUs
+                with ids ``"0"`` and ``"1"``, unless ``gpus`` names them).
+            gpus: GPU device ids per node name, e.g. ``{"n0": ["0", "1"]}``.
+            gpu: how jobs are shown their GPUs (vendor, Slurm GRES); the default
+                when any node has GPUs: NVIDIA's variables, no GRES.
+
+        Raises:
+            JobDescriptionError: no nodes, GPUs of an unknown node, an id twice on
+                a node, or a ``gpu`` count that disagrees with the ids given.
         """
         self.nodes: list[Node] = []
+        crs, gpus = crs or {}, gpus or {}
+        nodes = list(nodes)
+        names = {name for name, _ in nodes}
+        unknown = sorted(set(gpus) - names)
+        if unknown:
+            raise JobDescriptionError([f"gpus: no such node: {', '.join(unknown)}"])
         for i, (name, cores) in enumerate(nodes):
-            node_crs = dict((crs or {}).get(name, {}))
-            self.nodes.append(Node(i, name, cores, list(range(cores)), node_crs, dict(node_crs)))
+            node_crs = dict(crs.get(name, {}))
+            ids = node_gpu_ids(name, node_crs, gpus.get(name))
+            if ids:
+                node_crs["gpu"] = len(ids)
+            node = Node(i, name, cores, list(range(cores)), node_crs, dict(node_crs))
+            node.gpu_ids, node.gpu_free = ids, list(range(len(ids)))
+            self.nodes.append(node)
         if not self.nodes:
             raise JobDescriptionError(["nodes: no nodes given"])
+        #: The nodes in the order they are taken in: those without GPUs first.
+        self.order = sorted(self.nodes, key=lambda n: (bool(n.gpu_ids), n.index))
+        for r, n in enumerate(self.order):
+            n.rank = r
+        self.total_gpus = sum(len(n.gpu_ids) for n in self.nodes)
+        self.gpu = gpu if gpu is not None or not self.total_gpus else GpuSetup()
         self.system_core = system_core
         if system_core:
             heapq.heappop(self.nodes[0].free)
         self.total_cores = sum(len(n.free) for n in self.nodes)
         self.free_cores = self.total_cores
-        self._heap: list[int] = []
-        for n in self.nodes:
+        self._heap: list[int] = []  # ranks (see ``order``), as every node heap
+        for n in self.order:
             if n.free:
                 n.in_heap = True
-                self._heap.append(n.index)
+                self._heap.append(n.rank)
         self.consumables = frozenset(k for n in self.nodes for k in n.crs_total)
         self.largest_node = max(len(n.free) for n in self.nodes)  # usable cores
         # Cores asked per node (0: whole nodes) -> heap of the indexes of the nodes
@@ -185,6 +261,19 @@ class ResourcePool:
     def used_cores(self) -> int:
         """Cores allocated now."""
         return self.total_cores - self.free_cores
+
+    def summary(self) -> str:
+        """``2 nodes, 8 cores, 2 GPUs (nvidia-smi, nvidia; n1: 0,1)``, for the log."""
+        out = f"{self.total_nodes} nodes, {self.total_cores} cores"
+        if self.gpu is None:
+            return out
+        ids = "; ".join(f"{n.name}: {','.join(n.gpu_ids)}" for n in self.nodes if n.gpu_ids)
+        return f"{out}, {self.total_gpus} GPUs ({self.gpu.source}, {self.gpu.vendor}; {ids})"
+
+    @property
+    def free_gpus(self) -> int:
+        """GPU devices free now (on all nodes)."""
+        return sum(len(n.gpu_free) for n in self.nodes)
 
     def usable(self, node: Node) -> int:
         """Cores of ``node`` that jobs can ever get (the system core excluded)."""
@@ -233,9 +322,13 @@ class ResourcePool:
                 free.clear()
             else:
                 cores = tuple(heapq.heappop(free) for _ in range(ncores))
+            gpus: tuple[str, ...] = ()
             for k, n in req.crs:
                 node.crs_free[k] -= n
-            parts.append(NodePart(node.name, cores, dict(req.crs) or None, node.index))
+                if k == "gpu" and node.gpu_ids:
+                    taken = sorted(heapq.heappop(node.gpu_free) for _ in range(n))
+                    gpus = tuple(node.gpu_ids[g] for g in taken)
+            parts.append(NodePart(node.name, cores, dict(req.crs) or None, node.index, gpus))
             self.free_cores -= ncores
         return Allocation(tuple(parts))
 
@@ -247,7 +340,7 @@ class ResourcePool:
             return self._allocate_one()
         self.free_cores -= want
         parts = []
-        heap, nodes = self._heap, self.nodes
+        heap, nodes = self._heap, self.order
         while want:
             node = nodes[heap[0]]
             if not node.free:
@@ -270,7 +363,7 @@ class ResourcePool:
 
     def _allocate_one(self) -> Allocation:
         self.free_cores -= 1
-        heap, nodes = self._heap, self.nodes
+        heap, nodes = self._heap, self.order
         node = nodes[heap[0]]
         while not node.free:
             heapq.heappop(heap)
@@ -297,7 +390,7 @@ class ResourcePool:
         if req.nodes_lo is None:  # cores anywhere, on nodes that have the consumables
             want = req.cores_hi
             got = 0
-            for node in self.nodes:
+            for node in self.order:
                 if node.free and self._crs_ok(node, req.crs):
                     take = min(len(node.free), want - got)
                     plan.append((node, take))
@@ -306,7 +399,7 @@ class ResourcePool:
                         break
             return plan if got >= req.cores_lo else None
         nodes_hi = req.nodes_hi if req.nodes_hi is not None else req.nodes_lo
-        for node in self.nodes:
+        for node in self.order:
             if not self._crs_ok(node, req.crs):
                 continue
             if req.cores_lo == 0:
@@ -342,14 +435,14 @@ class ResourcePool:
         return [(n, min(len(n.free), hi)) for n in found]
 
     def _find_nodes(self, req: Requirement, need: int, nodes_lo: int) -> list[Node] | None:
-        """The lowest-index nodes (up to ``nodes_hi``) that can hold ``need`` each."""
+        """The lowest-rank nodes (up to ``nodes_hi``) that can hold ``need`` each."""
         index = self._by_need.get(need)
-        if index is None:
+        if index is None:  # flags by node index, heap of ranks
             flags = bytearray(self._fits_need(n, need) for n in self.nodes)
-            index = self._by_need[need] = ([i for i, f in enumerate(flags) if f], flags)
+            index = self._by_need[need] = ([n.rank for n in self.order if flags[n.index]], flags)
         heap, flags = index
         want = req.nodes_hi if req.nodes_hi is not None else nodes_lo
-        nodes = self.nodes
+        nodes = self.order
         found: list[Node] = []
         pop = heapq.heappop
         while heap and len(found) < want:
@@ -359,7 +452,7 @@ class ResourcePool:
             else:
                 flags[node.index] = 0
         for node in found:  # a plan takes nothing: they stay candidates
-            heapq.heappush(heap, node.index)
+            heapq.heappush(heap, node.rank)
         return found if len(found) >= nodes_lo else None
 
     def _fits_need(self, node: Node, need: int) -> bool:
@@ -386,14 +479,16 @@ class ResourcePool:
             if part.crs:
                 for k, n in part.crs.items():
                     node.crs_free[k] += n
+                for g in part.gpus:
+                    heapq.heappush(node.gpu_free, node.gpu_ids.index(g))
             self.free_cores += len(part.cores)
             if not node.in_heap:
                 node.in_heap = True
-                heapq.heappush(self._heap, node.index)
+                heapq.heappush(self._heap, node.rank)
             if by_need:
                 self._found = None
                 i = node.index
                 for need, (heap, flags) in by_need.items():
                     if not flags[i] and self._fits_need(node, need):
                         flags[i] = 1
-                        heapq.heappush(heap, i)
+                        heapq.heappush(heap, node.rank)

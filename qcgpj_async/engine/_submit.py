@@ -107,7 +107,7 @@ def _fit_problem(
     # from the spec, not req: a job with an iteration scheduler has no req
     crs = spec.resources.node_crs
     missing = set(crs) - eng.pool.consumables if crs else None
-    if missing:
+    if missing and unfit is None:
         return f"job {spec.name!r}: resources.nodeCrs: no node has {', '.join(sorted(missing))}"
     req = req if req is not None else sched_min_req(spec)
     # The nodes never change: one answer per distinct requirement.

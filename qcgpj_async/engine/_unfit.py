@@ -23,8 +23,23 @@ if TYPE_CHECKING:
 __all__ = ("fail_unfit", "unfit_message")
 
 
+#: Why a pilot has none of a consumable, said after "no gpu".
+_NONE_WHY = {
+    "gpu": " (none declared by --gpus, --nodes NAME:CORES:gpu=IDS or Pilot(gpus=...), "
+    "nor found on the host or in the Slurm allocation)",
+}
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+#: How consumables are named in messages (``mem`` as it is).
+_WORD = {"gpu": "GPU"}
+
+
+def _amount(n: int, key: str) -> str:
+    return _plural(n, "GPU") if key == "gpu" else f"{n} {key}"
 
 
 def unfit_message(name: str, req: Requirement, pool: ResourcePool) -> str:
@@ -39,7 +54,7 @@ def unfit_message(name: str, req: Requirement, pool: ResourcePool) -> str:
     else:
         need = f"{_plural(req.cores_lo, 'core')} on each of {req.nodes_lo} nodes"
     if req.crs:
-        need += " with " + ", ".join(f"{n} {k}" for k, n in req.crs) + " per node"
+        need += " with " + ", ".join(_amount(n, k) for k, n in req.crs) + " per node"
     sizes = sorted({n.total for n in pool.nodes})
     count = len(pool.nodes)
     if len(sizes) == 1:
@@ -48,7 +63,12 @@ def unfit_message(name: str, req: Requirement, pool: ResourcePool) -> str:
         has = f"{count} nodes of {', '.join(str(n.total) for n in pool.nodes)} cores"
     for key, _ in req.crs:
         most = max((n.crs_total.get(key, 0) for n in pool.nodes), default=0)
-        has += f", at most {most} {key} per node"
+        if not most:
+            has += f", no {_WORD.get(key, key)}" + _NONE_WHY.get(key, "")
+        else:
+            with_it = sum(1 for n in pool.nodes if n.crs_total.get(key, 0))
+            where = "" if with_it == count else f" on {_plural(with_it, 'node')} of {count}"
+            has += f", at most {_amount(most, key)} per node{where}"
     if pool.system_core:
         has += ", 1 kept by --system-core"
     return f"Not enough resources for job {name}: needs {need}; the pilot has {has}"

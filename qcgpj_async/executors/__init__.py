@@ -6,7 +6,13 @@ The seam the runtime uses is declared in :mod:`._base`: :class:`Executor` and th
 
 from ._base import Executor, LaunchError, Process, ServedProcess, Starting, StartQueue
 from ._forkserver_link import ByteLink, ForkServer, PipeLink
-from ._task import Task, execution_variables, prepare_task, qcg_environment
+from ._task import (
+    Task,
+    execution_variables,
+    gpu_environment,
+    prepare_task,
+    qcg_environment,
+)
 from .local import LocalExecutor, local_argv
 from .null import NullExecutor
 from .srun import SrunExecutor, slurm_environment, srun_argv
@@ -26,6 +32,7 @@ __all__ = (
     "SrunExecutor",
     "Task",
     "execution_variables",
+    "gpu_environment",
     "local_argv",
     "prepare_task",
     "qcg_environment",

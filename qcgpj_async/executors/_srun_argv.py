@@ -33,14 +33,18 @@ command line. Facts these functions rely on were measured on Slurm 22.05
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 
 from ..engine import Allocation
-from ._task import Task
+from ._task import Task, gpu_environment
 
 __all__ = (
     "ENV",
     "MPIRUN_MODELS",
+    "gpu_options",
+    "gpu_step_env",
+    "node_gpu_prelude",
     "SHAPE_VARIABLES",
     "hostfile_text",
     "mpirun_argv",
@@ -188,6 +192,61 @@ def step_environment(task: Task, hostfile: str | None) -> dict[str, str]:
     return env
 
 
+def gpu_options(task: Task) -> list[str]:
+    """srun's GPU options for a task's step, where the GPUs are Slurm GRES.
+
+    A step asks for the job's GPUs on each of its nodes (``--gres=gpu:N``; the
+    engine gave it as many on every node) and Slurm binds them and sets the
+    step's device variables per node; a step of a job without GPUs asks for
+    none (``--gres=none``): by default a step gets every GRES of the allocation,
+    which would hold every GPU while it runs. No option where the GPUs are not
+    GRES (declared by the user) or the pilot has none.
+    """
+    gpu = task.gpu
+    if gpu is None or not gpu.gres:
+        return []
+    n = len(task.allocation.parts[0].gpus)
+    return [f"--gres=gpu:{n}" if n else "--gres=none"]
+
+
+def gpu_step_env(task: Task) -> dict[str, str]:
+    """GPU variables the step's wrapper sets: where the GPUs are GRES, a step that
+    asks none (``--gres=none``) has Slurm unset the device variables, which
+    shows every device of the node to CUDA where no cgroup hides them: they
+    are set empty again here. Nothing in every other case."""
+    gpu = task.gpu
+    if gpu is None or not gpu.gres or task.allocation.parts[0].gpus:
+        return {}
+    return gpu_environment(task.allocation, gpu)
+
+
+def node_gpu_prelude(task: Task) -> str | None:
+    """A shell line run in the step before the job, for its GPU variables; None: none needed.
+
+    - GPUs that are GRES, a job with GPUs: Slurm chose the step's devices and
+      set ``CUDA_VISIBLE_DEVICES`` (``ROCR_VISIBLE_DEVICES`` for AMD) on each
+      node; ``QCG_PM_GPUS`` is made to name the same devices.
+    - Declared GPUs, a multi-node ``srunmpi`` step: each node has its own ids
+      and srun exports one environment to all; ``$SLURMD_NODENAME`` picks them.
+    """
+    gpu, parts = task.gpu, task.allocation.parts
+    if gpu is None:
+        return None
+    if gpu.gres:
+        if not parts[0].gpus:
+            return None
+        var = "ROCR_VISIBLE_DEVICES" if gpu.vendor == "amd" else "CUDA_VISIBLE_DEVICES"
+        return f'QCG_PM_GPUS="${{{var}-}}"; export QCG_PM_GPUS; exec "$0" "$@"'
+    if len(parts) < 2 or task.model != "srunmpi" or len({p.gpus for p in parts}) == 1:
+        return None
+    cases = []
+    for i, p in enumerate(parts):
+        env = gpu_environment(task.allocation, gpu, i)
+        sets = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        cases.append(f"{shlex.quote(p.node)}) export {sets};;")
+    return f'case "$SLURMD_NODENAME" in {" ".join(cases)} esac; exec "$0" "$@"'
+
+
 def _str_list(value: object) -> list[str]:
     if value is None:
         return []
@@ -264,12 +323,16 @@ def srun_argv(
     else:
         raise ValueError(f"unknown model {task.model!r}")
     argv = [srun, "--exact", "--quiet", f"--job-name={step_name}", *shape, *stream_options(task)]
+    argv += gpu_options(task)
     argv += extra_args
     argv += _str_list(task.model_opts.get("srun_args"))
+    prelude = node_gpu_prelude(task)
     if step_env:
         argv.append(ENV)
-        argv += (f"{k}={v}" for k, v in step_env.items())
-        if "=" in task.argv[0]:
+        argv += (f"{k}={v}" for k, v in {**step_env, **gpu_step_env(task)}.items())
+        if prelude is not None:
+            argv += ("/bin/sh", "-c", prelude)
+        elif "=" in task.argv[0]:
             # env would take it for one more NAME=VALUE: start it through sh.
             argv += ("/bin/sh", "-c", 'exec "$0" "$@"')
     argv += task.argv

@@ -12,10 +12,16 @@ from collections.abc import Mapping
 
 import attrs
 
-from ..engine import Allocation, Launch
+from ..engine import Allocation, GpuSetup, Launch
 from ..model import Execution, substitute
 
-__all__ = ("Task", "execution_variables", "prepare_task", "qcg_environment")
+__all__ = (
+    "Task",
+    "execution_variables",
+    "gpu_environment",
+    "prepare_task",
+    "qcg_environment",
+)
 
 
 @attrs.frozen
@@ -37,6 +43,8 @@ class Task:
     #: ``env`` is ``env_base`` (shared by many tasks, never changed) plus ``env_extra``.
     env_base: Mapping[str, str] | None = None
     env_extra: Mapping[str, str] | None = None
+    #: How the pilot's GPUs are shown to jobs (None: the pilot has none).
+    gpu: GpuSetup | None = None
 
     @property
     def label(self) -> str:
@@ -72,6 +80,28 @@ def qcg_environment(alloc: Allocation, step_id: str) -> dict[str, str]:
     }
 
 
+def gpu_environment(alloc: Allocation, gpu: GpuSetup, part: int = 0) -> dict[str, str]:
+    """The variables that name a job's GPUs on its node ``part`` (first: 0), on a
+    pilot with GPUs.
+
+    ``QCG_PM_GPUS`` lists the job's device ids (empty: none). NVIDIA: so does
+    ``CUDA_VISIBLE_DEVICES``. AMD: ``ROCR_VISIBLE_DEVICES`` lists them, and
+    ``HIP_VISIBLE_DEVICES``/``CUDA_VISIBLE_DEVICES`` count them from 0, since
+    HIP numbers only the devices ROCr shows it. A job that asked no GPU gets
+    them all empty: it sees no device, and cannot take another job's.
+    """
+    ids = alloc.parts[part].gpus
+    names = ",".join(ids)
+    if gpu.vendor == "amd":
+        ordinals = ",".join(map(str, range(len(ids))))
+        env = {"ROCR_VISIBLE_DEVICES": names, "HIP_VISIBLE_DEVICES": ordinals}
+        env["CUDA_VISIBLE_DEVICES"] = ordinals
+    else:
+        env = {"CUDA_VISIBLE_DEVICES": names}
+    env["QCG_PM_GPUS"] = names
+    return env
+
+
 def _user_argv(ex: Execution, sub: Mapping[str, str]) -> tuple[str, ...]:
     """exec+args directly; a script under ``bash -c``; modules/venv through bash."""
     s = (lambda t: substitute(t, sub)) if sub else (lambda t: t)
@@ -99,6 +129,7 @@ def prepare_task(
     base_env: Mapping[str, str],
     step_id: str,
     submit_vars: Mapping[str, str] | None = None,
+    gpu: GpuSetup | None = None,
 ) -> Task:
     """Build the task of one launch.
 
@@ -109,6 +140,8 @@ def prepare_task(
             when the network interface is on).
         step_id: the unique ``QCG_PM_STEP_ID`` of this run.
         submit_vars: the submit-time variables of the job's request.
+        gpu: how the pilot's GPUs are shown to jobs (``ResourcePool.gpu``; None:
+            the pilot has none, and no GPU variable is set).
     """
     ex = launch.spec.execution
     sub = execution_variables(launch, root_wd)
@@ -121,6 +154,8 @@ def prepare_task(
 
     cwd = os.path.join(root_wd, s(ex.wd)) if ex.wd else root_wd
     extra = qcg_environment(launch.allocation, step_id)
+    if gpu is not None:  # before the job's env: a job may widen its own view
+        extra.update(gpu_environment(launch.allocation, gpu))
     if ex.env:
         extra.update({k: s(v) for k, v in ex.env.items()})
     model = ex.model or "default"
@@ -147,4 +182,5 @@ def prepare_task(
         model_opts=dict(ex.model_opts or {}),
         env_base=base_env,
         env_extra=extra,
+        gpu=gpu,
     )

@@ -143,7 +143,9 @@ _SIMPLE_EXEC = (
 )
 #: Keywords of ``Jobs.add`` going under ``resources``.
 _SIMPLE_RES = ("numCores", "numNodes", "wt", "nodeCrs")
-SIMPLE_KEYS = frozenset((*_SIMPLE_EXEC, *_SIMPLE_RES, "name", "iteration", "after", "attributes"))
+SIMPLE_KEYS = frozenset(
+    (*_SIMPLE_EXEC, *_SIMPLE_RES, "gpus", "name", "iteration", "after", "attributes")
+)
 
 
 def std_from_simple(kw: Mapping[str, Any]) -> dict[str, Any]:
@@ -151,7 +153,8 @@ def std_from_simple(kw: Mapping[str, Any]) -> dict[str, Any]:
 
     ``numCores``/``numNodes`` take an int or a dict, ``iteration`` an int n
     (``0..n-1``), a list (values) or a dict, ``after`` a name or a list; a
-    missing name becomes a uuid4. The result is not validated yet.
+    missing name becomes a uuid4; ``gpus=N`` is ``nodeCrs: {"gpu": N}`` (N
+    GPUs on each of the job's nodes). The result is not validated yet.
 
     Raises:
         JobDescriptionError: on an unknown keyword.
@@ -170,6 +173,14 @@ def std_from_simple(kw: Mapping[str, Any]) -> dict[str, Any]:
         v = kw.get(key)
         if v is not None:
             resources[key] = {"exact": v} if isinstance(v, int) and not isinstance(v, bool) else v
+    gpus = kw.get("gpus")
+    crs = resources.get("nodeCrs")
+    if gpus is not None and gpus != 0 and (crs is None or isinstance(crs, dict)):
+        if isinstance(crs, dict) and "gpu" in crs and crs["gpu"] != gpus:
+            raise JobDescriptionError(
+                [f"job {name!r}: gpus: {gpus!r} disagrees with nodeCrs.gpu {crs['gpu']!r}"]
+            )
+        resources["nodeCrs"] = {**(crs or {}), "gpu": gpus}
     if resources:
         job["resources"] = resources
     it = kw.get("iteration")

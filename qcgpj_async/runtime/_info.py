@@ -196,16 +196,23 @@ def iteration_info(engine: Engine, job: Job, index: int, places: RunPlaces) -> J
 
 @attrs.frozen
 class ResourcesInfo:
-    """Sizes of the pool now."""
+    """Sizes of the pool now (GPUs: devices, on all nodes)."""
 
     total_nodes: int
     total_cores: int
     used_cores: int
     free_cores: int
+    total_gpus: int = 0
+    used_gpus: int = 0
+    free_gpus: int = 0
 
     def to_dict(self) -> dict[str, int]:
-        """As the original's ``resourcesInfo`` data."""
-        return attrs.asdict(self)
+        """As the original's ``resourcesInfo`` data; the GPU counts where there are GPUs."""
+        out = attrs.asdict(self)
+        if not self.total_gpus:
+            for key in ("total_gpus", "used_gpus", "free_gpus"):
+                del out[key]
+        return out
 
 
 #: The original's order of its request interfaces in ``status``.

@@ -6,19 +6,23 @@ import datetime as _dt
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ..engine import parse_nodes
+from ..engine import GpuSetup, ResourcePool, parse_nodes, parse_nodes_gpus
 from ..model import Jobs, JobSpec, job_to_std, jobs_from_std
+from ._gpus import GpuArg, gpus_of
 
 __all__ = (
+    "GpuArg",
     "JobsLike",
     "as_specs",
     "discover",
     "local_nodes",
     "names_of",
+    "node_gpus",
     "nodes_of",
+    "pool_of",
     "request_variables",
     "slurm_resources",
 )
@@ -52,6 +56,47 @@ def nodes_of(
     if isinstance(nodes, (str, int)):  # 4 is "4": one node of 4 cores
         return parse_nodes(str(nodes))
     return discover(resources) if nodes is None else list(nodes)
+
+
+def node_gpus(
+    nodes: object,
+    node_list: Sequence[tuple[str, int]],
+    resources: str,
+    gpus: GpuArg,
+    vendor: str | None,
+) -> tuple[dict[str, tuple[str, ...]], GpuSetup | None]:
+    """The GPU ids of each node for ``Pilot(nodes=..., gpus=..., gpu_vendor=...)``,
+    and how jobs see them: declared, else discovered where the nodes were (see
+    ``_gpus``); nodes given by hand have only the GPUs declared.
+
+    Raises:
+        ValueError: malformed or unknown GPUs (``JobDescriptionError`` is one).
+    """
+    declared = parse_nodes_gpus(nodes)[1] if isinstance(nodes, str) else None
+    discover = None
+    if nodes is None:
+        discover = "slurm" if slurm_resources(nodes, resources) else "host"
+    names = [n for n, _ in node_list]
+    return gpus_of(gpus, names, declared=declared, discover=discover, vendor=vendor)
+
+
+def pool_of(
+    nodes: str | int | Iterable[tuple[str, int]] | None,
+    resources: str,
+    system_core: bool,
+    crs: Mapping[str, Mapping[str, int]] | None,
+    gpus: GpuArg,
+    gpu_vendor: str | None,
+) -> ResourcePool:
+    """The pool of ``Pilot(nodes=..., gpus=...)``: its nodes and their GPUs.
+
+    Raises:
+        JobDescriptionError: malformed nodes or GPUs.
+        ValueError: an unknown GPU vendor or node.
+    """
+    node_list = nodes_of(nodes, resources)
+    gpu_ids, gpu = node_gpus(nodes, node_list, resources, gpus, gpu_vendor)
+    return ResourcePool(node_list, system_core=system_core, crs=crs, gpus=gpu_ids, gpu=gpu)
 
 
 def slurm_resources(nodes: object, resources: str) -> bool:

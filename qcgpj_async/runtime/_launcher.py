@@ -156,6 +156,7 @@ class Launcher:
             base_env=self.base_env,
             step_id=f"{self._id}.{launch.run_id}",
             submit_vars=self._submit_vars.get(launch.job),
+            gpu=self._engine.pool.gpu,
         )
 
     # -- starts asked of the start queue, followed by callbacks ------------------------

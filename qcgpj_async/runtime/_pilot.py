@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from ..engine import Engine, Instruction, Launch, ResourcePool, StateChanged
+from ..engine import Engine, Instruction, Launch, StateChanged
 from ..executors import Executor
 from ..model import (
     FINAL_STATES,
@@ -36,11 +36,12 @@ from ..model import (
 )
 from ._events import EventStream
 from ._inputs import (
+    GpuArg,
     JobsLike,
     as_specs,
     local_nodes,
     names_of,
-    nodes_of,
+    pool_of,
     request_variables,
     slurm_resources,
 )
@@ -86,6 +87,8 @@ class Pilot(PilotView):
         kill_grace: seconds between SIGTERM and SIGKILL when stopping a job.
         env: extra environment of every job (e.g. ``QCG_PM_ZMQ_ADDRESS``).
         crs: consumables per node, e.g. ``{"n1": {"gpu": 2}}``.
+        gpus: GPU ids of every node (``"0,1"``) or per node; default: declared or found.
+        gpu_vendor: ``nvidia`` or ``amd`` (default: as found; see docs/slurm.md#gpus).
         resume: a service directory (or a working directory: its newest one)
             whose journal this pilot goes on from: jobs that ended keep their
             state, the others run (again). See docs/reliability.md.
@@ -111,15 +114,16 @@ class Pilot(PilotView):
         kill_grace: float = 10.0,
         env: Mapping[str, str] | None = None,
         crs: Mapping[str, Mapping[str, int]] | None = None,
+        gpus: GpuArg = None,
+        gpu_vendor: str | None = None,
         resume: str | os.PathLike[str] | None = None,
         journal_sync: float = 1.0,
     ) -> None:
-        node_list = nodes_of(nodes, resources)
         pilot_id = instance_id or default_id()
         if wd is None:  # a service directory's parent is its run's working directory
             wd = os.path.dirname(os.path.dirname(find_journal(resume))) if resume else "."
         root_wd = os.path.abspath(os.fspath(wd))
-        engine = Engine(ResourcePool(node_list, system_core=system_core, crs=crs))
+        engine = Engine(pool_of(nodes, resources, system_core, crs, gpus, gpu_vendor))
         self._executor = executor
         self._under_slurm = slurm_resources(nodes, resources)
         self._service_args = (report_format, report_file, log_level)
@@ -168,10 +172,7 @@ class Pilot(PilotView):
         if self._executor is None:
             self._executor = default_executor(self._under_slurm, svc.path)
         log = svc.log
-        log.info(
-            "pilot %s started: %d nodes, %d cores, wd %s",
-            *(self.id, pool.total_nodes, pool.total_cores, self.root_wd),
-        )
+        log.info("pilot %s started: %s, wd %s", self.id, pool.summary(), self.root_wd)
         try:
             if self._recovered is not None:
                 await recorder.resume(self._recovered, max(self.kill_grace, 1.0))

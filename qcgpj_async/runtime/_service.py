@@ -335,6 +335,9 @@ def service_stats(c: Mapping[JobState, int], what: str) -> dict[str, int]:
     }
 
 
+_GPU_KEYS = ("TotalGpus", "UsedGpus", "FreeGpus")
+
+
 def status_document(
     *,
     instance_id: str,
@@ -346,6 +349,7 @@ def status_document(
     nodes: int,
     cores: tuple[int, int, int],
     jobs: Mapping[JobState, int],
+    gpus: tuple[int, int, int] = (0, 0, 0),
     iterations: Mapping[JobState, int],
 ) -> dict[str, Any]:
     """The original's ``status`` data (also written to final_status.json).
@@ -359,6 +363,7 @@ def status_document(
         ifaces: the names of its interfaces.
         nodes: how many nodes it has.
         cores: total, used and free cores.
+        gpus: total, used and free GPUs (listed only where the total is not 0).
         jobs: how many jobs are in each state.
         iterations: how many iterations are in each state.
     """
@@ -385,6 +390,7 @@ def status_document(
             "TotalCores": total,
             "UsedCores": used,
             "FreeCores": free,
+            **(dict(zip(_GPU_KEYS, gpus, strict=True)) if gpus[0] else {}),
         },
         "JobStats": service_stats(jobs, "Jobs"),
         "IterationStats": service_stats(iterations, "Iterations"),

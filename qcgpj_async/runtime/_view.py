@@ -76,12 +76,19 @@ class PilotView:
         return out
 
     async def resources(self) -> ResourcesInfo:
-        """Nodes and cores: total, used, free.
+        """Nodes, cores and GPUs: total, used, free.
 
         With ``system_core`` the reserved core counts in the total and as used,
         as in the original (4 cores: total 4, used 1, free 3).
         """
-        return ResourcesInfo(self._engine.pool.total_nodes, *self._core_counts())
+        pool = self._engine.pool
+        return ResourcesInfo(pool.total_nodes, *self._core_counts(), *self._gpu_counts())
+
+    def _gpu_counts(self) -> tuple[int, int, int]:
+        """Total, used and free GPU devices."""
+        pool = self._engine.pool
+        free = pool.free_gpus
+        return pool.total_gpus, pool.total_gpus - free, free
 
     def _core_counts(self) -> tuple[int, int, int]:
         """Total, used and free cores, the system core counted as used."""
@@ -229,6 +236,7 @@ class PilotView:
             ifaces=ifaces,
             nodes=self._engine.pool.total_nodes,
             cores=self._core_counts(),
+            gpus=self._gpu_counts(),
             jobs=self._engine.job_counts,
             iterations=self._engine.iteration_counts(),
         )

@@ -71,6 +71,19 @@ def check_pool(p: ResourcePool, allocations: Iterable[Allocation]) -> None:
         if node.free:
             assert node.in_heap, f"{node.name} has free cores but is not in the heap"
     assert not held & free, f"cores both free and allocated: {sorted(held & free)}"
+    # GPU devices: none held twice, every one either free or held
+    gpus_held: list[tuple[int, str]] = [
+        (part.index, g) for a in allocations for part in a.parts for g in part.gpus
+    ]
+    assert len(gpus_held) == len(set(gpus_held)), f"a GPU held twice: {sorted(gpus_held)}"
+    for node in p.nodes:
+        mine = {g for i, g in gpus_held if i == node.index}
+        free_ids = {node.gpu_ids[g] for g in node.gpu_free}
+        assert len(free_ids) == len(node.gpu_free), f"a free GPU twice on {node.name}"
+        assert not mine & free_ids, f"GPUs both free and held on {node.name}"
+        assert mine | free_ids == set(node.gpu_ids)
+        if node.gpu_ids:
+            assert node.crs_free["gpu"] == len(node.gpu_free)
     reserved = {(0, 0)} if p.system_core else set()
     every = {(n.index, c) for n in p.nodes for c in range(n.total)} - reserved
     assert held | free == every

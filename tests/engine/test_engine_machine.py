@@ -310,6 +310,7 @@ class EngineMachine(RuleBasedStateMachine):
             n: j.state for n, j in self.eng.jobs.items() if j.state not in FINAL
         }
         assert self.pool.free_cores == self.pool.total_cores
+        assert self.pool.free_gpus == self.pool.total_gpus  # every GPU device back
         self.resources()
         self.counters()
         self.dependants_of_failures_omitted()

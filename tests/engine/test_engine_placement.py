@@ -3,7 +3,8 @@
 The pool keeps, per number of cores asked on each node, a heap of the nodes
 that can hold it, so that placing a multi-node job does not grow with the
 number of nodes. These tests hold it to the rule it replaced: the
-lowest-index nodes that qualify, in order (the original's walk).
+lowest-index nodes that qualify, in order (the original's walk), nodes with
+GPUs after those without (their cores are kept for GPU jobs).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ def walk(p: ResourcePool, req: Requirement) -> list[tuple[str, int]] | None:
     assert req.nodes_lo is not None and not req.crs
     hi = req.nodes_hi if req.nodes_hi is not None else req.nodes_lo
     plan = []
-    for node in p.nodes:
+    for node in sorted(p.nodes, key=lambda n: (bool(n.gpu_ids), n.index)):  # GPU nodes last
         n = len(node.free)
         if req.cores_lo == 0:
             whole = n == node.total and node.crs_free == node.crs_total

@@ -126,18 +126,23 @@ def test_system_core_job_asking_for_all_cores_fails() -> None:
     assert [str(la.allocation) for la in launches(out)] == ["n0[1:2:3]"]
 
 
-def test_node_crs_on_resources_without_them_rejected() -> None:
-    """Regression (original bug): a nodeCrs job on resources without them killed the scheduler loop."""
+def test_node_crs_on_resources_without_them_failed() -> None:
+    """Regression (original bug): a nodeCrs job on resources without them killed the
+    scheduler loop. Here it ends FAILED, saying why, and the rest goes on."""
     eng = engine("2")
-    with pytest.raises(JobDescriptionError, match="resources.nodeCrs: no node has gpu"):
-        eng.submit([spec("g", nodeCrs={"gpu": 1})], 0.0)
+    eng.submit([spec("g", nodeCrs={"gpu": 1})], 0.0)
+    assert eng.jobs["g"].state is JobState.FAILED
+    assert (
+        "needs 1 core with 1 GPU per node; the pilot has 1 node x 2 cores, no GPU"
+        in ((eng.jobs["g"].messages or [""])[0])
+    )
     # and the engine goes on scheduling
     d = Driver(eng)
     d.submit(spec("a"))
     assert d.launched() == [("a", None)]
 
 
-def test_node_crs_with_iteration_scheduler_on_resources_without_them_rejected() -> None:
+def test_node_crs_with_iteration_scheduler_on_resources_without_them_failed() -> None:
     eng = engine("2")
     s = spec(
         "g",
@@ -145,8 +150,9 @@ def test_node_crs_with_iteration_scheduler_on_resources_without_them_rejected() 
         iteration=2,
         numCores={"scheduler": {"name": "split-into"}, "min": 1},
     )
-    with pytest.raises(JobDescriptionError, match="resources.nodeCrs: no node has gpu"):
-        eng.submit([s], 0.0)
+    eng.submit([s], 0.0)
+    assert eng.jobs["g"].state is JobState.FAILED
+    assert eng.iteration_state(eng.jobs["g"], 0) is JobState.OMITTED
 
 
 def test_node_crs_more_than_any_node_has() -> None:
@@ -154,8 +160,8 @@ def test_node_crs_more_than_any_node_has() -> None:
     eng.submit([spec("g", nodeCrs={"gpu": 3})], 0.0)
     assert eng.jobs["g"].state is JobState.FAILED
     assert eng.jobs["g"].messages == [
-        "Not enough resources for job g: needs 1 core with 3 gpu per node; "
-        "the pilot has 2 nodes x 2 cores, at most 2 gpu per node"
+        "Not enough resources for job g: needs 1 core with 3 GPUs per node; "
+        "the pilot has 2 nodes x 2 cores, at most 2 GPUs per node on 1 node of 2"
     ]
 
 
@@ -279,12 +285,15 @@ def test_allocation_rules_through_the_engine() -> None:
         )
     )
     got = {la.job: str(la.allocation) for la in d.launches}
-    assert got == {"c": "n1[0]", "node": "n2[0:1]", "g": "n1[1]"}
-    assert d.launches[2].allocation.parts[0].crs == {"gpu": 1}
+    # Jobs without GPUs take the node without GPUs first (n2); the whole node
+    # then left is n1, and the GPU job waits for its cores.
+    assert got == {"c": "n2[0]", "node": "n1[0:1]"}
     check_pool(d.eng.pool, d.allocations())
     d.finish("node")
-    d.finish("c")
-    assert str(d.launches[-1].allocation) == "n1[0],n2[0]"  # "each" on both nodes
+    g, each = d.launches[-2:]
+    assert (g.job, str(g.allocation)) == ("g", "n1[0]")
+    assert g.allocation.parts[0].crs == {"gpu": 1} and g.allocation.parts[0].gpus == ("0",)
+    assert (each.job, str(each.allocation)) == ("each", "n2[1],n1[1]")  # n2 first
     check_pool(d.eng.pool, d.allocations())
 
 

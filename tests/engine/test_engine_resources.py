@@ -161,7 +161,7 @@ def test_nodes_only_needs_all_consumables_free() -> None:
     p.release(g)  # type: ignore[arg-type]
     # cores back, gpu back: n1 is whole again
     g = p.allocate(Requirement(0, 0, 2, 2))
-    assert g is not None and g.nodes == ["n1", "n2"]
+    assert g is not None and g.nodes == ["n2", "n1"]  # the node without GPUs first
 
 
 # -- numCores and numNodes -----------------------------------------------------------

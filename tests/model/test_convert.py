@@ -218,3 +218,17 @@ def test_job_state_is_a_str() -> None:
     assert JobState.SUCCEED == "SUCCEED"
     assert json.dumps({"s": JobState.FAILED}) == '{"s": "FAILED"}'
     assert JobState.OMITTED.is_final and not JobState.EXECUTING.is_final
+
+
+def test_simple_gpus_is_node_crs() -> None:
+    (s,) = Jobs().add(name="g", exec="/bin/true", gpus=2, numCores=4).jobs()
+    assert s.resources.node_crs == {"gpu": 2}
+    assert job_to_std(s)["resources"]["nodeCrs"] == {"gpu": 2}
+    (both,) = Jobs().add(name="b", exec="x", gpus=1, nodeCrs={"mem": 4}).jobs()
+    assert both.resources.node_crs == {"mem": 4, "gpu": 1}
+    (none,) = Jobs().add(name="n", exec="x", gpus=0).jobs()
+    assert none.resources.node_crs is None
+    with pytest.raises(JobDescriptionError, match="gpus: 2 disagrees with nodeCrs.gpu 1"):
+        Jobs().add(name="d", exec="x", gpus=2, nodeCrs={"gpu": 1})
+    with pytest.raises(JobDescriptionError, match=r"job 'z': resources.nodeCrs.gpu: must be"):
+        Jobs().add(name="z", exec="x", gpus=-1)
