@@ -215,6 +215,10 @@ class Journal:
                     + "\n"
                 )
 
+    def lost(self, node: str, why: str, t: float) -> None:
+        """Node ``node`` was lost (a note: its runs' ends are journaled as they come)."""
+        self._buf.append(_dumps({"t": "lost", "node": node, "why": why, "time": t}) + "\n")
+
     def cancel(self, names: Iterable[str]) -> None:
         """Names (jobs or ``job:it``) the user cancelled."""
         self._buf.append(_dumps({"t": "cancel", "names": list(names)}) + "\n")

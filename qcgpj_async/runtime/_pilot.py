@@ -77,8 +77,8 @@ class Pilot(PilotView):
         system_core: reserve core 0 of the first node for the manager.
         report_format: ``json``, ``text`` or ``none`` for ``jobs.report``.
         report_file: the report's name inside the service directory.
-        executor: what starts tasks (default: Slurm steps when the resources come
-            from a Slurm allocation, else local subprocesses).
+        executor: what starts tasks (default: inside a Slurm allocation, launch agents
+            or, ``agents=False``, a Slurm step per task; else local subprocesses).
         instance_id: the ``<id>`` of ``.qcgpjm-service-<id>`` (default ``<host>.<pid>``).
         resources: ``auto`` (Slurm inside an allocation, else this host),
             ``local`` or ``slurm``; used when ``nodes`` is None.
@@ -90,6 +90,7 @@ class Pilot(PilotView):
             whose journal this pilot goes on from: jobs that ended keep their
             state, the others run (again). See docs/reliability.md.
         journal_sync: at most this many seconds between fsyncs of the journal.
+        agents, pin: launch agents in an allocation (docs/slurm.md), pinning tasks.
 
     Raises:
         JournalError: ``resume`` has no usable journal.
@@ -113,6 +114,8 @@ class Pilot(PilotView):
         crs: Mapping[str, Mapping[str, int]] | None = None,
         resume: str | os.PathLike[str] | None = None,
         journal_sync: float = 1.0,
+        agents: bool = True,
+        pin: bool = True,
     ) -> None:
         node_list = nodes_of(nodes, resources)
         pilot_id = instance_id or default_id()
@@ -121,7 +124,7 @@ class Pilot(PilotView):
         root_wd = os.path.abspath(os.fspath(wd))
         engine = Engine(ResourcePool(node_list, system_core=system_core, crs=crs))
         self._executor = executor
-        self._under_slurm = slurm_resources(nodes, resources)
+        self._slurm = (slurm_resources(nodes, resources), agents, pin)  # default executor
         self._service_args = (report_format, report_file, log_level)
         self.env = dict(env or {})
         self._tg: TaskGroup | None = None
@@ -131,7 +134,7 @@ class Pilot(PilotView):
         waiters = Waiters(pilot_id, engine, lambda: recorder.reports_now())
         recorder = Recorder(engine, waiters, self._submit_vars, journal_sync)
         args = (pilot_id, root_wd, engine, self._dispatch, self._submit_vars, kill_grace)
-        self._launcher = Launcher(*args, recorder.places)
+        self._launcher = Launcher(*args, recorder.places, recorder.node_lost)
         super().__init__(pilot_id, root_wd, engine, waiters, recorder)
         # Pure engine work, here: a bad journal fails the constructor.
         self._recovered = rec = load_journal(resume) if resume is not None else None
@@ -166,12 +169,10 @@ class Pilot(PilotView):
         engine, pool, recorder = self._engine, self._engine.pool, self._recorder
         svc = recorder.open(self.root_wd, self.id, time.time(), self._recovered, self._service_args)
         if self._executor is None:
-            self._executor = default_executor(self._under_slurm, svc.path)
+            self._executor = default_executor(*self._slurm, scratch_dir=svc.path, log=svc.log)
         log = svc.log
-        log.info(
-            "pilot %s started: %d nodes, %d cores, wd %s",
-            *(self.id, pool.total_nodes, pool.total_cores, self.root_wd),
-        )
+        args = (self.id, pool.total_nodes, pool.total_cores, self.root_wd)
+        log.info("pilot %s started: %d nodes, %d cores, wd %s", *args)
         try:
             if self._recovered is not None:
                 await recorder.resume(self._recovered, max(self.kill_grace, 1.0))
