@@ -169,6 +169,7 @@ class _Node:
     server: ForkServer
     cores: int  # the engine's cores on this node
     pin: bool
+    base: tuple[Mapping[str, str] | None, dict[str, str]] = (None, {})  # source, filtered
     pong: int = 0
     heard: float = 0.0
 
@@ -222,7 +223,6 @@ class AgentQueues:
         self._on_lost: Callable[[str, str], object] | None = None
         self._closed = False
         self._beat = anyio.CancelScope()
-        self._base: tuple[Mapping[str, str] | None, dict[str, str]] = (None, {})
         self._hostfiles: dict[tuple[str, int], str] = {}
 
     # -- the StartQueue ------------------------------------------------------------
@@ -265,9 +265,8 @@ class AgentQueues:
 
     def set_base_env(self, env: Mapping[str, str]) -> None:
         """A new base environment for every agent."""
-        base = self._filtered(env)
         for n in self.nodes.values():
-            n.server.set_base_env(base)
+            n.server.set_base_env(self._filtered(env, n))
 
     def on_node_lost(self, callback: Callable[[str, str], object]) -> None:
         """Call ``callback(node, why)`` for each node lost (those already, at once)."""
@@ -277,14 +276,16 @@ class AgentQueues:
 
     # -- what an agent's task sees ------------------------------------------------
 
-    def _filtered(self, env: Mapping[str, str]) -> dict[str, str]:
-        """``env`` less the step-shaping variables, as srun exports it (made once)."""
-        src, out = self._base
+    def _filtered(self, env: Mapping[str, str], here: _Node) -> dict[str, str]:
+        """``env`` less the step-shaping variables, as srun exports it, plus what
+        slurmstepd sets about the job on that node (made once per node and base)."""
+        src, out = here.base
         if env is not src:
             out = {
                 k: v for k, v in env.items() if k not in SHAPE_VARIABLES and k not in STEP_VARIABLES
             }
-            self._base = (env, out)
+            out.update(here.joined.env)
+            here.base = (env, out)
         return out
 
     def _hostfile(self, node: str, cores: int) -> str | None:
@@ -304,12 +305,12 @@ class AgentQueues:
         extra = dict(task.env_extra or {})
         extra.update(dict.fromkeys(TASK_VARIABLES, "0"))
         extra["SLURMD_NODENAME"] = part.node
-        extra["SLURM_CPUS_PER_TASK"] = str(len(part.cores))
+        extra["SLURM_CPUS_PER_TASK"] = extra["SLURM_CPUS_ON_NODE"] = str(len(part.cores))
         extra.update(step_environment(task, self._hostfile(part.node, len(part.cores))))
         if here.pin and part.cores[0] >= 0:
             cpus = here.joined.cpus
             extra["QCG_PM_CPU_SET"] = ",".join(str(cpus[c]) for c in part.cores)
-        base = self._filtered(task.env_base if task.env_base is not None else task.env)
+        base = self._filtered(task.env_base if task.env_base is not None else task.env, here)
         return attrs.evolve(task, env={**base, **extra}, env_base=base, env_extra=extra)
 
     def _cpus_of(self, here: _Node) -> Callable[[Task], Sequence[int] | None]:
