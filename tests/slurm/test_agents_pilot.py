@@ -9,6 +9,7 @@ tells them apart.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,13 +82,17 @@ async def main():
 """
 
 
-def drive(cluster: SlurmCluster, tmp_path: Path, body: str, timeout: float = 90) -> dict[str, Any]:
+def drive(
+    cluster: SlurmCluster, tmp_path: Path, body: str, timeout: float = 90, tasks: int = 8
+) -> dict[str, Any]:
     code = PRELUDE + body + "\nif sys.argv[2:] != ['child']:\n    anyio.run(main)\n"
     script = tmp_path / "driver.py"
     script.write_text(code)
+    per_node = [f"--ntasks-per-node={tasks // 2}"]
     done = cluster.run_in_allocation(
-        [sys.executable, str(script), str(tmp_path)], nodes=2, tasks=8, timeout=timeout
-    )
+        [sys.executable, str(script), str(tmp_path)], nodes=2, tasks=tasks, timeout=timeout,
+        salloc_args=per_node,
+    )  # fmt: skip
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     assert lines, f"no result; stdout: {done.stdout}\nstderr: {done.stderr}"
     result: dict[str, Any] = json.loads(lines[-1])
@@ -118,6 +123,8 @@ def test_tasks_go_through_the_agents_on_both_nodes(
     nodes = {name.split(".")[1] for name in out["envs"]}
     assert nodes == {"n1", "n2"} or len(nodes) == 2
     assert "launch agents: 2 of 2 nodes joined" in out["log"]
+    if len(os.sched_getaffinity(0)) < 4:  # 4 CPUs per node, fewer on the host: no pinning
+        assert "the pilot has 4 cores there: tasks are not pinned" in out["log"]
     # The same view of Slurm as in an srun step, less what names the step itself.
     srun = {k: v for k, v in out["srun_env"].items() if k not in STEP_ONLY}
     assert out["srun_state"] == "SUCCEED"
@@ -243,3 +250,29 @@ def test_an_agent_killed_fails_its_tasks_and_the_rest_run_on_the_other_node(
     text = json.dumps(out["report"])
     assert f"node {lose} lost" in text
     assert out["left"] == []
+
+
+PIN = r"""
+SHOW = ('echo $SLURMD_NODENAME $QCG_PM_CPU_SET'
+        ' $(grep Cpus_allowed_list: /proc/self/status | cut -f2) > pin.${it}')
+
+async def main():
+    async with Pilot(resources="slurm", wd=WD) as pilot:
+        await pilot.submit(Jobs().add(name="p", script=SHOW, iteration=8))
+        got = await pilot.wait4("p", timeout=30)
+    emit(state=got["p"].value, rows=[open(os.path.join(WD, f"pin.{i}")).read().split()
+                                     for i in range(8)])
+"""
+
+
+def test_tasks_are_pinned_to_the_cpus_of_their_cores(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("2 CPUs per node need a host with 2 CPUs (every virtual node is this host)")
+    out = drive(slurm_cluster, tmp_path, PIN, tasks=4)  # 2 nodes x 2 CPUs
+    assert out["state"] == "SUCCEED"
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    assert len({r[0] for r in out["rows"]}) == 2  # both nodes
+    for _node, cpu_set, allowed in out["rows"]:
+        assert cpu_set == allowed and int(cpu_set) in cpus  # one core: its CPU, pinned
