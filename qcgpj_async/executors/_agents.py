@@ -37,6 +37,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections import ChainMap
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import cast
 
@@ -46,7 +47,7 @@ from anyio.abc import TaskStatus
 
 from . import _agent
 from ._agent_wire import AgentGate, Joined, new_secret
-from ._forkserver_link import ForkServer, ForkStart
+from ._forkserver_link import ForkServer, ForkStart, Window
 from ._slurm_env import discover
 from ._srun_argv import SHAPE_VARIABLES, step_environment
 from ._task import Task
@@ -170,6 +171,8 @@ class _Node:
     cores: int  # the engine's cores on this node
     pin: bool
     base: tuple[Mapping[str, str] | None, dict[str, str]] = (None, {})  # source, filtered
+    #: (cores, job name) -> the Slurm variables of a task of that shape here
+    shapes: dict[tuple[int, str | None], dict[str, str]] = attrs.Factory(dict)
     pong: int = 0
     heard: float = 0.0
 
@@ -224,6 +227,7 @@ class AgentQueues:
         self._closed = False
         self._beat = anyio.CancelScope()
         self._hostfiles: dict[tuple[str, int], str] = {}
+        self._window = Window()  # the starts an event leads to: one write per agent
 
     # -- the StartQueue ------------------------------------------------------------
 
@@ -302,16 +306,25 @@ class AgentQueues:
 
     def _agent_task(self, task: Task, here: _Node) -> Task:
         part = task.allocation.parts[0]
-        extra = dict(task.env_extra or {})
-        extra.update(dict.fromkeys(TASK_VARIABLES, "0"))
-        extra["SLURMD_NODENAME"] = part.node
-        extra["SLURM_CPUS_PER_TASK"] = extra["SLURM_CPUS_ON_NODE"] = str(len(part.cores))
-        extra.update(step_environment(task, self._hostfile(part.node, len(part.cores))))
+        n = len(part.cores)
+        key = (n, task.env.get("SLURM_JOB_NAME"))
+        shape = here.shapes.get(key)
+        if shape is None:  # the same for every task of n cores here: made once
+            shape = dict.fromkeys(TASK_VARIABLES, "0")
+            shape["SLURMD_NODENAME"] = part.node
+            shape["SLURM_CPUS_PER_TASK"] = shape["SLURM_CPUS_ON_NODE"] = str(n)
+            shape.update(step_environment(task, self._hostfile(part.node, n)))
+            here.shapes[key] = shape
+        extra = {**task.env_extra, **shape} if task.env_extra else dict(shape)
         if here.pin and part.cores[0] >= 0:
             cpus = here.joined.cpus
             extra["QCG_PM_CPU_SET"] = ",".join(str(cpus[c]) for c in part.cores)
         base = self._filtered(task.env_base if task.env_base is not None else task.env, here)
-        return attrs.evolve(task, env={**base, **extra}, env_base=base, env_extra=extra)
+        return Task(
+            task.run_id, task.job, task.iteration, task.argv, ChainMap(extra, base), task.cwd,
+            task.stdin, task.stdout, task.stderr, task.allocation, task.model, task.model_opts,
+            base, extra,
+        )  # fmt: skip
 
     def _cpus_of(self, here: _Node) -> Callable[[Task], Sequence[int] | None]:
         cpus = here.joined.cpus
@@ -400,6 +413,7 @@ class AgentQueues:
             left_out=("openmpi", "intelmpi", "srunmpi"),
             node=node,
             pin=self._cpus_of(here) if pin else None,
+            window=self._window,
         )
         here.server.on_node_lost(self._lost)
         self.nodes[node] = here

@@ -37,7 +37,7 @@ from ._base import LaunchError, Starting
 from ._forkserver import Reader, pack
 from ._task import Task
 
-__all__ = ("ByteLink", "ForkProcess", "ForkServer", "ForkStart", "PipeLink")
+__all__ = ("ByteLink", "ForkProcess", "ForkServer", "ForkStart", "PipeLink", "Window")
 
 _SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_forkserver.py")
 
@@ -174,6 +174,17 @@ class ForkStart:
         return self.proc
 
 
+class Window:
+    """Fork servers whose requests gather while the events of any of them are handled
+    (each server alone by default; the launch agents of an allocation share one)."""
+
+    __slots__ = ("active", "dirty")
+
+    def __init__(self) -> None:
+        self.active = False
+        self.dirty: list[ForkServer] = []
+
+
 class ByteLink(Protocol):
     """The byte stream between the pilot and one fork server: the wire of a start queue.
 
@@ -278,6 +289,7 @@ class ForkServer:
         left_out: Collection[str] = (),
         node: str | None = None,
         pin: Callable[[Task], Sequence[int] | None] | None = None,
+        window: Window | None = None,
     ) -> None:
         self._connect = connect
         self._argv = argv
@@ -299,9 +311,11 @@ class ForkServer:
         self._needed = anyio.Event()
         self._closed = False
         self.running = False
-        # While the events of one read are handled, requests gather here and go in one
-        # write at its end (one wake-up of the server, not one per start).
+        # While the events of one read are handled (of this server, or of any server
+        # sharing its ``window``: the agents of an allocation), requests gather here
+        # and go in one write per server at its end (one wake-up, not one per start).
         self._gather: bytearray | None = None
+        self._window = window if window is not None else Window()
 
     @property
     def accepting(self) -> bool:
@@ -382,16 +396,25 @@ class ForkServer:
             raise failed[0]
 
     def _handle(self, msgs: list[Any]) -> None:
-        """The events of one read; the requests they lead to are sent at the end, at once."""
-        self._gather = bytearray()
+        """The events of one read; the requests they lead to, to this server or any
+        of its window, are sent at the end, one write per server."""
+        win = self._window
+        if win.active:  # pragma: no cover - one read is handled at a time
+            for msg in msgs:
+                self._event(msg)
+            return
+        win.active = True
         try:
             for msg in msgs:
                 self._event(msg)
         finally:
-            data, self._gather = self._gather, None
-            if data and self._wfd >= 0:
-                with contextlib.suppress(OSError):
-                    self._write(memoryview(data))
+            win.active = False
+            dirty, win.dirty = win.dirty, []
+            for server in dirty:
+                data, server._gather = server._gather, None
+                if data and server._wfd >= 0:
+                    with contextlib.suppress(OSError):
+                        server._write(memoryview(data))
 
     def _keys(self, rids: list[int] | None) -> list[Any] | None:
         if not rids:
@@ -460,6 +483,9 @@ class ForkServer:
     def _send(self, msg: tuple[Any, ...]) -> None:
         if self._gather is not None:
             self._gather += pack(msg)
+        elif self._window.active:  # sent at the end of the events being handled
+            self._gather = bytearray(pack(msg))
+            self._window.dirty.append(self)
         else:
             self._write(memoryview(pack(msg)))
 
