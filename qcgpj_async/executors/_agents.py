@@ -81,14 +81,25 @@ AGENT_MODELS = ("default", "threads")
 
 
 def agents_argv(
-    nodes: int, host: str, port: int, *, name: str, timeout: float, srun: str = "srun"
+    nodes: int,
+    host: str,
+    port: int,
+    *,
+    name: str,
+    timeout: float,
+    srun: str = "srun",
+    cpus: int | None = None,
 ) -> list[str]:
     """The ONE srun step that starts an agent on each of ``nodes`` nodes.
 
     ``--overlap`` (Slurm >= 20.11) and ``--mem=0``: the step holds nothing the
-    tasks' own steps need; ``--cpu-bind=none``: the agent may use every CPU of
-    the job on its node (its affinity is what it reports); one task per node;
-    ``--kill-on-bad-exit=0``: an agent that dies leaves the others running.
+    tasks' own steps need; ``--cpus-per-task=cpus`` (the job's CPUs per node,
+    the fewest where nodes differ) and ``--cpu-bind=none``: where Slurm confines
+    a step to its CPUs (task/cgroup), the agent, and so its tasks, may still use
+    every CPU of the job on its node (its affinity is what it reports; with
+    ``--overlap`` the tasks' own steps start beside it all the same, measured on
+    22.05); one task per node; ``--kill-on-bad-exit=0``: an agent that dies
+    leaves the others running.
     """
     return [
         srun,
@@ -98,6 +109,7 @@ def agents_argv(
         "--overlap",
         "--mem=0",
         "--cpu-bind=none",
+        *([f"--cpus-per-task={cpus}"] if cpus else []),
         "--kill-on-bad-exit=0",
         f"--job-name={name}",
         sys.executable,
@@ -367,7 +379,7 @@ class AgentQueues:
         else:
             argv = agents_argv(
                 len(cores), host, gate.port, name=self.step_name, timeout=self.join_timeout,
-                srun=self.srun,
+                srun=self.srun, cpus=min(cores.values(), default=None),
             )  # fmt: skip
         env = {k: v for k, v in os.environ.items() if k not in SHAPE_VARIABLES}
         env[_agent.SECRET_VAR] = secret.hex()

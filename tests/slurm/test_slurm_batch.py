@@ -145,8 +145,11 @@ def test_batch_mode_inside_sbatch_spreads_jobs_over_the_allocation(
     assert (cpus_per_task, omp) == ("4", "4") and node in hosts
 
 
+# A step per job: with the launch agents, Slurm's SIGTERM to the agents' srun (in the
+# batch step, as the service) makes srun end the agents' step, which may SIGKILL a task
+# before its trap has run (docs/slurm.md, "Launch agents"); each job's own step keeps it.
 STOPPED = """#!/bin/bash
-exec {python} -m qcgpj_async --file-path reqs.json --wd run --kill-grace 5
+exec {python} -m qcgpj_async --file-path reqs.json --wd run --kill-grace 5 --no-agents
 """
 
 LONG = [
