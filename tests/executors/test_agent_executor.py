@@ -35,19 +35,31 @@ sys.exit(max(p.wait() for p in procs))
 """
 
 
-def local_step(names: Sequence[str]) -> object:
+# A stranger first: it connects to the agents' port and sends a request of its own.
+STRANGER = r"""
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[3])))
+s.sendall(b"QCGPJA1\n" + bytes(32) + bytes(32) + (2).to_bytes(4, "little") + b"{}")
+s.recv(100)
+"""
+
+
+def local_step(names: Sequence[str], stranger: bool = False) -> object:
     def argv(nodes: int, host: str, port: int) -> list[str]:
         del nodes, host
-        return [sys.executable, "-c", STEP, _agent.__file__, "127.0.0.1", str(port), *names]
+        code = (STRANGER if stranger else "") + STEP
+        return [sys.executable, "-c", code, _agent.__file__, "127.0.0.1", str(port), *names]
 
     return argv
 
 
-def executor(tmp_path: Path, names: Sequence[str] = ("n1", "n2"), **kw: object) -> AgentExecutor:
+def executor(
+    tmp_path: Path, names: Sequence[str] = ("n1", "n2"), stranger: bool = False, **kw: object
+) -> AgentExecutor:
     return AgentExecutor(
         str(tmp_path),
         nodes={"n1": 2, "n2": 2},
-        step_argv=local_step(names),  # type: ignore[arg-type]
+        step_argv=local_step(names, stranger),  # type: ignore[arg-type]
         **kw,  # type: ignore[arg-type]
     )
 
@@ -176,3 +188,20 @@ async def test_a_node_without_agent_is_left_out(tmp_path: Path) -> None:
     assert (res.total_cores, res.free_cores) == (2, 2)
     log = next(tmp_path.glob(".qcgpjm-service-*/service.log")).read_text()
     assert log.count("node n2 left out") == 1, log
+
+
+async def test_a_stranger_on_the_agents_port_is_refused_and_starts_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ex = executor(tmp_path, stranger=True)
+    async with Pilot(nodes="n1:2,n2:2", wd=tmp_path, executor=ex) as pilot:
+        await pilot.submit(Jobs().add(name="it", script="echo $PPID > p.${it}", iteration=4))
+        assert await pilot.wait4("it", timeout=T) == {"it": JobState.SUCCEED}
+        agents = {h.joined.pid for h in ex.agents.nodes.values()}
+    assert sorted(ex.agents.nodes) == ["n1", "n2"]
+    assert {int((tmp_path / f"p.{i}").read_text()) for i in range(4)} <= agents
+    # An executor of one's own logs to qcgpj_async.agents (the default one: service.log).
+    refused = [r.getMessage() for r in caplog.records if r.name == "qcgpj_async.agents"]
+    assert len(refused) == 1, refused
+    assert refused[0].startswith("agent connection from 127.0.0.1:")
+    assert refused[0].endswith("refused: it did not prove the run's secret")
