@@ -126,7 +126,7 @@ async def lose_n2(tmp_path: Path, ex: AgentExecutor, how: signal.Signals) -> lis
         jobs = Jobs()
         for i in range(4):
             jobs.add(name=f"h{i}", script=HOLD)
-        await pilot.submit(jobs)
+        await pilot.submit(jobs.add(name="dep", exec="/bin/true", after="h2"))
         await appear([tmp_path / f"started.{pilot.id}.{r}.{n}" for r, n in
                       ((1, "n1"), (2, "n1"), (3, "n2"), (4, "n2"))])  # fmt: skip
         agent = ex.agents.nodes["n2"].joined.pid
@@ -164,6 +164,10 @@ async def lose_n2(tmp_path: Path, ex: AgentExecutor, how: signal.Signals) -> lis
 async def test_an_agent_killed_fails_its_tasks_and_the_rest_go_on(tmp_path: Path) -> None:
     messages = await lose_n2(tmp_path, executor(tmp_path), signal.SIGKILL)
     assert messages == ["node n2 lost: its agent's connection ended"] * 2
+    # A resume runs again what failed because its node was lost, and what it omitted.
+    async with Pilot(nodes="n1:2,n2:2", resume=tmp_path) as pilot:
+        got = await pilot.wait4(["h0", "h2", "h3", "dep", "more"], timeout=T)
+    assert got == dict.fromkeys(["h0", "h2", "h3", "dep", "more"], JobState.SUCCEED)
 
 
 async def test_a_stuck_agent_is_found_by_the_heartbeat(tmp_path: Path) -> None:
