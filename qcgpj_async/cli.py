@@ -118,6 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="seconds between SIGTERM and SIGKILL when a job is stopped (default 10)",
     )
+    p.add_argument(
+        "--no-agents",
+        dest="agents",
+        action="store_false",
+        help="inside a Slurm allocation, start every task as a Slurm step of its own "
+        "instead of through a launch agent on each node (see docs/slurm.md)",
+    )
+    p.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="launch agents do not pin tasks to the CPUs of their cores",
+    )
     _add_net_args(p)
     _add_original_args(p)
     return p
@@ -353,6 +366,8 @@ def _make_pilot(args: argparse.Namespace) -> Pilot:
         gpus=args.gpus,
         gpu_vendor=args.gpu_vendor,
         resume=args.resume,
+        agents=args.agents,
+        pin=args.pin,
     )
     stop = getattr(args, "stop", None)
     if isinstance(stop, _Stop):

@@ -47,7 +47,7 @@ from ._queue import Buckets, compact, launchable, next_index, sched_req
 from ._records import ENTRY, STATES, Job, Kill, Launch, Outcome, Run, StateChanged
 from ._resources import Allocation, Requirement, ResourcePool
 from ._submit import check_batch, register
-from ._unfit import fail_unfit
+from ._unfit import fail_unfit, lose_node
 
 __all__ = ("Engine", "Instruction")
 
@@ -221,6 +221,18 @@ class Engine:
         job.active -= 1
         run_state(self, run, state, now)
         iteration_final(self, job, run.index, state, now)
+        propagate(self, now)
+        self._schedule(now)
+        return self._drain()
+
+    def node_lost(self, node: str, now: float, why: str = "") -> list[Instruction]:
+        """Node ``node`` is lost (its launch agent died or does not answer): its cores
+        leave the pool for good, queued work goes to the other nodes, and a queued
+        job that no longer fits anywhere ends FAILED (``why`` leads its message).
+        Its runs still running are reported by ``exited`` as usual (their cores do
+        not come back). A node unknown, or lost already, changes nothing.
+        """
+        lose_node(self, node, why or f"node {node} lost", now)
         propagate(self, now)
         self._schedule(now)
         return self._drain()

@@ -59,6 +59,8 @@ class Node:
     crs_total: dict[str, int] = attrs.Factory(dict)
     crs_free: dict[str, int] = attrs.Factory(dict)
     in_heap: bool = False
+    #: Taken out of the pool for good (:meth:`ResourcePool.take_out`).
+    lost: bool = False
     # The one-core allocation of each core, made once: allocations are
     # immutable, and the most common job takes one core.
     singles: list[Allocation | None] = attrs.Factory(list)
@@ -276,8 +278,31 @@ class ResourcePool:
         return sum(len(n.gpu_free) for n in self.nodes)
 
     def usable(self, node: Node) -> int:
-        """Cores of ``node`` that jobs can ever get (the system core excluded)."""
+        """Cores of ``node`` that jobs can ever get (the system core excluded; none
+        once it is lost)."""
+        if node.lost:
+            return 0
         return node.total - (1 if self.system_core and node.index == 0 else 0)
+
+    def take_out(self, name: str) -> int:
+        """Take node ``name`` out of the pool for good (it was lost): its free cores
+        now, its other cores as their runs end (:meth:`release` skips them).
+
+        Returns:
+            How many cores the pool loses (0: unknown, or out already).
+        """
+        node = next((n for n in self.nodes if n.name == name), None)
+        if node is None or node.lost:
+            return 0
+        usable = self.usable(node)
+        node.lost = True
+        self.free_cores -= len(node.free)
+        self.total_cores -= usable
+        node.free.clear()
+        node.crs_free = dict.fromkeys(node.crs_free, 0)
+        self._found = None
+        self.largest_node = max((self.usable(n) for n in self.nodes), default=0)
+        return usable
 
     def _whole_free(self, node: Node) -> bool:
         return len(node.free) == self.usable(node) and node.crs_free == node.crs_total
@@ -470,6 +495,8 @@ class ResourcePool:
         by_need = self._by_need
         for part in alloc.parts:
             node = self.nodes[part.index]
+            if node.lost:  # its cores never come back
+                continue
             free = node.free
             if free:
                 for c in part.cores:

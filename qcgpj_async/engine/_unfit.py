@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ._engine import Engine
     from ._records import Job
 
-__all__ = ("fail_unfit", "unfit_message")
+__all__ = ("fail_unfit", "lose_node", "unfit_message")
 
 
 #: Why a pilot has none of a consumable, said after "no gpu".
@@ -89,3 +89,24 @@ def fail_unfit(eng: Engine, jobs: Iterable[Job], unfit: Mapping[str, str], now: 
             job.done = job.failed = 1
         job_state(eng, job, JobState.FAILED, now)
         eng._finished.append((job, None))
+
+
+def lose_node(eng: Engine, name: str, why: str, now: float) -> int:
+    """Node ``name`` is lost: its cores leave the pool for good (those of its runs as
+    they end); a queued job that can no longer ever fit, and runs nothing, ends
+    FAILED with ``why`` and the numbers. Returns the cores lost."""
+    lost = eng.pool.take_out(name)
+    if not lost:
+        return 0
+    eng._fit.clear()  # the nodes changed: every requirement is checked again
+    pool, unfit, jobs = eng.pool, {}, []
+    for heap in eng._buckets.values():
+        for _, job in heap:
+            if job.state in FINAL_STATES or job.active or job.name in unfit:
+                continue
+            req = job.req
+            if req is not None and not pool.can_ever_fit(req):
+                unfit[job.name] = f"{why}; {unfit_message(job.name, req, pool)}"
+                jobs.append(job)
+    fail_unfit(eng, jobs, unfit, now)
+    return lost

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = (
     "HELLO_MAX",
     "MAGIC",
+    "NODE_VARIABLES",
     "SECRET_VAR",
     "HandshakeError",
     "agent_proof",
@@ -48,6 +49,14 @@ __all__ = (
     "pilot_proof",
 )
 
+#: What slurmstepd sets in a step about the job on this node, which a task in a step of
+#: its own would see (and the pilot's own environment may lack or differ in): the agent
+#: reports them, and its tasks get them.
+NODE_VARIABLES = (
+    "SLURM_CONF", "SLURM_JOB_UID", "SLURM_JOB_GID", "SLURM_JOB_USER",
+    "SLURM_WORKING_CLUSTER", "SLURM_CLUSTER_NAME", "SLURM_JOB_PARTITION",
+    "SLURM_JOB_ACCOUNT", "SLURM_JOB_QOS", "SLURM_NODE_ALIASES",
+)  # fmt: skip
 #: The environment variable that carries the run's secret (hex) to the agents.
 SECRET_VAR = "QCGPJ_AGENT_SECRET"
 #: First bytes of each side's first message: the protocol and its version.
@@ -74,13 +83,19 @@ def pilot_proof(secret: bytes, pilot_nonce: bytes, agent_nonce: bytes) -> bytes:
 
 
 def hello() -> dict[str, Any]:
-    """Who this agent is: its node (Slurm's name for it), host, pid and the CPUs it
-    may use (its affinity, real CPU ids)."""
+    """Who this agent is: its node (Slurm's name for it), host, pid, the CPUs it
+    may use (its affinity, real CPU ids) and the :data:`NODE_VARIABLES` it has."""
+    env = os.environ
     return {
-        "node": os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
+        "node": env.get("SLURMD_NODENAME") or socket.gethostname(),
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "cpus": sorted(os.sched_getaffinity(0)),
+        "env": {
+            k: v
+            for k, v in env.items()
+            if k in NODE_VARIABLES or k.startswith("SLURM_JOB_CPUS_PER_NODE_PACK_GROUP_")
+        },
     }
 
 

@@ -48,6 +48,8 @@ class Joined:
     pid: int
     cpus: tuple[int, ...]
     sock: socket.socket = attrs.field(eq=False, repr=False)
+    #: What slurmstepd set about the job on its node (``_agent.NODE_VARIABLES``).
+    env: dict[str, str] = attrs.field(factory=dict, eq=False, repr=False)
 
 
 @attrs.frozen
@@ -172,6 +174,7 @@ class AgentGate:
             pid=int(info["pid"]),
             cpus=tuple(int(c) for c in info["cpus"]),
             sock=conn,
+            env={str(k): str(v) for k, v in dict(info.get("env") or {}).items()},
         )
 
 

@@ -4,7 +4,8 @@ Every executor starts a task and hands back a :class:`Process` to wait for or
 signal (:meth:`Executor.start`). An executor may also have a
 :class:`StartQueue`: the start queue of a node, which takes starts ahead of
 time and reports their ends in batches (the local fork server is the start
-queue of the pilot's own node). The runtime finds it through
+queue of the pilot's own node; launch agents, :mod:`.agents`, are the start
+queues of the nodes of a Slurm allocation). The runtime finds it through
 :meth:`Executor.start_queue`, once, and calls nothing that is not declared here.
 """
 
@@ -66,6 +67,11 @@ class ServedProcess(Process, Protocol):
     @property
     def successor(self) -> list[int] | None:
         """The ``key`` of each queued start that took one of its cores when it ended."""
+        ...
+
+    @property
+    def reason(self) -> str | None:
+        """Why it ended when not by itself (``node n2 lost: ...``); None otherwise."""
         ...
 
     def on_exit(self, callback: Callable[[int], object]) -> None:
@@ -155,6 +161,11 @@ class StartQueue(Protocol):
 
     def set_base_env(self, env: Mapping[str, str]) -> None:
         """The base environment of the starts from now on, queued ones included."""
+        ...
+
+    def on_node_lost(self, callback: Callable[[str, str], object]) -> None:
+        """Call ``callback(node, why)`` when a node this queue serves is lost (a launch
+        agent that died or stopped answering), before its runs are reported ended."""
         ...
 
 

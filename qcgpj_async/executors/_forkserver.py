@@ -13,11 +13,15 @@ Requests (pilot -> server):
 
 - ``("env", {name: value})``: the base environment of later starts;
 - ``("start", rid, label, argv, set, unset, cwd, stdin, stdout, stderr[, queued,
-  slot])``: start run ``rid`` with the base environment plus ``set`` minus
+  slot[, cpus]])``: start run ``rid`` with the base environment plus ``set`` minus
   ``unset``. ``slot``: how many cores the run holds, which queued starts take
   when it ends. ``queued``: the run holds no core yet; it waits in the queue,
   first in first out, and starts the moment a run with a slot ends (or fails
-  to start), taking one of its cores, with no round trip through the pilot;
+  to start), taking one of its cores, with no round trip through the pilot.
+  ``cpus``: CPU ids to pin the run to (posix_spawn cannot set a child's
+  affinity: the server sets its own just before the spawn, the child inherits
+  it, and the server's is restored at once);
+- ``("ping", n)``: answered at once with ``("pong", n)`` (the pilot's heartbeat);
 - ``("drop", rid)``: take a queued run out of the queue, if it is still there
   (answered ``failed``, with "stopped before it started");
 - ``("now", rid)``: start a queued run now, if it is still in the queue (the
@@ -26,7 +30,7 @@ Requests (pilot -> server):
   started and is not reaped yet (so a group id is never signalled once it may
   have been reused).
 
-Events (server -> pilot): ``("started", rid, pid, time)``, ``("failed", rid,
+Events (server -> pilot): ``("pong", n)``, ``("started", rid, pid, time)``, ``("failed", rid,
 message, successors)``, ``("exited", rid, code, successors, time)`` with ``code``
 -N for signal N; ``successors``: the queued runs that took its cores (a list),
 or None.
@@ -133,6 +137,7 @@ class _Server:
         self.queue: deque[tuple[Any, ...]] = deque()  # queued start requests
         self.taken: deque[tuple[Any, ...]] = deque()  # queued starts given cores: start now
         self.out = bytearray()
+        self.affinity = os.sched_getaffinity(0)  # restored after each pinned start
         self.held = 0  # events in ``out`` not yet due
         self.since = 0.0  # when the oldest of them came
         self.urgent = False  # the pilot must hear now
@@ -208,6 +213,8 @@ class _Server:
                     self.queue.remove(queued)
                     self.emit(("failed", msg[1], DROPPED, None), urgent=True)
                     break
+        elif kind == "ping":
+            self.emit(("pong", msg[1]), urgent=True)
         elif kind == "env":
             self.env = msg[1]
             try:
@@ -221,7 +228,15 @@ class _Server:
         cores it held go to the next queued starts)."""
         _, rid, label, argv, set_, unset, cwd, stdin, stdout, stderr = msg[:10]
         slot = msg[11] if len(msg) > 11 else 0
+        cpus = msg[12] if len(msg) > 12 else None
         env, envp = self.environment(set_, unset)
+        pinned = False
+        if cpus:
+            try:
+                os.sched_setaffinity(0, cpus)
+                pinned = True
+            except (OSError, ValueError):  # not ours to use: the run starts unpinned
+                pass
         try:
             pid = self.launcher.launch(label, argv, env, cwd, stdin, stdout, stderr, envp)
         except Exception as e:  # a bug must not stop the other jobs
@@ -230,6 +245,9 @@ class _Server:
             )
             self.pass_on(("failed", rid, error), slot, None)
             return False
+        finally:
+            if pinned:
+                os.sched_setaffinity(0, self.affinity)
         self.pids[rid] = pid
         if slot:
             self.slots[rid] = slot

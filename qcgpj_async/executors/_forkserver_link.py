@@ -37,7 +37,7 @@ from ._base import LaunchError, Starting
 from ._forkserver import Reader, pack
 from ._task import Task
 
-__all__ = ("ByteLink", "ForkProcess", "ForkServer", "ForkStart", "PipeLink")
+__all__ = ("ByteLink", "ForkProcess", "ForkServer", "ForkStart", "PipeLink", "Window")
 
 _SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_forkserver.py")
 
@@ -55,6 +55,7 @@ class ForkProcess:
         "code",
         "ended_at",
         "pid",
+        "reason",
         "rid",
         "started_at",
         "successor",
@@ -66,6 +67,8 @@ class ForkProcess:
         self._server, self.rid = server, rid
         self.pid: int | None = pid
         self.code: int | None = None
+        #: Why it ended, when not by itself (its node was lost); else None.
+        self.reason: str | None = None
         #: When the server started it and saw its end (its clock, ``time.time()``).
         self.started_at, self.ended_at = started_at, None
         #: The ``key`` of each queued start that took one of its cores when it ended.
@@ -118,11 +121,20 @@ class ForkStart:
         "key",
         "proc",
         "rid",
+        "server",
         "successor",
     )
 
-    def __init__(self, label: str, error: str | None = None, key: int = 0, rid: int = 0) -> None:
+    def __init__(
+        self,
+        label: str,
+        error: str | None = None,
+        key: int = 0,
+        rid: int = 0,
+        server: ForkServer | None = None,
+    ) -> None:
         self._label = label
+        self.server = server  # the queue it was asked of
         self.key, self.rid = key, rid  # the caller's name for it; the server's
         #: The ``key`` of each queued start that took one of its cores when it failed.
         self.successor: list[int] | None = None
@@ -160,6 +172,17 @@ class ForkStart:
         if self.proc is None:
             raise LaunchError(self.error or f"job {self._label}: not started")
         return self.proc
+
+
+class Window:
+    """Fork servers whose requests gather while the events of any of them are handled
+    (each server alone by default; the launch agents of an allocation share one)."""
+
+    __slots__ = ("active", "dirty")
+
+    def __init__(self) -> None:
+        self.active = False
+        self.dirty: list[ForkServer] = []
 
 
 class ByteLink(Protocol):
@@ -252,6 +275,10 @@ class ForkServer:
     the server, at :meth:`serve` or at the first start (default: a local
     child, :class:`PipeLink`); ``argv`` gives a task's command line there;
     tasks of the ``models`` left out start with ``Executor.start`` instead.
+    ``node``: the node it serves when it is another node's (a launch agent):
+    its end before :meth:`aclose` is then the loss of that node (see
+    :meth:`on_node_lost`). ``pin``: the CPU ids a task is pinned to there (None:
+    not pinned).
     """
 
     def __init__(
@@ -260,10 +287,20 @@ class ForkServer:
         *,
         argv: Callable[[Task], Sequence[str]] = lambda task: task.argv,
         left_out: Collection[str] = (),
+        node: str | None = None,
+        pin: Callable[[Task], Sequence[int] | None] | None = None,
+        window: Window | None = None,
     ) -> None:
         self._connect = connect
         self._argv = argv
         self._left_out = frozenset(left_out)
+        self.node = node
+        self._pin = pin
+        #: Why the node was lost (set before the end is handled); None while it is not.
+        self.lost_reason: str | None = None
+        self._on_lost: Callable[[str, str], object] | None = None
+        #: The number of the last ``pong`` the server sent (its heartbeat).
+        self.pong = 0
         self._link: ByteLink | None = None
         self._wfd = self._rfd = -1
         self._env: dict[str, str] = {}  # the base environment the server has
@@ -274,9 +311,11 @@ class ForkServer:
         self._needed = anyio.Event()
         self._closed = False
         self.running = False
-        # While the events of one read are handled, requests gather here and go in one
-        # write at its end (one wake-up of the server, not one per start).
+        # While the events of one read are handled (of this server, or of any server
+        # sharing its ``window``: the agents of an allocation), requests gather here
+        # and go in one write per server at its end (one wake-up, not one per start).
         self._gather: bytearray | None = None
+        self._window = window if window is not None else Window()
 
     @property
     def accepting(self) -> bool:
@@ -357,16 +396,25 @@ class ForkServer:
             raise failed[0]
 
     def _handle(self, msgs: list[Any]) -> None:
-        """The events of one read; the requests they lead to are sent at the end, at once."""
-        self._gather = bytearray()
+        """The events of one read; the requests they lead to, to this server or any
+        of its window, are sent at the end, one write per server."""
+        win = self._window
+        if win.active:  # pragma: no cover - one read is handled at a time
+            for msg in msgs:
+                self._event(msg)
+            return
+        win.active = True
         try:
             for msg in msgs:
                 self._event(msg)
         finally:
-            data, self._gather = self._gather, None
-            if data and self._wfd >= 0:
-                with contextlib.suppress(OSError):
-                    self._write(memoryview(data))
+            win.active = False
+            dirty, win.dirty = win.dirty, []
+            for server in dirty:
+                data, server._gather = server._gather, None
+                if data and server._wfd >= 0:
+                    with contextlib.suppress(OSError):
+                        server._write(memoryview(data))
 
     def _keys(self, rids: list[int] | None) -> list[Any] | None:
         if not rids:
@@ -376,6 +424,9 @@ class ForkServer:
 
     def _event(self, msg: tuple[Any, ...]) -> None:
         kind, rid = msg[0], msg[1]
+        if kind == "pong":
+            self.pong = rid
+            return
         if kind == "exited":
             proc = self._procs.pop(rid, None)
             if proc is not None:
@@ -396,6 +447,13 @@ class ForkServer:
     async def _end(self) -> None:
         link = self._link
         self._wfd = self._rfd = -1
+        reason = None
+        if self.node is not None and not self._closed:  # its node is lost to the pilot
+            if self.lost_reason is None:
+                self.lost_reason = f"node {self.node} lost: its agent's connection ended"
+            reason = self.lost_reason
+            if self._on_lost is not None:  # first: no run may go to its cores again
+                self._on_lost(self.node, reason)
         if link is not None:
             link.close_requests()  # the server kills what still runs, then exits
             await link.wait_closed()
@@ -404,10 +462,11 @@ class ForkServer:
         self._procs.clear()
         for start in starts:
             start.gone = True
-            start._answer(None, f"job {start._label}: the fork server ended")
+            start._answer(None, reason or f"job {start._label}: the fork server ended")
         if link is not None:  # the server died before them: not reaped
             link.kill_orphans([p.pid for p in procs if p.pid is not None])
         for proc in procs:
+            proc.reason = reason
             proc._exited(-signal.SIGKILL)
 
     def _launch(self) -> None:
@@ -424,6 +483,9 @@ class ForkServer:
     def _send(self, msg: tuple[Any, ...]) -> None:
         if self._gather is not None:
             self._gather += pack(msg)
+        elif self._window.active:  # sent at the end of the events being handled
+            self._gather = bytearray(pack(msg))
+            self._window.dirty.append(self)
         else:
             self._write(memoryview(pack(msg)))
 
@@ -446,12 +508,14 @@ class ForkServer:
         queued: bool = False,
         slot: int = 0,
         key: int = 0,
+        cpus: Sequence[int] | None = None,
     ) -> ForkStart:
         """Ask for a start now; :meth:`ForkStart.result` awaits it.
 
         ``queued``: start it when a run with a ``slot`` (its number of cores) ends,
         taking one of its cores (see :mod:`._forkserver`); ``key``: the caller's name
-        for it, given back among the ``successor`` of the run whose core it took.
+        for it, given back among the ``successor`` of the run whose core it took;
+        ``cpus``: pin it to these CPU ids.
 
         ``env`` is ``base`` plus ``extra`` where both are given (``base`` never
         changes in place): only ``extra`` is sent, ``base`` in full when it is a
@@ -476,10 +540,11 @@ class ForkServer:
                 set_, unset = {}, []
         self._rid += 1
         rid = self._rid
-        start = self._starts[rid] = ForkStart(label, key=key, rid=rid)
-        self._send(
-            ("start", rid, label, list(argv), set_, unset, cwd, stdin, stdout, stderr, queued, slot)
-        )
+        start = self._starts[rid] = ForkStart(label, key=key, rid=rid, server=self)
+        msg: tuple[Any, ...] = (
+            "start", rid, label, list(argv), set_, unset, cwd, stdin, stdout, stderr, queued, slot
+        )  # fmt: skip
+        self._send((*msg, list(cpus)) if cpus else msg)
         return start
 
     def _send_base(self, base: Mapping[str, str]) -> None:
@@ -512,6 +577,7 @@ class ForkServer:
                     queued=queued,
                     slot=1 if queued else task.allocation.cores,
                     key=key,
+                    cpus=None if self._pin is None or queued else self._pin(task),
                 )
             except (OSError, subprocess.SubprocessError):  # it cannot start: start elsewhere
                 return None
@@ -536,6 +602,21 @@ class ForkServer:
         if self._wfd >= 0 and not start.answered:
             with contextlib.suppress(OSError):
                 self._send((kind, start.rid))
+
+    def on_node_lost(self, callback: Callable[[str, str], object]) -> None:
+        """Call ``callback(node, why)`` when the node this queue serves is lost (its
+        server ended before :meth:`aclose`); never for the pilot's own node."""
+        self._on_lost = callback
+
+    def ping(self, n: int) -> bool:
+        """Ask the server for ``("pong", n)`` (see :attr:`pong`); whether it was sent."""
+        if self._wfd < 0:
+            return False
+        try:
+            self._send(("ping", n))
+        except OSError:
+            return False
+        return True
 
     def signal(self, rid: int, signum: int) -> None:
         """Signal a run's process group, through the server (which knows if it was reaped)."""

@@ -215,6 +215,10 @@ class Journal:
                     + "\n"
                 )
 
+    def lost(self, node: str, why: str, t: float) -> None:
+        """Node ``node`` was lost (a note: its runs' ends are journaled as they come)."""
+        self._buf.append(_dumps({"t": "lost", "node": node, "why": why, "time": t}) + "\n")
+
     def cancel(self, names: Iterable[str]) -> None:
         """Names (jobs or ``job:it``) the user cancelled."""
         self._buf.append(_dumps({"t": "cancel", "names": list(names)}) + "\n")
@@ -334,6 +338,8 @@ class _Entry:
     outcomes: dict[int | None, Outcome] = attrs.Factory(dict)
     running: dict[int | None, tuple[int, int]] = attrs.Factory(dict)
     cancels: list[str] = attrs.Factory(list)
+    #: Ended only because their node was lost: run again on a resume.
+    rerun: bool = False
 
 
 def load_journal(path: str | os.PathLike[str]) -> Recovered:
@@ -354,6 +360,7 @@ def load_journal(path: str | os.PathLike[str]) -> Recovered:
         lines.pop()
     jobs: dict[str, _Entry] = {}
     batches: list[dict[str, str]] = []
+    lost: list[str] = []  # why each node was lost: runs that ended so run again
     for n, line in enumerate(lines, 1):
         try:
             rec = json.loads(line)
@@ -368,18 +375,24 @@ def load_journal(path: str | os.PathLike[str]) -> Recovered:
                 raise JournalError(f"resume: {name}: not a qcgpj_async journal (version {VERSION})")
             continue
         try:
-            _replay(rec, jobs, batches)
+            _replay(rec, jobs, batches, lost)
         except (KeyError, TypeError, ValueError) as e:
             raise JournalError(
                 f"resume: {name}: line {n}: bad {rec.get('t')!r} record: {e!r}"
             ) from None
     if not lines:
         raise JournalError(f"resume: {name}: empty journal")
+    _rerun_dependants(jobs)
     return _recovered(name, jobs, batches)
 
 
-def _replay(rec: dict[str, Any], jobs: dict[str, _Entry], batches: list[dict[str, str]]) -> None:
+def _replay(
+    rec: dict[str, Any], jobs: dict[str, _Entry], batches: list[dict[str, str]], lost: list[str]
+) -> None:
     kind = rec["t"]
+    if kind == "lost":
+        lost.append(str(rec["why"]))
+        return
     if kind == "submit":
         batches.append({str(k): str(v) for k, v in rec["vars"].items()})
         for std in rec["jobs"]:
@@ -392,6 +405,14 @@ def _replay(rec: dict[str, Any], jobs: dict[str, _Entry], batches: list[dict[str
                 raise ValueError(f"state {state.value} is not final")
             it = rec["it"]
             code = rec["code"]
+            msg = rec.get("msg")
+            if state is JobState.FAILED and (
+                (isinstance(msg, str) and any(msg.endswith(why) for why in lost))
+                or (it is None and entry.rerun)  # an iteration job with such iterations
+            ):
+                entry.rerun = True  # its node was lost under it: it runs again
+                entry.running.pop(it, None)
+                return
             entry.outcomes[None if it is None else int(it)] = Outcome(
                 state, float(rec["time"]), None if code is None else int(code), rec.get("msg")
             )
@@ -408,6 +429,26 @@ def _replay(rec: dict[str, Any], jobs: dict[str, _Entry], batches: list[dict[str
     elif kind == "remove":
         for n in rec["names"]:
             jobs.pop(n, None)
+
+
+def _rerun_dependants(jobs: dict[str, _Entry]) -> None:
+    """Jobs OMITTED because a job that runs again failed run again too (transitively)."""
+    changed = True
+    while changed:
+        changed = False
+        rerun = {name for name, e in jobs.items() if e.rerun}
+        for entry in jobs.values():
+            deps = entry.std.get("dependencies")
+            after = deps.get("after") if isinstance(deps, dict) else None
+            if entry.rerun or not after:
+                continue
+            if not {str(d).partition(":")[0] for d in after} & rerun:
+                continue
+            omitted = [k for k, o in entry.outcomes.items() if o.state is JobState.OMITTED]
+            if omitted:
+                for k in [*omitted, None]:
+                    entry.outcomes.pop(k, None)
+                entry.rerun = changed = True
 
 
 def _recovered(name: str, jobs: dict[str, _Entry], batches: list[dict[str, str]]) -> Recovered:

@@ -39,8 +39,21 @@ from ._places import RunPlaces
 __all__ = ("Launcher", "default_executor")
 
 
-def default_executor(under_slurm: bool, scratch_dir: str) -> Executor:
-    """Slurm steps inside an allocation whose resources the pilot uses, else local processes."""
+def default_executor(
+    under_slurm: bool,
+    agents: bool = True,
+    pin: bool = True,
+    *,
+    scratch_dir: str,
+    log: logging.Logger | None = None,
+) -> Executor:
+    """Inside an allocation whose resources the pilot uses: launch agents on its nodes
+    (``agents``; tasks pinned to their cores with ``pin``) or, without, a Slurm
+    step per task. Else local processes."""
+    if under_slurm and agents:
+        from ..executors.agents import AgentExecutor
+
+        return AgentExecutor(scratch_dir=scratch_dir, pin=pin, log=log)
     if under_slurm:
         from ..executors.srun import SrunExecutor
 
@@ -63,6 +76,7 @@ class Launcher:
         submit_vars: the variables of each job's submit request (``${rcnt}``...).
         kill_grace: seconds between SIGTERM and SIGKILL.
         places: where each run runs, noted when it is launched.
+        node_lost_hook: called with ``(node, why, time)`` when a node is lost.
     """
 
     def __init__(
@@ -74,6 +88,7 @@ class Launcher:
         submit_vars: Mapping[str, dict[str, str]],
         kill_grace: float,
         places: RunPlaces,
+        node_lost_hook: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self._id = pilot_id
         self._root_wd = root_wd
@@ -106,6 +121,8 @@ class Launcher:
         self.tasks = 0
         self._idle: anyio.Event | None = None
         self._killing = False
+        #: Called with ``(node, why, time)`` when a node is lost (the journal notes it).
+        self.node_lost_hook = node_lost_hook
 
     async def open(
         self,
@@ -124,6 +141,7 @@ class Launcher:
         queue = None if self.instant else executor.start_queue()
         if queue is None:
             return None
+        queue.on_node_lost(self._node_lost)
         # Shielded: it says "started" at once, and a cancelled start() would wait
         # for the task it cancels, which holds out until aclose(): a deadlock.
         # A cancellation pending now reaches the block's first await instead.
@@ -131,6 +149,16 @@ class Launcher:
             await tg.start(queue.serve)
         self.queue = queue
         return queue if queue.accepting else None
+
+    def _node_lost(self, node: str, why: str) -> None:
+        """A node is lost to the pilot (its launch agent died, did not answer, or never
+        joined): its cores leave the engine's pool, before its runs are reported."""
+        now = time.time()
+        if self._log is not None:
+            self._log.warning("%s: its cores leave the pool", why)
+        if self.node_lost_hook is not None:
+            self.node_lost_hook(node, why, now)
+        self._dispatch(self._engine.node_lost(node, now, why))
 
     def set_env(self, name: str, value: str | None) -> None:
         """Set (``value``) or unset (None: as this process has it) a variable of the
@@ -235,7 +263,7 @@ class Launcher:
 
     def _served_exited(self, run_id: int, code: int, proc: ServedProcess) -> None:
         try:
-            self._run_exited(run_id, code, proc.ended_at, proc.successor)
+            self._run_exited(run_id, code, proc.ended_at, proc.successor, proc.reason)
         finally:
             self._task_done()
 
@@ -253,13 +281,18 @@ class Launcher:
             self._terminate(run_id, proc)
 
     def _run_exited(
-        self, run_id: int, code: int, now: float | None = None, successors: list[int] | None = None
+        self,
+        run_id: int,
+        code: int,
+        now: float | None = None,
+        successors: list[int] | None = None,
+        reason: str | None = None,
     ) -> None:
         """The engine hears that run ``run_id``'s process ended with ``code`` (and
-        which queued runs took its cores)."""
+        which queued runs took its cores; ``reason``: why, when not by itself)."""
         del self.procs[run_id]
         self.journaled_runs.discard(run_id)
-        self._dispatch(self._engine.exited(run_id, code, now or time.time(), None, successors))
+        self._dispatch(self._engine.exited(run_id, code, now or time.time(), reason, successors))
 
     def _note_run(self, run_id: int, task: Task) -> None:
         self._places.note(run_id, task.cwd, os.path.basename(task.argv[0]))

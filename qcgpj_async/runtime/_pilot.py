@@ -5,12 +5,10 @@ engine is synchronous and returns instructions, which :meth:`Pilot._dispatch`
 runs in order: a :class:`Launch` and a :class:`Kill` go to the
 :class:`~._launcher.Launcher` (a start, a signal), a :class:`StateChanged` to
 the :class:`~._recorder.Recorder` (a report line, a log line, a journal line,
-a woken waiter of :class:`~._waits.Waiters`, an event for subscribers). The
-Pilot owns their lifetime and its one task group. Everything the
-Pilot starts lives in its one task group: leaving ``async with`` waits for
+a woken waiter of :class:`~._waits.Waiters`, an event for subscribers). All
+the Pilot starts lives in its one task group: leaving ``async with`` waits for
 every job (or, on an exception or a cancellation, cancels them and kills their
-processes), and nothing outlives the block.
-"""
+processes), and nothing outlives the block."""
 
 from __future__ import annotations
 
@@ -71,15 +69,13 @@ class Pilot(PilotView):
     Args:
         nodes: ``"[name:]cores,..."`` (``"4"``, ``"n1:4,n2:4"``), a number of cores
             on one node (``4``), or ``(name, cores)`` pairs; None: discover (``resources``).
-        wd: the working directory; relative job paths join it (default: the
-            current directory; with ``resume``, the working directory of the run
-            resumed, so that its jobs' relative paths and the new service
-            directory land where the old ones are).
+        wd: the working directory; relative job paths join it (default: the current
+            directory; with ``resume``, the run resumed's, where its files are).
         system_core: reserve core 0 of the first node for the manager.
         report_format: ``json``, ``text`` or ``none`` for ``jobs.report``.
         report_file: the report's name inside the service directory.
-        executor: what starts tasks (default: Slurm steps when the resources come
-            from a Slurm allocation, else local subprocesses).
+        executor: what starts tasks (default: inside a Slurm allocation, launch agents
+            or, ``agents=False``, a Slurm step per task; else local subprocesses).
         instance_id: the ``<id>`` of ``.qcgpjm-service-<id>`` (default ``<host>.<pid>``).
         resources: ``auto`` (Slurm inside an allocation, else this host),
             ``local`` or ``slurm``; used when ``nodes`` is None.
@@ -93,6 +89,7 @@ class Pilot(PilotView):
             whose journal this pilot goes on from: jobs that ended keep their
             state, the others run (again). See docs/reliability.md.
         journal_sync: at most this many seconds between fsyncs of the journal.
+        agents, pin: launch agents in an allocation (docs/slurm.md), pinning tasks.
 
     Raises:
         JournalError: ``resume`` has no usable journal.
@@ -118,6 +115,8 @@ class Pilot(PilotView):
         gpu_vendor: str | None = None,
         resume: str | os.PathLike[str] | None = None,
         journal_sync: float = 1.0,
+        agents: bool = True,
+        pin: bool = True,
     ) -> None:
         pilot_id = instance_id or default_id()
         if wd is None:  # a service directory's parent is its run's working directory
@@ -125,7 +124,7 @@ class Pilot(PilotView):
         root_wd = os.path.abspath(os.fspath(wd))
         engine = Engine(pool_of(nodes, resources, system_core, crs, gpus, gpu_vendor))
         self._executor = executor
-        self._under_slurm = slurm_resources(nodes, resources)
+        self._slurm = (slurm_resources(nodes, resources), agents, pin)  # default executor
         self._service_args = (report_format, report_file, log_level)
         self.env = dict(env or {})
         self._tg: TaskGroup | None = None
@@ -135,7 +134,7 @@ class Pilot(PilotView):
         waiters = Waiters(pilot_id, engine, lambda: recorder.reports_now())
         recorder = Recorder(engine, waiters, self._submit_vars, journal_sync)
         args = (pilot_id, root_wd, engine, self._dispatch, self._submit_vars, kill_grace)
-        self._launcher = Launcher(*args, recorder.places)
+        self._launcher = Launcher(*args, recorder.places, recorder.node_lost)
         super().__init__(pilot_id, root_wd, engine, waiters, recorder)
         # Pure engine work, here: a bad journal fails the constructor.
         self._recovered = rec = load_journal(resume) if resume is not None else None
@@ -169,9 +168,9 @@ class Pilot(PilotView):
             ) from None
         engine, pool, recorder = self._engine, self._engine.pool, self._recorder
         svc = recorder.open(self.root_wd, self.id, time.time(), self._recovered, self._service_args)
-        if self._executor is None:
-            self._executor = default_executor(self._under_slurm, svc.path)
         log = svc.log
+        if self._executor is None:
+            self._executor = default_executor(*self._slurm, scratch_dir=svc.path, log=log)
         log.info("pilot %s started: %s, wd %s", self.id, pool.summary(), self.root_wd)
         try:
             if self._recovered is not None:

@@ -121,6 +121,12 @@ class Recorder:
         if record is not None and self.journal is not None:
             self.journal.append(record)
 
+    def node_lost(self, node: str, why: str, now: float) -> None:
+        """A node was lost (journaled now; a resume reads no more from it than a note)."""
+        if self.journal is not None:
+            self.journal.lost(node, why, now)
+            self.journal.flush()
+
     def cancelled(self, names: list[str]) -> None:
         """The user cancels jobs or iterations ``names``."""
         if self.journal is not None:

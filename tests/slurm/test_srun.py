@@ -487,18 +487,24 @@ def test_openmpi_ranks_follow_the_rankfile_and_daemons_overlap(
 
 DEFAULT_EXECUTOR = r"""
 async def main():
-    async with Pilot(wd=WD) as pilot:  # resources "auto": inside an allocation
-        await pilot.submit(Jobs().add(name="where", iteration=2, stdout="where.${it}",
-                                      script="echo $SLURM_STEP_ID $SLURMD_NODENAME"))
-        state = (await pilot.wait4("where", timeout=30))["where"]
-    emit(state=state.value, seen=[open(os.path.join(WD, f"where.{i}")).read().split()
-                                  for i in range(2)])
+    seen = {}
+    for agents in (True, False):
+        wd = os.path.join(WD, str(agents))
+        async with Pilot(wd=wd, agents=agents) as pilot:  # resources "auto": the allocation
+            await pilot.submit(Jobs().add(name="where", iteration=2, stdout="where.${it}",
+                                          script="echo ${SLURM_STEP_ID:-none} $SLURMD_NODENAME"))
+            assert (await pilot.wait4("where", timeout=30))["where"] is JobState.SUCCEED
+        seen[str(agents)] = [open(os.path.join(wd, f"where.{i}")).read().split()
+                             for i in range(2)]
+    emit(seen=seen)
 """
 
 
-def test_the_pilot_runs_jobs_as_steps_by_default_in_an_allocation(
+def test_the_pilot_runs_jobs_through_agents_or_as_steps_in_an_allocation(
     slurm_cluster: SlurmCluster, tmp_path: Path
 ) -> None:
     out = drive(slurm_cluster, tmp_path, DEFAULT_EXECUTOR)
-    assert out["state"] == "SUCCEED"
-    assert all(step.isdigit() and node in slurm_cluster.nodes for step, node in out["seen"]), out
+    agents, steps = out["seen"]["True"], out["seen"]["False"]
+    # By default through the launch agents (no step of their own), else as steps.
+    assert all(step == "none" and node in slurm_cluster.nodes for step, node in agents), out
+    assert all(step.isdigit() and node in slurm_cluster.nodes for step, node in steps), out
