@@ -172,6 +172,9 @@ def _merge_journal(run: RunRecord, j: _Journal, tasks: dict[str, TaskRecord]) ->
     nodes = h.get("nodes")
     if isinstance(nodes, dict) and nodes:
         run.nodes = {str(k): int(v) for k, v in nodes.items()}
+    gpus = h.get("gpus")
+    if isinstance(gpus, dict):
+        run.gpus = {str(k): int(v) for k, v in gpus.items()}
     if j.close is not None:
         run.closed = float(j.close["time"])
         run.interrupted = int(j.close.get("interrupted") or 0)

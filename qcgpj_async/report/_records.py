@@ -40,6 +40,7 @@ class TaskRecord:
     ncores: int = 0  # cores asked for
     acores: int = 0  # cores of ``alloc`` (0: count them)
     restored: bool = False  # it ended in the run resumed (--resume), not in this one
+    gpus: int = 0  # GPU devices it held (on all its nodes)
 
     @property
     def cores(self) -> int:
@@ -95,6 +96,7 @@ class RunRecord:
         alive: True while its process runs, False when it is gone, None unknown.
         nodes: usable cores per node (inferred from the allocations when no
             journal says so, then ``nodes_inferred`` is True).
+        gpus: GPU devices per node (from the journal; none when it names none).
         tasks: one record per task.
         jobs: one record per job, by name.
         interrupted: jobs stopped because the pilot was interrupted.
@@ -108,6 +110,7 @@ class RunRecord:
     alive: bool | None = None
     nodes: dict[str, int] = field(default_factory=dict)
     nodes_inferred: bool = False
+    gpus: dict[str, int] = field(default_factory=dict)
     tasks: list[TaskRecord] = field(default_factory=list)
     jobs: dict[str, JobRecord] = field(default_factory=dict)
     interrupted: int = 0

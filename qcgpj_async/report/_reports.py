@@ -178,6 +178,8 @@ def _read_report_json(path: str, run: RunRecord) -> dict[str, TaskRecord]:
         if last or not line.strip():
             continue
         m = match(line)
+        if m is not None and b'"gpus": ' in line:  # the fast path reads no GPUs
+            m = None
         entries.append((n, m))
         if m is None:
             slow.append((n, line))
@@ -203,6 +205,10 @@ def _read_report_json(path: str, run: RunRecord) -> dict[str, TaskRecord]:
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise ReportError(f"{path}: line {n} is not a report entry ({err!r})") from None
     return tasks
+
+
+#: ``n1[0:1],n2[3]`` of a run's GPU ids: ``(node, "0:1")`` pairs, ids split on ``:``.
+_GPU_IDS = re.compile(r"([^,\[]+)\[([^\]]*)\]")
 
 
 def _task_from_json(
@@ -233,6 +239,9 @@ def _task_from_json(
     t.restored = bool(e.get("restored"))
     runtime = e.get("runtime")
     if runtime:
+        gpus = runtime.get("gpus")
+        if gpus:
+            t.gpus = sum(len(ids.split(":")) for _, ids in _GPU_IDS.findall(str(gpus)) if ids)
         alloc = runtime.get("allocation")
         if alloc:
             t.alloc, t.acores = _allocation(str(alloc))

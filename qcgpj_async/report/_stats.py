@@ -241,6 +241,9 @@ class Summary:
     run_time: dict[str, float]
     task_start: dict[str, float]
     unsuccessful: list[TaskRecord] = field(default_factory=list)
+    gpus: int = 0  # GPU devices of the pilot
+    gpu_busy: float = 0.0  # GPU-seconds held by runs
+    gpu_utilisation: float = math.nan  # gpu_busy over gpus x makespan
 
 
 def summarize(run: RunRecord) -> Summary:
@@ -275,6 +278,13 @@ def summarize(run: RunRecord) -> Summary:
     util = usage.busy / usage.allocated if usage.allocated > 0 else nan
     util_wall = wall_busy / (cores * wall_s) if cores and wall_s > 0 else nan
     job_states = state_counts(j.state for j in run.jobs.values())
+    gpus = sum(run.gpus.values())
+    gpu_busy = sum(
+        (t.ended - t.started) * t.gpus
+        for t in tasks
+        if t.gpus and t.started is not None and t.ended is not None
+    )
+    gpu_util = gpu_busy / (gpus * makespan) if gpus and makespan > 0 else nan
     return Summary(
         jobs=job_states,
         iterations=state_counts(t.state for t in tasks),
@@ -303,4 +313,7 @@ def summarize(run: RunRecord) -> Summary:
             if t.started is not None and t.scheduled is not None
         ),
         unsuccessful=[t for t in tasks if t.state in FINAL and t.state != "SUCCEED"],
+        gpus=gpus,
+        gpu_busy=gpu_busy,
+        gpu_utilisation=gpu_util,
     )

@@ -85,7 +85,10 @@ def format_summary(run: RunRecord, s: Summary, dir_arg: str, failures: int = 10)
     out.append("  " + counts_line(s.iterations, "iteration") + "  (a plain job is one)")
     nodes = run.nodes
     inferred = " (as used: no journal)" if run.nodes_inferred else ""
-    out.append(f"resources   {len(nodes)} node{'s' * (len(nodes) != 1)}, {s.cores} cores{inferred}")
+    gpus = f", {s.gpus} GPUs" if s.gpus else ""
+    out.append(
+        f"resources   {len(nodes)} node{'s' * (len(nodes) != 1)}, {s.cores} cores{gpus}{inferred}"
+    )
     out.append(
         f"pilot       {_when(run.opened)} .. {_when(run.closed)}  wall {format_duration(s.wall)}"
     )
@@ -98,6 +101,11 @@ def format_summary(run: RunRecord, s: Summary, dir_arg: str, failures: int = 10)
         f"utilisation {_pct(s.utilisation)} of the makespan ({_pct(s.utilisation_wall)} of the "
         f"wall time); efficiency {_pct(u.efficiency)}"
     )
+    if s.gpus:
+        out.append(
+            f"gpus        {s.gpus}: utilisation {_pct(s.gpu_utilisation)} of the makespan "
+            f"({s.gpu_busy:.6g} GPU-s held by runs)"
+        )
     if u.allocated > 0:
         out.append(
             "core-s      "

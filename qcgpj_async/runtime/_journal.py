@@ -99,11 +99,14 @@ class Journal:
         now: float,
         resumed_from: str | None = None,
         nodes: Mapping[str, int] | None = None,
+        gpus: Mapping[str, int] | None = None,
     ) -> None:
         self.path = path
         self._fd: int | None = None
         header = {"t": "open", "v": VERSION, "id": instance_id, "time": now, "from": resumed_from}
         header.update(pid=os.getpid(), host=os.uname().nodename, nodes=dict(nodes or {}))
+        if gpus:  # GPUs per node, for reports
+            header["gpus"] = dict(gpus)
         self._buf: list[str] = [_dumps(header) + "\n"]
         self.unsynced = False
 

@@ -92,9 +92,11 @@ class Recorder:
         )
         path = os.path.join(svc.path, JOURNAL)
         resumed = recovered.path if recovered else None
-        nodes = {n.name: len(n.free) for n in self._engine.pool.nodes}  # for reports
+        pool = self._engine.pool
+        nodes = {n.name: len(n.free) for n in pool.nodes}  # for reports
+        gpus = {n.name: len(n.gpu_ids) for n in pool.nodes if n.gpu_ids}
         self.totals.cores = sum(nodes.values())
-        self.journal = Journal(path, pilot_id, started_at, resumed, nodes)
+        self.journal = Journal(path, pilot_id, started_at, resumed, nodes, gpus)
         return svc
 
     def submit_record(

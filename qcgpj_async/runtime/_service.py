@@ -84,6 +84,9 @@ def run_json(
         rt += f', "pid": "{run.pid}"'
     if pname is not None:
         rt += f', "pname": {_q(pname)}'
+    if run.allocation.has_gpus:  # its device ids per node, as the allocation's syntax
+        gpus = ",".join(f"{p.node}[{':'.join(p.gpus)}]" for p in run.allocation.parts if p.gpus)
+        rt += f', "gpus": {_q(gpus)}'
     tail = f', "messages": {_q(messages)}' if messages else ""
     if len(run.history) == 1:  # only its end: restored from the journal (--resume)
         tail += ', "restored": true'

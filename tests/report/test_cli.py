@@ -351,3 +351,31 @@ def test_the_fast_path_reads_as_json_does(finished: Path, monkeypatch: pytest.Mo
     slow = load_run(finished / "wd")
     assert {t.name: t for t in fast.tasks} == {t.name: t for t in slow.tasks}
     assert fast.jobs == slow.jobs
+
+
+def test_report_of_a_gpu_run(tmp_path: Path) -> None:
+    # 4 one-GPU tasks on 2 declared GPUs, and a CPU task: each run's GPUs in jobs.report,
+    # the pilot's in the journal's header, their use in the report.
+    f = requests(
+        tmp_path / "r.json",
+        {
+            **script("g", "sleep 0.2"),
+            "iteration": {"stop": 4},
+            "resources": {"nodeCrs": {"gpu": 1}},
+        },
+        script("cpu", "sleep 0.1"),
+    )
+    proc = qcgpj("--file-path", f, "--wd", "wd", "--nodes", "4", "--gpus", "0,1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run = load_run(tmp_path / "wd")
+    assert run.gpus == {"n0": 2}
+    by_name = {t.name: t for t in run.tasks}
+    assert [by_name[f"g:{i}"].gpus for i in range(4)] == [1, 1, 1, 1]
+    assert by_name["cpu"].gpus == 0
+    s = summarize(run)
+    held = sum(by_name[f"g:{i}"].ended - by_name[f"g:{i}"].started for i in range(4))
+    assert s.gpu_busy == pytest.approx(held)
+    assert 0 < s.gpu_utilisation <= 1
+    out = qcgpj("report", "wd", cwd=tmp_path).stdout
+    assert "resources   1 node, 4 cores, 2 GPUs\n" in out
+    assert re.search(r"gpus        2: utilisation \d+\.\d% of the makespan", out), out

@@ -171,3 +171,20 @@ def test_filters_and_sorting() -> None:
 def test_allocation_syntax() -> None:
     assert parse_allocation("n1[0:1:2],n2[3]") == (("n1", (0, 1, 2)), ("n2", (3,)))
     assert parse_allocation("vm[0]") == (("vm", (0,)),)
+
+
+def test_gpu_utilisation() -> None:
+    # Node a holds 2 GPUs: t1 (0-10) holds one, t2 (1-5) the other, t3 none.
+    run = known_run()
+    run.gpus = {"a": 2}
+    run.tasks[0].gpus = 1
+    run.tasks[1].gpus = 1
+    s = summarize(run)
+    assert s.gpus == 2
+    assert s.gpu_busy == pytest.approx(10 + 4)  # GPU-seconds held
+    assert s.gpu_utilisation == pytest.approx(14 / (2 * 10))  # over 2 GPUs x makespan 10 s
+    text = format_summary(run, s, "constructed", 10)
+    assert "resources   2 nodes, 4 cores, 2 GPUs" in text
+    assert "gpus        2: utilisation 70.0% of the makespan (14 GPU-s held by runs)" in text
+    # A run without GPUs says nothing of them.
+    assert "gpus " not in format_summary(known_run(), summarize(known_run()), "c", 10)
