@@ -84,9 +84,15 @@ def pilot_proof(secret: bytes, pilot_nonce: bytes, agent_nonce: bytes) -> bytes:
 
 def hello() -> dict[str, Any]:
     """Who this agent is: its node (Slurm's name for it), host, pid, the CPUs it
-    may use (its affinity, real CPU ids) and the :data:`NODE_VARIABLES` it has."""
+    may use (its affinity, real CPU ids), the :data:`NODE_VARIABLES` it has, and
+    the GPUs its node gives its step (Slurm's own view; None: none named)."""
     env = os.environ
     return {
+        "gpus": (
+            env.get("SLURM_STEP_GPUS")
+            or env.get("ROCR_VISIBLE_DEVICES")
+            or env.get("CUDA_VISIBLE_DEVICES")
+        ),
         "node": env.get("SLURMD_NODENAME") or socket.gethostname(),
         "host": socket.gethostname(),
         "pid": os.getpid(),

@@ -50,6 +50,9 @@ class Joined:
     sock: socket.socket = attrs.field(eq=False, repr=False)
     #: What slurmstepd set about the job on its node (``_agent.NODE_VARIABLES``).
     env: dict[str, str] = attrs.field(factory=dict, eq=False, repr=False)
+    #: The GPU ids its step was given on its node (``SLURM_STEP_GPUS``, else the
+    #: ``*_VISIBLE_DEVICES`` it has), comma-separated; None: none named.
+    gpus: str | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen
@@ -175,6 +178,7 @@ class AgentGate:
             cpus=tuple(int(c) for c in info["cpus"]),
             sock=conn,
             env={str(k): str(v) for k, v in dict(info.get("env") or {}).items()},
+            gpus=None if info.get("gpus") is None else str(info["gpus"]),
         )
 
 

@@ -218,8 +218,10 @@ class AgentQueues:
         log: logging.Logger | None = None,
         nodes: Mapping[str, int] | None = None,
         step_argv: Callable[[int, str, int], Sequence[str]] | None = None,
+        gpus: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.scratch_dir = scratch_dir
+        self._gpus = {n: tuple(ids) for n, ids in (gpus or {}).items()}
         self._nodes = dict(nodes) if nodes is not None else None
         self._step_argv = step_argv
         self.pin = pin
@@ -405,10 +407,23 @@ class AgentQueues:
             self._leave_out(node, f"{why}{'; srun: ' + step_said if step_said else ''}")
         for node, joined in got.joined.items():
             self._add(node, joined, cores[node])
+            self._check_gpus(node, joined.gpus)
         self.log.info(
             "launch agents: %d of %d nodes joined in %.3f s (step %s)",
             *(len(self.nodes), len(cores), self.startup, self.step_name),
         )
+
+    def _check_gpus(self, node: str, seen: str | None) -> None:
+        """One line where the GPUs Slurm gives the agent's step on ``node`` are not
+        those the pilot hands out there (its tasks are told the pilot's ids)."""
+        mine = self._gpus.get(node, ())
+        theirs = tuple(i for i in (seen or "").split(",") if i.strip())
+        if mine and theirs and sorted(theirs) != sorted(mine):
+            self.log.warning(
+                "launch agents: node %s: its step was given GPUs %s, the pilot hands out "
+                "%s there: tasks are told the pilot's ids",
+                *(node, ",".join(theirs), ",".join(mine)),
+            )
 
     def _add(self, node: str, joined: Joined, cores: int) -> None:
         link = AgentLink(joined.sock)

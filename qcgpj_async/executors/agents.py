@@ -53,6 +53,7 @@ class AgentExecutor:
         log: logging.Logger | None = None,
         nodes: Mapping[str, int] | None = None,
         step_argv: Callable[[int, str, int], Sequence[str]] | None = None,
+        gpus: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.steps = SrunExecutor(scratch_dir, srun=srun, extra_args=extra_args)
         self.agents = AgentQueues(
@@ -65,6 +66,7 @@ class AgentExecutor:
             log=log,
             nodes=nodes,
             step_argv=step_argv,
+            gpus=gpus,
         )
 
     def start_queue(self) -> AgentQueues:

@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from ..engine import Engine, Instruction, Kill, Launch
+from ..engine import Engine, Instruction, Kill, Launch, ResourcePool
 from ..executors import (
     Executor,
     LaunchError,
@@ -41,19 +41,21 @@ __all__ = ("Launcher", "default_executor")
 
 def default_executor(
     under_slurm: bool,
-    agents: bool = True,
-    pin: bool = True,
-    *,
+    agents: bool,
+    pin: bool,
     scratch_dir: str,
     log: logging.Logger | None = None,
+    pool: ResourcePool | None = None,
 ) -> Executor:
     """Inside an allocation whose resources the pilot uses: launch agents on its nodes
-    (``agents``; tasks pinned to their cores with ``pin``) or, without, a Slurm
-    step per task. Else local processes."""
+    (``agents``; tasks pinned to their cores with ``pin``; each agent's view of its
+    node's GPUs checked against ``pool``'s) or, without, a Slurm step per task. Else
+    local processes."""
     if under_slurm and agents:
         from ..executors.agents import AgentExecutor
 
-        return AgentExecutor(scratch_dir=scratch_dir, pin=pin, log=log)
+        gpus = {n.name: n.gpu_ids for n in pool.nodes if n.gpu_ids} if pool else None
+        return AgentExecutor(scratch_dir=scratch_dir, pin=pin, log=log, gpus=gpus)
     if under_slurm:
         from ..executors.srun import SrunExecutor
 

@@ -170,7 +170,7 @@ class Pilot(PilotView):
         svc = recorder.open(self.root_wd, self.id, time.time(), self._recovered, self._service_args)
         log = svc.log
         if self._executor is None:
-            self._executor = default_executor(*self._slurm, scratch_dir=svc.path, log=log)
+            self._executor = default_executor(*self._slurm, svc.path, log, pool)
         log.info("pilot %s started: %s, wd %s", self.id, pool.summary(), self.root_wd)
         try:
             if self._recovered is not None:

@@ -29,8 +29,11 @@ T = 30
 STEP = r"""
 import os, subprocess, sys
 agent, host, port, names = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
-procs = [subprocess.Popen([sys.executable, "-I", "-S", agent, host, port, "10"],
-                          env=dict(os.environ, SLURMD_NODENAME=n)) for n in names]
+def env(name):  # "n1" or "n1@0,1": the node, and the GPUs Slurm gives its step
+    node, _, gpus = name.partition("@")
+    return dict(os.environ, SLURMD_NODENAME=node, **({"SLURM_STEP_GPUS": gpus} if gpus else {}))
+procs = [subprocess.Popen([sys.executable, "-I", "-S", agent, host, port, "10"], env=env(n))
+         for n in names]
 sys.exit(max(p.wait() for p in procs))
 """
 
@@ -209,3 +212,19 @@ async def test_a_stranger_on_the_agents_port_is_refused_and_starts_nothing(
     assert len(refused) == 1, refused
     assert refused[0].startswith("agent connection from 127.0.0.1:")
     assert refused[0].endswith("refused: it did not prove the run's secret")
+
+
+async def test_each_agent_checks_its_nodes_gpus(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Slurm gives n1's step GPUs 0,1 (as the pilot found) and n2's only 0: one line for n2.
+    ex = executor(tmp_path, names=("n1@0,1", "n2@0"), gpus={"n1": ("0", "1"), "n2": ("0", "1")})
+    with caplog.at_level("WARNING", "qcgpj_async.agents"):
+        async with Pilot(nodes="n1:2,n2:2", wd=tmp_path, executor=ex) as pilot:
+            await pilot.submit(Jobs().add(name="a", exec="/bin/true"))
+            assert await pilot.wait4("a", timeout=T) == {"a": JobState.SUCCEED}
+    lines = [r.getMessage() for r in caplog.records if "GPUs" in r.getMessage()]
+    assert lines == [
+        "launch agents: node n2: its step was given GPUs 0, the pilot hands out 0,1 there: "
+        "tasks are told the pilot's ids"
+    ]
