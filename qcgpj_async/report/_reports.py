@@ -6,7 +6,7 @@ import contextlib
 import datetime as _dt
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from ._records import FINAL, JobRecord, RunRecord, TaskRecord
@@ -81,6 +81,15 @@ def _task_from_history(
     label: str, state: str, history: list[tuple[str, float]], runtime: dict[str, Any]
 ) -> TaskRecord:
     job, it = _split_label(label)
+    t = TaskRecord(label, job, it, state, *_stamps(history, state))
+    _runtime(t, runtime)
+    return t
+
+
+def _stamps(
+    history: Iterable[tuple[str, float]], state: str
+) -> tuple[float | None, float | None, float | None, float | None]:
+    """QUEUED, SCHEDULED, EXECUTING (the first of each) and end times of a history."""
     q = s = x = e = None
     for st, when in history:
         if st == "QUEUED":
@@ -93,7 +102,14 @@ def _task_from_history(
             e = when
     if x is not None and e is None and state in FINAL:
         e = x  # a history without its end: zero length, not unknown
-    t = TaskRecord(label, job, it, state, q, s, x, e)
+    return q, s, x, e
+
+
+def _runtime(t: TaskRecord, runtime: Mapping[str, Any]) -> None:
+    """A report entry's ``runtime``: where it ran, its GPUs, its exit code."""
+    gpus = runtime.get("gpus")
+    if gpus:
+        t.gpus = sum(len(ids.split(":")) for _, ids in _GPU_IDS.findall(str(gpus)) if ids)
     alloc = runtime.get("allocation")
     if alloc:
         t.alloc, t.acores = _allocation(str(alloc))
@@ -101,7 +117,6 @@ def _task_from_history(
     if code not in (None, ""):
         with contextlib.suppress(TypeError, ValueError):
             t.exit_code = int(code)
-    return t
 
 
 _CUT = b', "execution": '
@@ -215,40 +230,20 @@ def _task_from_json(
     e: Any, tasks: dict[str, TaskRecord], run: RunRecord, when: Callable[[str], float]
 ) -> None:
     name, state = str(e["name"]), str(e["state"])
-    q = sc = x = end = None
-    for h in e.get("history") or ():
-        at = when(h["date"])
-        st = h["state"]
-        if st == "QUEUED":
-            q = at if q is None else q
-        elif st == "SCHEDULED":
-            sc = at if sc is None else sc
-        elif st == "EXECUTING":
-            x = at if x is None else x
-        elif st in FINAL:
-            end = at
+    history = [(h["state"], when(h["date"])) for h in e.get("history") or ()]
     msg = e.get("messages")
     its = e.get("iterations")
     if its is not None:  # the summary line of an iteration job: not a task
+        end = next((at for st, at in reversed(history) if st in FINAL), None)
         run.jobs[name] = JobRecord(name, state, int(its.get("total", 0)), end, msg)
         return
-    if x is not None and end is None and state in FINAL:
-        end = x  # a history without its end: zero length, not unknown
     job, it = _split_label(name)
-    t = tasks[name] = TaskRecord(name, job, it, state, q, sc, x, end, message=msg)
+    t = tasks[name] = TaskRecord(name, job, it, state, *_stamps(history, state), message=msg)
+    end = t.ended
     t.restored = bool(e.get("restored"))
     runtime = e.get("runtime")
     if runtime:
-        gpus = runtime.get("gpus")
-        if gpus:
-            t.gpus = sum(len(ids.split(":")) for _, ids in _GPU_IDS.findall(str(gpus)) if ids)
-        alloc = runtime.get("allocation")
-        if alloc:
-            t.alloc, t.acores = _allocation(str(alloc))
-        code = runtime.get("exit_code")
-        if code not in (None, ""):
-            with contextlib.suppress(TypeError, ValueError):
-                t.exit_code = int(code)
+        _runtime(t, runtime)
     res = e.get("resources")
     if isinstance(res, dict):
         t.ncores = _cores_asked(res)
