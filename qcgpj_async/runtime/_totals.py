@@ -1,9 +1,9 @@
 """What the closing lines of a batch need, gathered as runs end: no file is read again.
 
 The makespan (first start to last end), the busy core-seconds, and the first
-few ends that were not a success. Reading them back from jobs.report at the
-end of a run cost the pilot ~5% more instructions per job and, read whole,
-~0.9 KB of peak memory per job; here each end costs a few additions.
+few ends that were not a success. Read back from jobs.report at the end of a
+run they would cost the pilot ~5% more instructions per job (and, read whole,
+~0.9 KB of peak memory per job); here each end costs a few additions.
 """
 
 from __future__ import annotations
