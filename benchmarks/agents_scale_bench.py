@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -33,7 +34,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+#: The tree whose pilot runs (``QCGPJ_BENCH_REPO``: another checkout, for an A/B).
+REPO = Path(os.environ.get("QCGPJ_BENCH_REPO") or HERE.parent).resolve()
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
@@ -56,24 +58,56 @@ for i in range(nodes):
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sel.register(sock, selectors.EVENT_READ, Reader(sock.fileno()))
 left, pid = nodes, 1000
+queues = {}  # each node's queued starts (rids), as a real agent keeps them
+running = {}  # each node's runs started, which end at its next turn: (rid, slot)
 while left:
-    for key, _ in sel.select():
+    turn = {}  # what each node sends this turn
+    for key, _ in sel.select(0 if any(running.values()) else None):
         msgs = key.data.read()
         if msgs is None:
             sel.unregister(key.fileobj)
             key.fileobj.close()
+            running.pop(key.fileobj, None)
             left -= 1
             continue
-        out = bytearray()
+        out = turn.setdefault(key.fileobj, bytearray())
+        queue = queues.setdefault(key.fileobj, [])
+        runs = running.setdefault(key.fileobj, [])
         t = time.time()
         for m in msgs:
-            if m[0] == "start":
+            if m[0] == "start" and len(m) > 10 and m[10]:
+                queue.append(m[1])
+            elif m[0] == "start":
                 pid += 1
-                out += pack(("started", m[1], pid, t)) + pack(("exited", m[1], 0, None, t))
+                out += pack(("started", m[1], pid, t))
+                runs.append((m[1], m[11] if len(m) > 11 else 1))
+            elif m[0] in ("now", "drop") and m[1] in queue:
+                queue.remove(m[1])
+                if m[0] == "now":
+                    pid += 1
+                    out += pack(("started", m[1], pid, t))
+                    runs.append((m[1], 1))
+                else:
+                    out += pack(("failed", m[1], "stopped before it started", None))
             elif m[0] == "ping":
                 out += pack(("pong", m[1]))
+    t = time.time()
+    for sock, runs in running.items():  # what ran since the last turn ends now
+        if not runs:
+            continue
+        out = turn.setdefault(sock, bytearray())
+        queue = queues[sock]
+        ended, runs[:] = runs[:], []
+        for rid, slot in ended:  # the queued runs start in its cores, at once
+            taken, queue[:slot] = queue[:slot], []
+            out += pack(("exited", rid, 0, taken or None, t))
+            for r in taken:
+                pid += 1
+                out += pack(("started", r, pid, t))
+                runs.append((r, 1))
+    for sock, out in turn.items():
         if out:
-            key.fileobj.sendall(out)
+            sock.sendall(out)
 """
 
 

@@ -1,6 +1,7 @@
 """Batch mode inside one Slurm allocation: our launch agents vs srun steps vs the original.
 
-Usage: ``python benchmarks/slurm_bench.py [--runs 3] [-n 2000] [--nodes 2] [--cpus 4]``
+Usage: ``python benchmarks/slurm_bench.py [--runs 3] [-n 2000] [--nodes 2] [--cpus 4]
+[--compare PATH]``
 
 Needs a Slurm cluster (``bash .ci/slurm-cluster.sh up``). Outside an
 allocation the script re-runs itself under ``salloc -N<nodes> -n<cpus>
@@ -11,6 +12,8 @@ the same allocation, in turns A B C A B C ...:
 - ``ours agents``: ``python -m qcgpj_async --file-path reqs.json`` (resources
   from Slurm, one-node jobs through a launch agent per node);
 - ``ours --no-agents``: the same with a Slurm step per job;
+- with ``--compare PATH``, ``agents at PATH``: ours with agents, from another
+  checkout (e.g. ``git worktree add /tmp/base REV``), for an A/B of two trees;
 - ``original 0.14.2``: ``python -m qcg.pilotjob.service --file-path
   reqs.json`` in its own venv (``_peers.ensure_original_venv``), which runs
   one-node jobs through its node agents. Its agents bind jobs to real CPU
@@ -79,11 +82,15 @@ def inside(args: argparse.Namespace) -> int:
     ours = [sys.executable, "-m", "qcgpj_async", "--file-path", str(reqs)]
     orig = [str(original_python(venv)), "-m", "qcg.pilotjob.service", "--file-path", str(reqs)]
 
-    def variant(argv: list[str], jobs: int = n) -> Callable[[], tuple[float, str | None]]:
+    def variant(
+        argv: list[str], jobs: int = n, tree: str | None = None
+    ) -> Callable[[], tuple[float, str | None]]:
+        env_of = env if tree is None else {**env, "PYTHONPATH": tree}
+
         def go() -> tuple[float, str | None]:
             wd = Path(tempfile.mkdtemp(prefix="slurm-bench-", dir=WORK_DIR))
             try:
-                return run([*argv, "--wd", str(wd)], wd, jobs, env)
+                return run([*argv, "--wd", str(wd)], wd, jobs, env_of)
             finally:
                 shutil.rmtree(wd, ignore_errors=True)
 
@@ -94,6 +101,8 @@ def inside(args: argparse.Namespace) -> int:
         "ours --no-agents": variant([*ours, "--no-agents"]),
         "original 0.14.2": variant(orig),
     }
+    if args.compare:
+        variants[f"agents at {args.compare}"] = variant(ours, tree=args.compare)
     if args.skip_steps:
         del variants["ours --no-agents"]
     # The start-up the agents add: one job, with and without them.
@@ -126,7 +135,7 @@ def inside(args: argparse.Namespace) -> int:
         "| variant | wall s median (min-max) | jobs/s | speed vs original | speed vs srun steps |"
     )
     print("|---|---|---|---|---|")
-    steps = med.get("ours --no-agents", float("nan"))
+    steps = med.get("ours --no-agents", float("nan"))  # (nan: left out)
     for k, v in times.items():
         if k in startup:
             continue
@@ -160,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nodes", type=int, default=2, help="nodes of the allocation (salloc -N)")
     p.add_argument("--cpus", type=int, default=4, help="CPUs of the allocation (salloc -n)")
     p.add_argument("--skip-steps", action="store_true", help="leave out ours --no-agents")
+    p.add_argument("--compare", metavar="PATH", help="also ours with agents from this checkout")
     p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.inside or os.environ.get("SLURM_JOB_ID"):
@@ -175,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         "--time=60", f"--job-name={name}", "--",
         sys.executable, __file__, "--inside", f"--runs={args.runs}", f"--jobs={args.jobs}",
         *(["--skip-steps"] if args.skip_steps else []),
+        *([f"--compare={os.path.abspath(args.compare)}"] if args.compare else []),
     ]  # fmt: skip
     try:
         return subprocess.run(cmd, check=False, stdin=subprocess.DEVNULL).returncode

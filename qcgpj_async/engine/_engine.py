@@ -42,7 +42,7 @@ from ._lifecycle import (
     run_state,
     scheduled,
 )
-from ._lookahead import cancel_ahead, launch_ahead, promote, requeue, take_core
+from ._lookahead import Ahead, cancel_ahead, launch_ahead, promote, requeue, settle
 from ._queue import Buckets, compact, launchable, next_index, sched_req
 from ._records import ENTRY, STATES, Job, Kill, Launch, Outcome, Run, StateChanged
 from ._resources import Allocation, Requirement, ResourcePool
@@ -84,16 +84,13 @@ class Engine:
         self._out: list[Instruction] = []
         self._shared = SharedParts()  # what ended jobs' specs share
         #: Launch up to this many one-core runs ahead of free cores (``Launch.queued``),
-        #: in the order free cores would go to them: the executor queues them and starts
-        #: each in a core of the run that ends first (``exited(..., successors=)``); free
-        #: cores go to them first (``Launch.promote``). They are QUEUED until then. 0:
-        #: never. Only on one node (its cores are all alike), only jobs ``queueable``
-        #: accepts, never past a job that needs more than one core. See ``_lookahead``.
+        #: each node its share: its executor starts each in a core of the run there that
+        #: ends first (``exited(..., successors=)``). QUEUED until then. 0: never. Only
+        #: jobs ``queueable`` accepts, never past a multi-core job. See ``_lookahead``.
         self.lookahead = 0
         self.queueable: Callable[[JobSpec], bool] = lambda spec: True
         self.queued = 0  # queued runs holding no cores yet (cancelled ones included)
-        self._ahead: dict[int, Run] = {}  # those not cancelled, oldest first
-        self._shape: Allocation | None = None
+        self._ahead = Ahead()
 
     # == public surface =========================================================
 
@@ -182,15 +179,7 @@ class Engine:
             KeyError: unknown (or already ended) run.
         """
         run = self.runs.pop(run_id)
-        if run.queued:  # dropped before it took any cores
-            run.queued = False
-            self.queued -= 1
-        else:
-            self.pool.release(run.allocation)
-        for succ in successors or ():  # they took its cores: one each
-            nxt = self.runs.get(succ)
-            if nxt is not None and nxt.queued:  # (else it was given free cores already)
-                take_core(self, nxt, now)
+        settle(self, run, successors, now)
         if run.state in FINAL_STATES:  # cancelled while queued: it ended then
             self._schedule(now)
             return self._drain()
@@ -237,14 +226,15 @@ class Engine:
         self._schedule(now)
         return self._drain()
 
-    def requeue(self, run_id: int, now: float) -> list[Instruction]:
+    def requeue(self, run_id: int, now: float, stop: bool = True) -> list[Instruction]:
         """A queued run (``Launch.queued``) that the executor can no longer start goes
-        back to the queue, in its place; nothing is launched ahead from now on.
+        back to the queue, in its place; with ``stop`` (the executor takes no queued
+        starts any more), nothing is launched ahead from now on.
 
         Raises:
             KeyError: unknown (or already ended) run.
         """
-        return requeue(self, run_id, now)
+        return requeue(self, run_id, now, stop)
 
     def cancel(self, name: str, now: float) -> list[Instruction]:
         """Cancel a job (``name``) or one iteration (``name:it``).
@@ -400,8 +390,6 @@ class Engine:
     def _schedule(self, now: float) -> None:
         pool = self.pool
         buckets = self._buckets
-        if self._ahead:
-            promote(self, now)
         while pool.free_cores and buckets:
             best: Job | None = None
             best_req: Requirement | None = None
@@ -425,7 +413,9 @@ class Engine:
             alloc = pool.allocate(best_req)
             assert alloc is not None
             self._launch(best, alloc, now)
-        if self.queued < self.lookahead and buckets and len(pool.nodes) == 1:
+        if self._ahead.freed:
+            promote(self, now)
+        if self.lookahead and buckets and (self._ahead.short or not self._ahead.shapes):
             launch_ahead(self, now)
 
     def _launch(self, job: Job, alloc: Allocation, now: float, queued: bool = False) -> Run:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import heapq
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
@@ -407,6 +407,29 @@ class ResourcePool:
             alloc = singles[core] = Allocation((NodePart(node.name, (core,), None, node.index),))
         return alloc
 
+    def allocate_on(self, index: int) -> Allocation | None:
+        """One core of node ``index`` (its lowest free), or None: none free there."""
+        node = self.nodes[index]
+        if not node.free:
+            return None
+        self.free_cores -= 1
+        return _single(node, heapq.heappop(node.free))  # the heaps drop it when they meet it
+
+    def hand_over(self, alloc: Allocation, picks: Sequence[int]) -> list[Allocation]:
+        """The cores at positions ``picks`` of one-node ``alloc``, one per allocation (to
+        runs that take them over); the rest of ``alloc`` is released."""
+        if not picks:  # each was given free cores already
+            self.release(alloc)
+            return []
+        part = alloc.parts[0]
+        node = self.nodes[part.index]
+        cores = part.cores
+        taken = [_single(node, cores[i]) for i in picks]
+        if len(picks) < len(cores) or part.crs:
+            rest = tuple(c for i, c in enumerate(cores) if i not in picks)
+            self.release(Allocation((attrs.evolve(part, cores=rest),)))
+        return taken
+
     def _plan(self, req: Requirement) -> list[tuple[Node, int]] | None:
         """Which nodes and how many cores on each, for a non-trivial requirement."""
         if req.nodes_lo is not None and not req.crs:
@@ -519,3 +542,14 @@ class ResourcePool:
                     if not flags[i] and self._fits_need(node, need):
                         flags[i] = 1
                         heapq.heappush(heap, node.rank)
+
+
+def _single(node: Node, core: int) -> Allocation:
+    """The one-core allocation of ``core`` of ``node`` (made once: allocations are immutable)."""
+    singles = node.singles
+    if not singles:
+        singles.extend([None] * node.total)
+    alloc = singles[core]
+    if alloc is None:
+        alloc = singles[core] = Allocation((NodePart(node.name, (core,), None, node.index),))
+    return alloc

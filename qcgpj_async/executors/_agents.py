@@ -245,6 +245,9 @@ class AgentQueues:
 
     # -- the StartQueue ------------------------------------------------------------
 
+    #: A queue per node: a queued start runs on its node (see ``StartQueue.per_node``).
+    per_node = True
+
     @property
     def accepting(self) -> bool:
         """Whether some node's agent takes starts."""
@@ -269,11 +272,11 @@ class AgentQueues:
             return None
         return here.server.begin(self._agent_task(task, here), queued=queued, key=key)
 
-    def promote(self, starting: object) -> None:
-        """Start a queued start now (through the agent it was asked of)."""
+    def promote(self, starting: object, cores: Sequence[int] = ()) -> None:
+        """Start a queued start now, on ``cores`` (through the agent it was asked of)."""
         start = cast(ForkStart, starting)
         if start.server is not None:
-            start.server.promote(start)
+            start.server.promote(start, cores)
 
     def drop(self, starting: object) -> None:
         """Take a queued start out of its agent's queue."""
@@ -330,24 +333,12 @@ class AgentQueues:
             shape.update(step_environment(task, self._hostfile(part.node, n)))
             here.shapes[key] = shape
         extra = {**task.env_extra, **shape} if task.env_extra else dict(shape)
-        if here.pin and part.cores[0] >= 0:
-            cpus = here.joined.cpus
-            extra["QCG_PM_CPU_SET"] = ",".join(str(cpus[c]) for c in part.cores)
         base = self._filtered(task.env_base if task.env_base is not None else task.env, here)
         return Task(
             task.run_id, task.job, task.iteration, task.argv, ChainMap(extra, base), task.cwd,
             task.stdin, task.stdout, task.stderr, task.allocation, task.model, task.model_opts,
             base, extra,
         )  # fmt: skip
-
-    def _cpus_of(self, here: _Node) -> Callable[[Task], Sequence[int] | None]:
-        cpus = here.joined.cpus
-
-        def pin(task: Task) -> Sequence[int] | None:
-            cores = task.allocation.parts[0].cores
-            return [cpus[c] for c in cores] if cores[0] >= 0 else None
-
-        return pin
 
     # -- start-up, heartbeat, end -------------------------------------------------
 
@@ -439,7 +430,7 @@ class AgentQueues:
             lambda: link,
             left_out=("openmpi", "intelmpi", "srunmpi"),
             node=node,
-            pin=self._cpus_of(here) if pin else None,
+            pin=joined.cpus if pin else None,
             window=self._window,
         )
         here.server.on_node_lost(self._lost)

@@ -11,7 +11,7 @@ queues of the nodes of a Slurm allocation). The runtime finds it through
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from anyio.abc import TaskStatus
@@ -131,6 +131,11 @@ class StartQueue(Protocol):
         """Whether :meth:`begin` takes starts now (its server runs)."""
         ...
 
+    #: Each node has a queue of its own: a queued start runs on the node its task's
+    #: allocation names (launch agents); else one queue serves every node, and the
+    #: runtime queues starts ahead only on a one-node pool.
+    per_node: bool
+
     def queueable(self, model: str) -> bool:
         """Whether tasks of this execution model start here (else: ``Executor.start``)."""
         ...
@@ -150,8 +155,9 @@ class StartQueue(Protocol):
         """
         ...
 
-    def promote(self, starting: Starting) -> None:
-        """Start a queued start now (it was given a free core), if it is still queued."""
+    def promote(self, starting: Starting, cores: Sequence[int] = ()) -> None:
+        """Start a queued start now (it was given free ``cores`` of its node: the
+        engine's numbers, pinned to where pinning is on), if it is still queued."""
         ...
 
     def drop(self, starting: Starting) -> None:

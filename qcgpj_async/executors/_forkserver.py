@@ -20,12 +20,15 @@ Requests (pilot -> server):
   to start), taking one of its cores, with no round trip through the pilot.
   ``cpus``: CPU ids to pin the run to (posix_spawn cannot set a child's
   affinity: the server sets its own just before the spawn, the child inherits
-  it, and the server's is restored at once);
+  it, and the server's is restored at once), named to it in ``QCG_PM_CPU_SET``.
+  A queued start that takes the i-th core of a pinned run is pinned to that
+  run's i-th CPU;
 - ``("ping", n)``: answered at once with ``("pong", n)`` (the pilot's heartbeat);
 - ``("drop", rid)``: take a queued run out of the queue, if it is still there
   (answered ``failed``, with "stopped before it started");
-- ``("now", rid)``: start a queued run now, if it is still in the queue (the
-  pilot gave it a free core: a run ended before the start was queued);
+- ``("now", rid[, cpus])``: start a queued run now, if it is still in the queue
+  (the pilot gave it a free core, pinned to ``cpus``: a run ended before the
+  start was queued);
 - ``("signal", rid, signum)``: signal run ``rid``'s process group, if it was
   started and is not reaped yet (so a group id is never signalled once it may
   have been reused).
@@ -134,6 +137,7 @@ class _Server:
         self.envp: list[bytes] | None = []
         self.pids: dict[int, int] = {}  # rid -> pid, until reaped
         self.slots: dict[int, int] = {}  # rid -> cores its end frees for queued starts
+        self.cpus: dict[int, list[int]] = {}  # rid -> the CPUs of those cores, if pinned
         self.queue: deque[tuple[Any, ...]] = deque()  # queued start requests
         self.taken: deque[tuple[Any, ...]] = deque()  # queued starts given cores: start now
         self.out = bytearray()
@@ -205,7 +209,7 @@ class _Server:
             for queued in self.queue:
                 if queued[1] == msg[1]:
                     self.queue.remove(queued)
-                    self.start(queued)
+                    self.start((*queued[:12], msg[2]) if len(msg) > 2 else queued)
                     break
         elif kind == "drop":
             for queued in self.queue:
@@ -229,6 +233,8 @@ class _Server:
         _, rid, label, argv, set_, unset, cwd, stdin, stdout, stderr = msg[:10]
         slot = msg[11] if len(msg) > 11 else 0
         cpus = msg[12] if len(msg) > 12 else None
+        if cpus:
+            set_ = {**set_, "QCG_PM_CPU_SET": ",".join(map(str, cpus))}
         env, envp = self.environment(set_, unset)
         pinned = False
         if cpus:
@@ -243,7 +249,7 @@ class _Server:
             error = (
                 str(e) if isinstance(e, LaunchFailure) else (f"job {label}: launch failed: {e!r}")
             )
-            self.pass_on(("failed", rid, error), slot, None)
+            self.pass_on(("failed", rid, error), slot, None, cpus)
             return False
         finally:
             if pinned:
@@ -251,6 +257,8 @@ class _Server:
         self.pids[rid] = pid
         if slot:
             self.slots[rid] = slot
+            if cpus:
+                self.cpus[rid] = cpus
         fd = os.pidfd_open(pid)
         self.sel.register(fd, selectors.EVENT_READ, (rid, pid))
         self.emit(("started", rid, pid, time.time()))
@@ -289,15 +297,21 @@ class _Server:
         self.sel.unregister(fd)
         os.close(fd)
         del self.pids[rid]
-        self.pass_on(("exited", rid, code), self.slots.pop(rid, 0), time.time())
+        slot = self.slots.pop(rid, 0)
+        self.pass_on(("exited", rid, code), slot, time.time(), self.cpus.pop(rid, None))
 
-    def pass_on(self, head: tuple[Any, ...], cores: int, t: float | None) -> None:
+    def pass_on(
+        self, head: tuple[Any, ...], cores: int, t: float | None, cpus: list[int] | None
+    ) -> None:
         """Send an end (``head`` + successors [+ ``t``]); the first queued starts take
-        its ``cores``, now. Urgent when cores are left free: the pilot decides then."""
+        its ``cores``, now (the i-th pinned to ``cpus[i]``). Urgent when cores are left
+        free: the pilot decides then."""
         queue = self.queue
         taken = [queue.popleft() for _ in range(min(cores, len(queue)))]
         end = (*head, [m[1] for m in taken] if taken else None)
         self.emit(end if t is None else (*end, t), urgent=len(taken) < cores or not cores)
+        if cpus:
+            taken = [(*m[:12], [cpus[i]]) if i < len(cpus) else m for i, m in enumerate(taken)]
         self.taken.extend(taken)
 
     def stop_all(self) -> None:

@@ -277,9 +277,13 @@ class ForkServer:
     tasks of the ``models`` left out start with ``Executor.start`` instead.
     ``node``: the node it serves when it is another node's (a launch agent):
     its end before :meth:`aclose` is then the loss of that node (see
-    :meth:`on_node_lost`). ``pin``: the CPU ids a task is pinned to there (None:
-    not pinned).
+    :meth:`on_node_lost`). ``pin``: the CPU id of each of the node's cores, by
+    the engine's core number, to pin tasks to (None: not pinned); a queued start
+    is pinned to the CPU of the core it takes, by the server.
     """
+
+    #: One server serves the pilot's own node (every node of a local pool).
+    per_node = False
 
     def __init__(
         self,
@@ -288,7 +292,7 @@ class ForkServer:
         argv: Callable[[Task], Sequence[str]] = lambda task: task.argv,
         left_out: Collection[str] = (),
         node: str | None = None,
-        pin: Callable[[Task], Sequence[int] | None] | None = None,
+        pin: Sequence[int] | None = None,
         window: Window | None = None,
     ) -> None:
         self._connect = connect
@@ -577,11 +581,18 @@ class ForkServer:
                     queued=queued,
                     slot=1 if queued else task.allocation.cores,
                     key=key,
-                    cpus=None if self._pin is None or queued else self._pin(task),
+                    cpus=None if queued else self._cpus(task.allocation.parts[0].cores),
                 )
             except (OSError, subprocess.SubprocessError):  # it cannot start: start elsewhere
                 return None
         return None
+
+    def _cpus(self, cores: Sequence[int]) -> list[int] | None:
+        """The CPU ids of ``cores`` of this node (None: not pinned, or cores not known)."""
+        pin = self._pin
+        if pin is None or not cores or cores[0] < 0:
+            return None
+        return [pin[c] for c in cores]
 
     def set_base_env(self, env: Mapping[str, str]) -> None:
         """A new base environment, sent now: starts queued earlier get it too."""
@@ -589,19 +600,21 @@ class ForkServer:
             with contextlib.suppress(OSError):
                 self._send_base(env)
 
-    def promote(self, starting: Starting) -> None:
-        """Start a queued start now (given a free core), if it is still queued."""
-        self._about_queued("now", cast(ForkStart, starting))
+    def promote(self, starting: Starting, cores: Sequence[int] = ()) -> None:
+        """Start a queued start now (given free ``cores``: pinned to their CPUs), if it
+        is still queued."""
+        cpus = self._cpus(cores)
+        self._about_queued("now", cast(ForkStart, starting), *([cpus] if cpus else []))
 
     def drop(self, starting: Starting) -> None:
         """Take a queued start out of the server's queue, if it has not started: it is
         then answered with an error (``DROPPED``)."""
         self._about_queued("drop", cast(ForkStart, starting))
 
-    def _about_queued(self, kind: str, start: ForkStart) -> None:
+    def _about_queued(self, kind: str, start: ForkStart, *more: Any) -> None:
         if self._wfd >= 0 and not start.answered:
             with contextlib.suppress(OSError):
-                self._send((kind, start.rid))
+                self._send((kind, start.rid, *more))
 
     def on_node_lost(self, callback: Callable[[str, str], object]) -> None:
         """Call ``callback(node, why)`` when the node this queue serves is lost (its

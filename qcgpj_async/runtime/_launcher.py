@@ -245,7 +245,8 @@ class Launcher:
             if proc is None:
                 if starting.gone and launch.queued:  # no cores to start it here: requeued
                     self._kill_pending.discard(run_id)
-                    self._dispatch(self._engine.requeue(run_id, time.time()))
+                    stop = self.queue is None or not self.queue.accepting  # else: a node lost
+                    self._dispatch(self._engine.requeue(run_id, time.time(), stop))
                     return
                 if starting.gone and self._tg is not None:  # the server died: start it here
                     self._tg.start_soon(self.run, launch)

@@ -50,8 +50,8 @@ from ._service import default_id
 from ._view import PilotView
 from ._waits import Waiters
 
-#: One-core runs queued in the fork server ahead of free cores (twice the cores if
-#: more, at most 1,024): see ``Engine.lookahead``.
+#: One-core runs queued in the start queues ahead of free cores (twice the cores if
+#: more, at most 1,024 or 16 a node): see ``Engine.lookahead``.
 LOOKAHEAD = 64
 
 __all__ = ("EventStream", "JobsLike", "Pilot", "local_nodes")
@@ -183,11 +183,12 @@ class Pilot(PilotView):
             tg.start_soon(recorder.flush_reports)
             base_env = {**os.environ, **self.env}
             queue = await self._launcher.open(self._executor, tg, log, base_env)
-            if queue is not None:
+            if queue is not None and (queue.per_node or len(pool.nodes) == 1):
                 # Short jobs start in the core the last one left, with no round trip here.
                 queueable = queue.queueable
                 engine.queueable = lambda spec: queueable(spec.execution.model or "default")
-                engine.lookahead = min(max(LOOKAHEAD, 2 * pool.total_cores), 1024)
+                cap = max(1024, 16 * len(pool.nodes))
+                engine.lookahead = min(max(LOOKAHEAD, 2 * pool.total_cores), cap)
         except BaseException:  # e.g. cancelled while entering: undo, then let it through
             with anyio.CancelScope(shield=True):
                 await self._abort_enter()
@@ -266,7 +267,7 @@ class Pilot(PilotView):
                     if ins.promote:  # queued in the start queue: now it has a core
                         starting = launcher.queued_starts.get(ins.run_id)
                         if starting is not None:
-                            start_queue.promote(starting)
+                            start_queue.promote(starting, ins.allocation.parts[0].cores)
                     else:
                         launcher.begin(ins)
         queue = deque(instructions)

@@ -86,10 +86,84 @@ def test_jobs_the_executor_refuses_are_not_launched_ahead() -> None:
     assert [la.job for la in out] == ["a", "b"]
 
 
-def test_no_lookahead_on_several_nodes() -> None:
+def test_on_several_nodes_each_node_queues_its_share_in_turn() -> None:
+    eng = ahead_engine("n1:2,n2:1", lookahead=6)  # shares: 4 and 2
+    out = launches(eng.submit([spec(f"j{i}") for i in range(12)], 0.0))
+    queued = [(la.job, la.allocation.nodes[0]) for la in out if la.queued]
+    assert queued == [
+        ("j3", "n1"),
+        ("j4", "n2"),
+        ("j5", "n1"),
+        ("j6", "n2"),
+        ("j7", "n1"),
+        ("j8", "n1"),
+    ]
+    assert eng.queued == 6 and eng.pool.free_cores == 0
+    check_pool(eng.pool, held(eng))
+
+
+def test_a_successor_takes_the_core_of_the_run_it_follows_on_its_node() -> None:
+    eng = ahead_engine("n1:2,n2:2", lookahead=4)
+    out = launches(eng.submit([spec(f"j{i}") for i in range(9)], 0.0))
+    on_n2 = [la for la in out if la.allocation.nodes == ["n2"]]
+    ended, succ = on_n2[1], on_n2[2]  # j3 runs in n2's core 1; j5 is queued on n2
+    assert (ended.job, ended.queued, succ.job, succ.queued) == ("j3", False, "j5", True)
+    eng.started(ended.run_id, 1.0)
+    out2 = launches(eng.exited(ended.run_id, 0, 2.0, successors=[succ.run_id]))
+    assert eng.runs[succ.run_id].allocation is ended.allocation  # n2[1], as the agent pinned it
+    assert eng.pool.free_cores == 0
+    # n2's queue is topped up, n1's is full
+    assert [(la.job, la.queued, la.allocation.nodes) for la in out2] == [("j8", True, ["n2"])]
+    check_pool(eng.pool, held(eng))
+
+
+def test_a_core_freed_before_the_queued_starts_got_there_goes_to_the_next_job() -> None:
+    # an end the agent saw before the runs queued on its node reached it: a job the
+    # scheduler starts there costs one request, a queued run promoted two
     eng = ahead_engine("n1:1,n2:1", lookahead=4)
-    out = launches(eng.submit([spec(f"j{i}") for i in range(4)], 0.0))
-    assert [la.queued for la in out] == [False, False]
+    out = launches(eng.submit([spec(f"j{i}") for i in range(8)], 0.0))
+    n2_run = next(la for la in out if la.allocation.nodes == ["n2"] and not la.queued)
+    eng.started(n2_run.run_id, 1.0)
+    out2 = launches(eng.exited(n2_run.run_id, 0, 2.0))
+    assert [(la.job, la.queued, la.promote, la.allocation.nodes) for la in out2] == [
+        ("j6", False, False, ["n2"])
+    ]
+    assert eng.queued == 4  # the queues stay as they were
+    check_pool(eng.pool, held(eng))
+
+
+def test_free_cores_no_job_takes_go_to_the_runs_queued_on_that_node() -> None:
+    eng = ahead_engine("n1:1,n2:1", lookahead=4)
+    out = launches(eng.submit([spec(f"j{i}") for i in range(6)], 0.0))
+    n2_run = next(la for la in out if la.allocation.nodes == ["n2"] and not la.queued)
+    first_n2 = next(la for la in out if la.allocation.nodes == ["n2"] and la.queued)
+    eng.started(n2_run.run_id, 1.0)
+    out2 = launches(eng.exited(n2_run.run_id, 0, 2.0))
+    assert [(la.job, la.promote, la.allocation.nodes) for la in out2] == [
+        (first_n2.job, True, ["n2"])
+    ]
+    assert out2[0].allocation is eng.runs[first_n2.run_id].allocation
+    assert eng.queued == 3
+    check_pool(eng.pool, held(eng))
+
+
+def test_a_lost_node_queues_nothing_more_and_the_others_keep_their_lookahead() -> None:
+    eng = ahead_engine("n1:1,n2:1", lookahead=4)
+    out = launches(eng.submit([spec(f"j{i}") for i in range(10)], 0.0))
+    eng.node_lost("n2", 1.0, "node n2 lost: test")
+    on_n2 = [la for la in out if la.queued and la.allocation.nodes == ["n2"]]
+    again = []
+    for la in on_n2:  # the agent is gone: its queued starts come back
+        again += launches(eng.requeue(la.run_id, 1.5, stop=False))
+    assert eng.lookahead == 4
+    assert again == []  # n1's queue is full, n2 is gone
+    n1_run = next(la for la in out if la.allocation.nodes == ["n1"] and not la.queued)
+    eng.started(n1_run.run_id, 2.0)
+    nxt = next(la for la in out if la.queued and la.allocation.nodes == ["n1"])
+    out3 = launches(eng.exited(n1_run.run_id, 0, 3.0, successors=[nxt.run_id]))
+    assert [la.allocation.nodes for la in out3] == [["n1"]]  # n1's queue topped up
+    assert out3[0].job == on_n2[0].job  # with the earliest job: one n2 gave back
+    assert eng.pool.total_cores == 1 and eng.pool.free_cores == 0
 
 
 def test_iterations_are_launched_ahead() -> None:
@@ -193,17 +267,16 @@ def test_a_requeued_run_goes_back_in_its_place_and_lookahead_stops() -> None:
     check_pool(eng.pool, held(eng))
 
 
-def test_free_cores_go_to_queued_runs_first() -> None:
+def test_free_cores_no_job_takes_go_to_queued_runs() -> None:
     # an end the executor saw before the queued start reached it: nobody took its core
     eng = ahead_engine("2", lookahead=2)
-    out = launches(eng.submit([spec("a"), spec("b"), spec("c"), spec("d"), spec("e")], 0.0))
+    out = launches(eng.submit([spec("a"), spec("b"), spec("c"), spec("d")], 0.0))
     a, c = out[0].run_id, out[2].run_id
     eng.started(a, 1.0)
     out2 = launches(eng.exited(a, 0, 2.0))
     assert [(la.job, la.queued, la.promote) for la in out2] == [
         ("c", False, True),  # start it now, in the free core
-        ("e", True, False),
-    ]  # and keep the lookahead
+    ]
     assert eng.jobs["c"].state is S and not eng.runs[c].queued
     assert out2[0].allocation is eng.runs[c].allocation
     # the executor had started it in a's core after all: its core is not taken twice

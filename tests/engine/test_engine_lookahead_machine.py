@@ -1,6 +1,7 @@
 """The engine's state machine (``test_engine_machine``) with launches ahead of free cores,
-against a fake fork server that queues them, hands the cores of each end to the
-queued runs, drops the cancelled ones and starts the promoted ones, as the real one.
+against fake fork servers, one per node (as launch agents), that queue them, hand
+the cores of each end to the runs queued on its node, drop the cancelled ones and
+start the promoted ones, as the real ones.
 
 After every step, on top of the base invariants: the queued runs hold no cores,
 no core is given twice, and the engine's count of queued runs is the server's.
@@ -19,23 +20,34 @@ from test_engine_machine import EngineMachine
 
 from qcgpj_async.engine import Engine, Kill, Launch, StateChanged
 
-ONE_NODE = [("2", False), ("3", False), ("3", True), ("1", False)]
+POOLS = [
+    ("2", False),
+    ("3", False),
+    ("3", True),
+    ("1", False),
+    ("n1:2,n2:1", False),
+    ("n1:1,n2:2,n3:1", True),
+]
 
 
 class LookaheadMachine(EngineMachine):
     """Random events, with the lookahead on and a faithful fake fork server."""
 
-    @initialize(which=st.integers(0, len(ONE_NODE) - 1), lookahead=st.integers(1, 4))
+    @initialize(which=st.integers(0, len(POOLS) - 1), lookahead=st.integers(1, 6))
     def make(self, which: int, lookahead: int) -> None:  # type: ignore[override]
-        nodes, system = ONE_NODE[which]
+        nodes, system = POOLS[which]
         self.pool = pool(nodes, system_core=system)
         self.eng = Engine(self.pool)
         self.eng.lookahead = lookahead
         self.has_gpu = False
-        self.queue: list[int] = []  # the server's queue of queued starts, in order
+        self.queues: dict[str, list[int]] = {}  # each node's queue of queued starts
         self.slots: dict[int, int] = {}  # pending or running run -> cores its end hands on
         self.dropped: list[int] = []  # taken out of the queue, answer not delivered yet
         self.pipe: list[tuple[str, Any]] = []  # requests sent, not received yet
+
+    @property
+    def queued(self) -> set[int]:
+        return {rid for queue in self.queues.values() for rid in queue}
 
     def feed(self, out: list[Any]) -> None:
         """The pilot's side: launches and kills become requests in the pipe to the server
@@ -46,7 +58,7 @@ class LookaheadMachine(EngineMachine):
                 self.pipe.append(("now", i))
             elif isinstance(i, Launch):
                 assert i.run_id not in self.pending and i.run_id not in self.running
-                assert i.run_id not in self.queue
+                assert i.run_id not in self.queued
                 if i.queued:
                     assert i.allocation.cores == 1
                 self.pipe.append(("queue" if i.queued else "start", i))
@@ -61,11 +73,14 @@ class LookaheadMachine(EngineMachine):
         rid = i.run_id
         if kind == "start":
             self.pending[rid] = i
-            self.slots[rid] = i.allocation.cores
+            # a run on several nodes is not the agents' (an srun step): nobody follows it
+            self.slots[rid] = i.allocation.cores if len(i.allocation.parts) == 1 else 0
         elif kind == "queue":
-            self.queue.append(rid)
-        elif rid in self.queue:  # "now" starts it, "drop" takes it out
-            self.queue.remove(rid)
+            self.queues.setdefault(i.allocation.nodes[0], []).append(rid)
+        elif rid in self.queued:  # "now" starts it, "drop" takes it out
+            for queue in self.queues.values():
+                if rid in queue:
+                    queue.remove(rid)
             if kind == "now":
                 self.pending[rid] = i
                 self.slots[rid] = 1
@@ -83,7 +98,9 @@ class LookaheadMachine(EngineMachine):
         """The server's end of ``rid``: the first queued runs take its cores."""
         self.pending.pop(rid, None) or self.running.pop(rid)
         cores = self.slots.pop(rid)
-        taken, self.queue = self.queue[:cores], self.queue[cores:]
+        queue = self.queues.setdefault(self.eng.runs[rid].allocation.nodes[0], [])
+        taken = queue[:cores]
+        del queue[:cores]
         for t in taken:
             run = self.eng.runs[t]
             la = Launch(t, run.job.name, run.index, run.job.spec, run.allocation, True)
@@ -104,7 +121,7 @@ class LookaheadMachine(EngineMachine):
         eng = self.eng
         sent = {i.run_id for kind, i in self.pipe if kind in ("start", "queue")}
         assert set(eng.runs) == (
-            set(self.pending) | set(self.running) | set(self.queue) | set(self.dropped) | sent
+            set(self.pending) | set(self.running) | self.queued | set(self.dropped) | sent
         )
         for rid in (*self.pending, *self.running):  # what runs holds cores
             assert not eng.runs[rid].queued
@@ -127,7 +144,7 @@ class LookaheadMachine(EngineMachine):
                 self.end(rid, 0)
             else:
                 break
-        assert not self.queue and not self.pending and not self.running
+        assert not self.queued and not self.pending and not self.running
         assert self.eng.queued == 0
         self.check_all_ended()
 
