@@ -92,6 +92,8 @@ async def test_tasks_run_through_the_agent_of_their_node_pinned(tmp_path: Path) 
     ex = executor(tmp_path)
     async with Pilot(nodes="n1:2,n2:2", wd=tmp_path, executor=ex) as pilot:
         await pilot.submit(Jobs().add(name="it", script=RECORD, iteration=12))
+        # 4 started, 8 queued in the agents (each node its share), pinned when they start
+        assert pilot._engine.queued == 8
         assert await pilot.wait4("it", timeout=T) == {"it": JobState.SUCCEED}
         agents = {n: h.joined.pid for n, h in ex.agents.nodes.items()}
         cpus = {n: h.joined.cpus for n, h in ex.agents.nodes.items()}
