@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import socket
 import struct
@@ -57,11 +58,13 @@ __all__ = (
     "HEARTBEAT",
     "HEARTBEAT_TIMEOUT",
     "JOIN_TIMEOUT",
+    "OVERLAP_SINCE",
     "STEP_VARIABLES",
     "TASK_VARIABLES",
     "AgentLink",
     "AgentQueues",
     "agents_argv",
+    "slurm_version",
 )
 
 #: Name prefix of the agents' step (``squeue -s`` shows ``qcgpj-agents-<pilot>``).
@@ -78,6 +81,23 @@ SEND_TIMEOUT = 5.0
 CLOSE_TIMEOUT = 10.0
 #: Models that start through an agent (one process, on one node).
 AGENT_MODELS = ("default", "threads")
+#: The Slurm version that has ``srun --overlap`` (and steps that do not share CPUs
+#: unless asked to).
+OVERLAP_SINCE = (20, 11)
+
+
+def slurm_version(srun: str = "srun") -> tuple[int, int] | None:
+    """``(major, minor)`` of the Slurm that ``srun --version`` names (``slurm
+    22.05.8``); None where it cannot be run or says something else."""
+    try:
+        done = subprocess.run(
+            [srun, "--version"], capture_output=True, text=True, timeout=10, check=False,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r"(\d+)\.(\d+)", done.stdout)
+    return (int(found[1]), int(found[2])) if found and done.returncode == 0 else None
 
 
 def agents_argv(
@@ -89,10 +109,13 @@ def agents_argv(
     timeout: float,
     srun: str = "srun",
     cpus: int | None = None,
+    version: tuple[int, int] | None = None,
 ) -> list[str]:
     """The ONE srun step that starts an agent on each of ``nodes`` nodes.
 
-    ``--overlap`` (Slurm >= 20.11) and ``--mem=0``: the step holds nothing the
+    ``--overlap`` (Slurm >= 20.11, where steps stopped sharing CPUs by default;
+    left out for an older ``version``, which has no such option and shares them
+    anyway; kept where the version is not known) and ``--mem=0``: the step holds nothing the
     tasks' own steps need; ``--cpus-per-task=cpus`` (the job's CPUs per node,
     the fewest where nodes differ) and ``--cpu-bind=none``: where Slurm confines
     a step to its CPUs (task/cgroup), the agent, and so its tasks, may still use
@@ -106,7 +129,7 @@ def agents_argv(
         f"--nodes={nodes}",
         f"--ntasks={nodes}",
         "--ntasks-per-node=1",
-        "--overlap",
+        *(["--overlap"] if version is None or version >= OVERLAP_SINCE else []),
         "--mem=0",
         "--cpu-bind=none",
         *([f"--cpus-per-task={cpus}"] if cpus else []),
@@ -234,6 +257,8 @@ class AgentQueues:
         self.lost: dict[str, str] = {}
         #: Seconds from the start of the agents' step to the last agent joined.
         self.startup: float | None = None
+        #: The Slurm version ``srun --version`` named (None: not known, or not asked).
+        self.version: tuple[int, int] | None = None
         self.step_name = f"{AGENTS_STEP}-{os.getpid()}-{os.urandom(3).hex()}"
         self._step: subprocess.Popen[bytes] | None = None
         self._step_log: str | None = None
@@ -370,9 +395,10 @@ class AgentQueues:
         if self._step_argv is not None:
             argv = list(self._step_argv(len(cores), host, gate.port))
         else:
+            self.version = await anyio.to_thread.run_sync(slurm_version, self.srun)
             argv = agents_argv(
                 len(cores), host, gate.port, name=self.step_name, timeout=self.join_timeout,
-                srun=self.srun, cpus=min(cores.values(), default=None),
+                srun=self.srun, cpus=min(cores.values(), default=None), version=self.version,
             )  # fmt: skip
         env = {k: v for k, v in os.environ.items() if k not in SHAPE_VARIABLES}
         env[_agent.SECRET_VAR] = secret.hex()
@@ -399,9 +425,10 @@ class AgentQueues:
         for node, joined in got.joined.items():
             self._add(node, joined, cores[node])
             self._check_gpus(node, joined.gpus)
+        slurm = ".".join(map(str, self.version)) if self.version else "?"
         self.log.info(
-            "launch agents: %d of %d nodes joined in %.3f s (step %s)",
-            *(len(self.nodes), len(cores), self.startup, self.step_name),
+            "launch agents: %d of %d nodes joined in %.3f s (step %s, Slurm %s)",
+            *(len(self.nodes), len(cores), self.startup, self.step_name, slurm),
         )
 
     def _check_gpus(self, node: str, seen: str | None) -> None:

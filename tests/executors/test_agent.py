@@ -181,3 +181,29 @@ async def test_duplicate_and_foreign_nodes_are_refused() -> None:
     got.joined["n1"].sock.close()
     for p in agents:
         assert p.wait(T) == 0  # refused after the handshake: the end of its connection
+
+
+def fake_srun(tmp_path: Path, says: str, code: int = 0) -> str:
+    path = tmp_path / "srun"
+    path.write_text(f"#!/bin/sh\necho '{says}'\nexit {code}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_the_agents_step_flags_follow_the_slurm_version(tmp_path: Path) -> None:
+    from qcgpj_async.executors._agents import agents_argv, slurm_version
+
+    assert slurm_version(fake_srun(tmp_path, "slurm 22.05.8")) == (22, 5)
+    assert slurm_version(fake_srun(tmp_path, "slurm-wlm 19.05.5")) == (19, 5)
+    assert slurm_version(fake_srun(tmp_path, "slurm 22.05.8", code=1)) is None
+    assert slurm_version(str(tmp_path / "no-srun")) is None
+
+    def argv(version: tuple[int, int] | None) -> list[str]:
+        return agents_argv(2, "h", 1, name="s", timeout=30, version=version)
+
+    # --overlap exists since 20.11 (steps share CPUs before, and srun refuses it there)
+    assert "--overlap" in argv((22, 5)) and "--overlap" in argv((20, 11))
+    assert "--overlap" not in argv((20, 2)) and "--overlap" not in argv((19, 5))
+    assert "--overlap" in argv(None)  # not known: as the versions supported
+    for version in ((19, 5), (22, 5)):
+        assert {"--mem=0", "--cpu-bind=none", "--ntasks-per-node=1"} <= set(argv(version))

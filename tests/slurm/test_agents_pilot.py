@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -123,6 +124,7 @@ def test_tasks_go_through_the_agents_on_both_nodes(
     nodes = {name.split(".")[1] for name in out["envs"]}
     assert nodes == {"n1", "n2"} or len(nodes) == 2
     assert "launch agents: 2 of 2 nodes joined" in out["log"]
+    assert re.search(r"\(step qcgpj-agents-\S+, Slurm \d+\.\d+\)", out["log"])  # srun --version
     if len(os.sched_getaffinity(0)) < 4:  # 4 CPUs per node, fewer on the host: no pinning
         assert "the pilot has 4 cores there: tasks are not pinned" in out["log"]
     # The same view of Slurm as in an srun step, less what names the step itself.
