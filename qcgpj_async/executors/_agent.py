@@ -17,6 +17,21 @@ removes it from its environment before any job can start. The handshake
 ``marshal``, until both sides have proven the secret: bytes from a stranger
 are never unmarshalled.
 
+The process srun starts is the agent's **keeper**: it makes itself the
+subreaper of its descendants (``PR_SET_CHILD_SUBREAPER``), forks the serving
+process (which connects, proves the secret and serves: its pid is the one the
+hello names, and the parent of every job), and waits. A process a job leaves
+behind (a daemon, a child whose parent ended) is reparented to the keeper,
+not to init, and reaped there. When the serving process ends, for any reason
+(its connection ended, a crash, even SIGKILL), the keeper SIGKILLs every
+process left under it, each job with its process group, and what they leave
+in turn, reaps them all, and exits with the serving process's status (1, and
+one line on stderr, when it died of a signal): no process started through an
+agent outlives it, whatever Slurm's process tracking follows. Where the
+kernel has no subreapers, the agent serves in the one process, as before,
+and says so on stderr. Neither process stops on SIGINT or SIGTERM (the pilot
+decides); the jobs get them back at their defaults.
+
 It imports only the standard library and its siblings, as the fork server.
 """
 
@@ -26,6 +41,7 @@ import hashlib
 import hmac
 import json
 import os
+import signal
 import socket
 import struct
 import sys
@@ -33,6 +49,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 __all__ = (
@@ -45,6 +62,7 @@ __all__ = (
     "connect",
     "handshake",
     "hello",
+    "keep",
     "main",
     "pilot_proof",
 )
@@ -65,6 +83,10 @@ NONCE = 32
 MAC = 32
 #: The largest hello (JSON) an agent may send.
 HELLO_MAX = 1 << 16
+#: prctl(2) option: orphaned descendants are reparented to this process, not to init.
+PR_SET_CHILD_SUBREAPER = 36
+#: Seconds between two looks for processes left, while the keeper kills them.
+SWEEP_POLL = 0.01
 _LEN = struct.Struct("<I")
 
 
@@ -152,7 +174,8 @@ def connect(host: str, port: int, timeout: float) -> socket.socket:
 
 
 def main(argv: list[str]) -> int:
-    """``_agent.py HOST PORT [TIMEOUT]``: connect, prove the secret, serve until the end."""
+    """``_agent.py HOST PORT [TIMEOUT]``: keep a serving process that connects, proves
+    the secret and serves until the end; its exit status."""
     if len(argv) not in (2, 3):
         print("usage: _agent.py HOST PORT [TIMEOUT]", file=sys.stderr)
         return 2
@@ -163,6 +186,11 @@ def main(argv: list[str]) -> int:
     if not secret_hex:
         print(f"qcgpj agent on {name}: no {SECRET_VAR} in the environment", file=sys.stderr)
         return 2
+    return keep(name, lambda: join_and_serve(name, host, port, timeout, secret_hex))
+
+
+def join_and_serve(name: str, host: str, port: int, timeout: float, secret_hex: str) -> int:
+    """Connect, prove the secret, serve until the connection ends; the exit status."""
     try:
         sock = connect(host, port, timeout)
         handshake(sock, bytes.fromhex(secret_hex), hello())
@@ -177,6 +205,138 @@ def main(argv: list[str]) -> int:
     wfd = os.dup(rfd)  # the server selects on the two ends separately
     serve(rfd, wfd)
     return 0
+
+
+def keep(name: str, work: Callable[[], int]) -> int:
+    """Run ``work`` in a child and outlive it: then kill and reap every process left.
+
+    This process becomes the subreaper of its descendants, so what ``work``'s
+    processes leave behind, and they themselves once ``work``'s process is gone,
+    are its children, and their pids stay theirs until it reaps them. Where it
+    cannot become one, ``work`` runs here (one line on stderr). Returns the
+    child's exit status, or 1 when a signal ended it (one line on stderr).
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _ignore)  # handled, not ignored: back at the default in every job
+    why = subreaper()
+    if why is not None:
+        print(
+            f"qcgpj agent on {name}: cannot become a subreaper ({why}): its jobs may"
+            " outlive it if it dies",
+            file=sys.stderr,
+        )
+        return work()
+    sys.stderr.flush()
+    child = os.fork()
+    if child == 0:  # the serving process
+        code = 1
+        try:
+            code = work()
+        except BaseException:  # a bug: said, and the keeper cleans up
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    while True:  # reap what the jobs leave behind, until the serving process ends
+        pid, status = os.waitpid(-1, 0)
+        if pid == child:
+            break
+    killed = sweep()
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        try:
+            what = signal.Signals(signum).name
+        except ValueError:
+            what = f"signal {signum}"
+        print(
+            f"qcgpj agent on {name}: its serving process (pid {child}) was killed by"
+            f" {what}; the {killed} processes left under it were killed, with their groups",
+            file=sys.stderr,
+        )
+        return 1
+    return os.waitstatus_to_exitcode(status)
+
+
+def _ignore(signum: int, frame: object) -> None:
+    pass
+
+
+def subreaper() -> str | None:
+    """Make this process the subreaper of its descendants; None, or why it cannot."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+        prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+        prctl.restype = ctypes.c_int
+        if prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0) != 0:
+            return os.strerror(ctypes.get_errno())
+    except (ImportError, OSError, AttributeError) as e:  # no ctypes, no libc, no prctl
+        return str(e)
+    return None
+
+
+def sweep() -> int:
+    """SIGKILL every child of this process, each with its group where it leads one, and
+    what they leave (it becomes ours), and reap them all; how many were killed.
+
+    Each is signalled only while it is our child and not reaped: its pid (and the
+    group it leads) cannot be another's.
+    """
+    killed: set[int] = set()
+    while True:
+        for pid in children() - killed:
+            try:
+                if os.getpgid(pid) == pid:
+                    os.killpg(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):  # pragma: no cover - exited
+                pass
+            killed.add(pid)
+        reaped = False
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return len(killed)
+            if pid == 0:
+                break
+            reaped = True
+            killed.discard(pid)
+        if not reaped:  # the ones killed are still dying; or a child came since the look
+            time.sleep(SWEEP_POLL)
+
+
+def children() -> set[int]:
+    """The pids of this process's children (running or not reaped yet)."""
+    me = os.getpid()
+    found: set[int] = set()
+    try:
+        for tid in os.listdir(f"/proc/{me}/task"):
+            with open(f"/proc/{me}/task/{tid}/children") as f:
+                found.update(int(p) for p in f.read().split())
+    except OSError:  # no /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN)
+        return children_by_stat()
+    return found
+
+
+def children_by_stat() -> set[int]:
+    """:func:`children`, from every process's ``/proc/PID/stat`` (slower)."""
+    me = os.getpid()
+    found: set[int] = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):  # gone meanwhile
+                continue
+            if ppid == me:
+                found.add(int(entry))
+    return found
 
 
 if __package__:

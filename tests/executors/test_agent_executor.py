@@ -74,6 +74,13 @@ def cpus_allowed() -> str:
     raise AssertionError("no Cpus_allowed_list")
 
 
+def running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 async def appear(paths: Sequence[Path]) -> None:
     with anyio.fail_after(T):
         while not all(p.exists() for p in paths):
@@ -134,6 +141,10 @@ async def lose_n2(tmp_path: Path, ex: AgentExecutor, how: signal.Signals) -> lis
         await pilot.submit(jobs.add(name="dep", exec="/bin/true", after="h2"))
         await appear([tmp_path / f"started.{pilot.id}.{r}.{n}" for r, n in
                       ((1, "n1"), (2, "n1"), (3, "n2"), (4, "n2"))])  # fmt: skip
+        lpids = [tmp_path / f"lpid.{pilot.id}.{r}" for r in (3, 4)]
+        with anyio.fail_after(T):
+            while not all(p.exists() and p.read_text().endswith("\n") for p in lpids):
+                await anyio.sleep(0.02)  # files the jobs write
         agent = ex.agents.nodes["n2"].joined.pid
         os.kill(agent, how)
         try:
@@ -150,13 +161,19 @@ async def lose_n2(tmp_path: Path, ex: AgentExecutor, how: signal.Signals) -> lis
             }
             assert (await pilot.resources()).total_cores == 2  # n2's cores left the pool
             messages = pilot.job_messages("h2") + pilot.job_messages("h3")
+            # Its tasks do not outlive it: a SIGKILLed agent's keeper kills them, a stuck
+            # one kills them once it runs again and finds its connection closed.
+            lost = [int(p.read_text()) for p in lpids]
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(agent, signal.SIGCONT)
+            with anyio.fail_after(T):
+                while any(running(p) for p in lost):
+                    await anyio.sleep(0.02)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(agent, signal.SIGCONT)
-            # A SIGKILLed agent cannot kill its tasks (on a cluster, Slurm's cgroup
-            # proctrack does when the agent's step task on that node ends).
-            for path in tmp_path.glob("lpid.*"):
-                with contextlib.suppress(ProcessLookupError):
+            for path in tmp_path.glob("lpid.*"):  # only where the agent failed to
+                with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(path.read_text()), signal.SIGKILL)
     assert {(tmp_path / f"m.{i}").read_text().strip() for i in range(4)} == {"n1"}
     journal = next(tmp_path.glob(".qcgpjm-service-*/journal.jsonl")).read_text()

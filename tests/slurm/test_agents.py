@@ -173,3 +173,68 @@ def test_the_pilot_killed_leaves_no_task_on_any_node(
     assert len(out["before"]) == 2 and all(out["before"].values())
     assert not any(out["after"].values()), out
     assert out["left"] == []
+
+
+AGENT_KILLED = r"""
+# A long task on each node; the agent of the second node is SIGKILLed (the serving
+# process the pilot knows by its hello's pid): its task must go with it, the other
+# node's task runs on.
+def alive(pid):
+    try:
+        return open(f"/proc/{pid}/stat").read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def pid_in(path):
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if os.path.exists(path) and open(path).read().endswith("\n"):
+            return int(open(path).read())
+        time.sleep(0.02)  # a file the task writes
+    raise AssertionError(f"{path} not written")
+
+
+async def main():
+    secret = new_secret()
+    gate = AgentGate(secret)
+    srun = start_agents(gate, secret)
+    got = await gate.gather(NODES, timeout=20)
+    for rid, (node, agent) in enumerate(sorted(got.joined.items()), 1):
+        start(agent.sock, rid, ["/bin/sh", "-c", f"echo $$ > {WD}/pid.{node}; exec sleep 600"])
+        events(agent.sock, 1)
+    pids = {n: pid_in(f"{WD}/pid.{n}") for n in sorted(got.joined)}
+    keep, lose = sorted(got.joined)
+    before = {n: alive(p) for n, p in pids.items()}
+    os.kill(got.joined[lose].pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 30 and alive(pids[lose]):
+        time.sleep(0.05)
+    after = {n: alive(p) for n, p in pids.items()}
+    for agent in got.joined.values():
+        agent.sock.close()
+    rc = srun.wait(20)
+    left = []
+    for pid in pids.values():  # only where an agent failed to
+        try:
+            os.kill(pid, signal.SIGKILL)
+            left.append(pid)
+        except ProcessLookupError:
+            pass
+    emit(before=before, after=after, keep=keep, lose=lose, srun_rc=rc, left=left,
+         steps=steps("qcgpj-agents"))
+
+anyio.run(main)
+"""
+
+
+def test_an_agent_sigkilled_leaves_no_task_on_its_node(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    out = drive(slurm_cluster, tmp_path, AGENT_KILLED)
+    keep, lose = out["keep"], out["lose"]
+    assert out["before"] == {keep: True, lose: True}
+    assert out["after"] == {keep: True, lose: False}  # its task went with it, not the other
+    assert out["left"] == []  # the connection closed: the other agent killed its task
+    assert out["srun_rc"] == 1  # the agent on `lose` said it lost its serving process
+    assert out["steps"] == []

@@ -189,25 +189,37 @@ def test_the_pilot_sigkilled_leaves_no_task_and_no_step(
 
 
 LOST = r"""
-HOLD = ('touch started.$SLURMD_NODENAME.${it};'
-        ' if [ "$SLURMD_NODENAME" = "$LOSE" ]; then echo $$ > lpid.${it}; exec sleep 60; fi;'
+HOLD = ('if [ "$SLURMD_NODENAME" = "$LOSE" ]; then echo $$ > lpid.${it}; fi;'
+        ' touch started.$SLURMD_NODENAME.${it};'
+        ' if [ "$SLURMD_NODENAME" = "$LOSE" ]; then exec sleep 60; fi;'
         ' while [ ! -e go ]; do sleep 0.05; done; echo $SLURMD_NODENAME > node.${it}')
 
 def agent_pid(node):
-    # The agent of that node: a child of slurmstepd whose SLURMD_NODENAME is node.
+    # The agent of that node that serves (and started the tasks): of the processes of
+    # _agent.py whose SLURMD_NODENAME is node, the child of another (its keeper).
+    found = {}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
             cmd = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
             env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
-        except OSError:
+            ppid = int(open(f"/proc/{pid}/stat").read().rpartition(")")[2].split()[1])
+        except (OSError, ValueError):
             continue
         if any(c.endswith(b"_agent.py") for c in cmd) and not cmd[0].endswith(b"srun") and (
                 f"SLURMD_NODENAME={node}".encode() in env) and (
                 f"SLURM_JOB_ID={JOB}".encode() in env):
-            return int(pid)
-    return None
+            found[int(pid)] = ppid
+    serving = [pid for pid, ppid in found.items() if ppid in found]
+    return serving[0] if serving else next(iter(found), None)
+
+
+def alive(pid):
+    try:
+        return open(f"/proc/{pid}/stat").read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
 
 async def main():
     nodes = subprocess.run(["scontrol", "show", "hostnames", os.environ["SLURM_JOB_NODELIST"]],
@@ -226,11 +238,13 @@ async def main():
         got = await pilot.wait4(["h", "more"], timeout=30)
     report = [json.loads(line) for line in open([os.path.join(WD, d, "jobs.report")
               for d in os.listdir(WD) if d.startswith(".qcgpjm-service-")][0])]
-    # An agent SIGKILLed cannot kill its tasks: Slurm's proctrack ends them with the
-    # step's task on that node where it follows them (cgroup); linuxproc (this cluster) not.
+    # The SIGKILLed agent's tasks go with it (its keeper kills them): none may be left.
+    lpids = [int(open(os.path.join(WD, f"lpid.{i}")).read()) for i in range(4, 8)]
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 30 and any(alive(p) for p in lpids):
+        await anyio.sleep(0.05)
     orphans = []
-    for i in range(4, 8):
-        pid = int(open(os.path.join(WD, f"lpid.{i}")).read())
+    for pid in lpids:  # only where the agent failed to
         try:
             os.kill(pid, signal.SIGKILL)
             orphans.append(pid)
@@ -251,6 +265,7 @@ def test_an_agent_killed_fails_its_tasks_and_the_rest_run_on_the_other_node(
     assert lose not in out["more"] and len(out["more"]) == 1
     text = json.dumps(out["report"])
     assert f"node {lose} lost" in text
+    assert out["orphans"] == []  # its tasks went with the agent (its keeper killed them)
     assert out["left"] == []
 
 

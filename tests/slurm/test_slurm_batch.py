@@ -145,11 +145,12 @@ def test_batch_mode_inside_sbatch_spreads_jobs_over_the_allocation(
     assert (cpus_per_task, omp) == ("4", "4") and node in hosts
 
 
-# A step per job: with the launch agents, Slurm's SIGTERM to the agents' srun (in the
-# batch step, as the service) makes srun end the agents' step, which may SIGKILL a task
-# before its trap has run (docs/slurm.md, "Launch agents"); each job's own step keeps it.
+# A step per job (the same with the launch agents: the next test). The tasks loop: Slurm
+# signals each process of a step on its own, so a shell in ``sleep 60 & wait`` whose
+# sleep dies first returns from ``wait`` and may exit 0 before its own SIGTERM, without
+# its trap (seen on the test cluster, through agents: 3 tasks of 100).
 STOPPED = """#!/bin/bash
-exec {python} -m qcgpj_async --file-path reqs.json --wd run --kill-grace 5 --no-agents
+exec {python} -m qcgpj_async --file-path reqs.json --wd run --kill-grace 5 {mode}
 """
 
 LONG = [
@@ -161,7 +162,7 @@ LONG = [
                 "iteration": {"stop": 4},
                 "execution": {
                     "script": "trap 'echo TERM > term.${it}; exit 0' TERM; touch ready.${it}; "
-                    "sleep 60 & wait"
+                    "while :; do sleep 0.1; done"
                 },
                 "resources": {"numCores": {"exact": 2}},
             }
@@ -175,7 +176,8 @@ def test_scancel_of_the_batch_job_stops_every_job_and_writes_the_reports(
 ) -> None:
     (tmp_path / "reqs.json").write_text(json.dumps(LONG))
     run = tmp_path / "run"
-    with slurm_cluster.batch_job(STOPPED.format(python=sys.executable), tmp_path) as job_id:
+    script = STOPPED.format(python=sys.executable, mode="--no-agents")
+    with slurm_cluster.batch_job(script, tmp_path) as job_id:
         deadline = time.monotonic() + 60
         while not all((run / f"ready.{i}").exists() for i in range(4)):
             assert time.monotonic() < deadline, f"job {job_id}: the steps never started"
@@ -195,3 +197,50 @@ def test_scancel_of_the_batch_job_stops_every_job_and_writes_the_reports(
     assert sorted(entries) == ["long", *(f"long:{i}" for i in range(4))]
     assert {entries[f"long:{i}"]["state"] for i in range(4)} <= {"CANCELED", "SUCCEED"}, entries
     assert {entries[f"long:{i}"]["runtime"]["exit_code"] for i in range(4)} == {"0"}, entries
+
+
+# Through the launch agents, a trap that takes a second.
+TRAPPED = [
+    {
+        "request": "submit",
+        "jobs": [
+            {
+                "name": "long",
+                "iteration": {"stop": 4},
+                "execution": {
+                    "script": "trap 'echo TERM > term.${it}; sleep 1; echo done >> term.${it};"
+                    " exit 0' TERM; touch ready.${it}; while :; do sleep 0.1; done"
+                },
+                "resources": {"numCores": {"exact": 2}},
+            }
+        ],
+    }
+]
+
+
+def test_scancel_with_agents_lets_every_trap_run_to_its_end(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    (tmp_path / "reqs.json").write_text(json.dumps(TRAPPED))
+    run = tmp_path / "run"
+    script = STOPPED.format(python=sys.executable, mode="")
+    with slurm_cluster.batch_job(script, tmp_path) as job_id:
+        deadline = time.monotonic() + 60
+        while not all((run / f"ready.{i}").exists() for i in range(4)):
+            assert time.monotonic() < deadline, f"job {job_id}: the tasks never started"
+            time.sleep(0.05)  # files the tasks write
+        subprocess.run(["scancel", job_id], check=True, timeout=30, stdin=subprocess.DEVNULL)
+        end = slurm_cluster.job_end(job_id)
+    err = (tmp_path / "batch.err").read_text()
+    assert (end["JobState"], end["ExitCode"]) == ("CANCELLED", "143:0"), (end, err)
+    assert "qcgpj-async: terminated: every job was stopped" in err
+    # srun, SIGTERMed in the batch step, does not end the agents' step before the tasks
+    # end (22.05): every trap ran to its end, within --kill-grace and KillWait.
+    terms = {p.name: p.read_text().split() for p in run.glob("term.*")}
+    assert terms == {f"term.{i}": ["TERM", "done"] for i in range(4)}, terms
+    (report,) = run.glob(".qcgpjm-service-*/jobs.report")
+    entries = {e["name"]: e for e in map(json.loads, report.read_text().splitlines())}
+    assert sorted(entries) == ["long", *(f"long:{i}" for i in range(4))]
+    assert {entries[f"long:{i}"]["state"] for i in range(4)} <= {"CANCELED", "SUCCEED"}, entries
+    assert {entries[f"long:{i}"]["runtime"]["exit_code"] for i in range(4)} == {"0"}, entries
+    assert "lost" not in json.dumps(entries)  # no node lost: the agents outlived their tasks
