@@ -14,7 +14,8 @@ heap by id, and "does it fit" is a comparison with a counter. Placing a
 job on nodes (``numNodes``, no consumables) does not walk the nodes either:
 the nodes that can hold ``c`` cores each (or are whole and free) are in a
 heap by index too, one heap per distinct ``c``, made at its first use (see
-:meth:`ResourcePool._on_nodes`). Consumables keep the walk over the nodes.
+:meth:`ResourcePool._on_nodes`), and the part of a whole node, or of one core,
+is made once per node. Consumables keep the walk over the nodes.
 
 GPUs are the consumable ``gpu`` with device ids: each node knows its ids
 (``"0"``, ``"1"``... or whatever the node names them), and an allocation that
@@ -28,13 +29,13 @@ cores of GPU nodes stay for the GPU jobs.
 from __future__ import annotations
 
 import heapq
-import re
 from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
 from ..model import JobDescriptionError
-from ._gpus import GpuSetup, node_gpu_ids, split_spec
+from ._gpus import GpuSetup, node_gpu_ids
+from ._nodespec import parse_nodes, parse_nodes_gpus
 
 __all__ = (
     "Allocation",
@@ -69,6 +70,10 @@ class Node:
     gpu_free: list[int] = attrs.Factory(list)
     #: Position in the order nodes are taken in (nodes without GPUs first).
     rank: int = 0
+    #: The part of an allocation of the whole node, and of each core (no
+    #: consumables), made once.
+    whole: NodePart | None = None
+    ones: list[NodePart | None] = attrs.Factory(list)
 
     @property
     def free_count(self) -> int:
@@ -127,59 +132,6 @@ class Requirement:
     nodes_lo: int | None = None
     nodes_hi: int | None = None
     crs: tuple[tuple[str, int], ...] = ()
-
-
-_NODE = re.compile(r"(?:([^:,\s]+):)?(\d+)")
-
-
-#: The most cores :func:`parse_nodes` accepts (the pool keeps a few bytes per core).
-MAX_CORES = 10_000_000
-
-
-def parse_nodes(spec: str) -> list[tuple[str, int]]:
-    """Parse a nodes spec like ``"4"``, ``"n1:2"``, ``"4,2,2"``, ``"n1:4,n2:4"``.
-
-    Unnamed nodes are called ``n0, n1, ...`` by their position. GPU parts
-    (``n1:4:gpu=0+1``) are allowed and left out: see :func:`parse_nodes_gpus`.
-
-    Raises:
-        JobDescriptionError: the spec is malformed.
-    """
-    return parse_nodes_gpus(spec)[0]
-
-
-def parse_nodes_gpus(spec: str) -> tuple[list[tuple[str, int]], dict[str, tuple[str, ...]]]:
-    """:func:`parse_nodes`, and the GPU ids of the nodes that have a GPU part:
-    ``n1:4:gpu=0+1`` (ids ``0`` and ``1``), ``n1:4:gpus=2`` (two GPUs, ``0`` and
-    ``1``), ``4:gpus=4`` (``n0``).
-
-    Raises:
-        JobDescriptionError: the spec is malformed.
-    """
-    out: list[tuple[str, int]] = []
-    gpus: dict[str, tuple[str, ...]] = {}
-    for i, raw in enumerate(spec.split(",")):
-        item, ids = split_spec(raw)
-        m = _NODE.fullmatch(item.strip())
-        if m is None or int(m.group(2)) < 1:
-            raise JobDescriptionError(
-                [
-                    f"nodes: invalid entry {raw!r} in {spec!r} "
-                    "(expected [name:]cores[:gpu=ID+ID...|:gpus=N], cores >= 1)"
-                ]
-            )
-        out.append((m.group(1) or f"n{i}", int(m.group(2))))
-        if ids:
-            gpus[out[-1][0]] = ids
-    names = [n for n, _ in out]
-    if len(set(names)) != len(names):
-        raise JobDescriptionError([f"nodes: duplicate node name in {spec!r}"])
-    total = sum(c for _, c in out)
-    if total > MAX_CORES:  # each core has its slot in the pool's tables
-        raise JobDescriptionError(
-            [f"nodes: {total} cores in {spec!r}, more than the {MAX_CORES:,} one pilot manages"]
-        )
-    return out, gpus
 
 
 class ResourcePool:
@@ -244,15 +196,18 @@ class ResourcePool:
                 self._heap.append(n.rank)
         self.consumables = frozenset(k for n in self.nodes for k in n.crs_total)
         self.largest_node = max(len(n.free) for n in self.nodes)  # usable cores
-        # Cores asked per node (0: whole nodes) -> heap of the indexes of the nodes
-        # that can hold that now, and whether each node is in it. Every node that
-        # can is in its heap (a release pushes it); one that no longer can is
-        # dropped when a placement meets it (an allocation never walks the heaps).
+        # Cores asked per node (0: whole nodes) -> heap of the ranks of the nodes
+        # that can hold that now, and whether each node (by index) is in it. Every
+        # node that can is in its heap (a release pushes it) or among the nodes
+        # ``_found`` for it; one that no longer can is dropped when a placement
+        # meets it (an allocation never walks the heaps).
         self._by_need: dict[int, tuple[list[int], bytearray]] = {}
-        # The nodes of the last such placement: the same requirement placed again
-        # (fits, then allocate) finds the same nodes while they can still hold it
-        # and no release made a lower one able to (a release forgets them).
-        self._found: tuple[Requirement, list[Node]] | None = None
+        self._no_whole = 0 if system_core else -1  # the index of the node never whole
+        # The nodes of the last such placement (out of their heap), and the free
+        # cores then: the same requirement placed again (fits, then allocate) finds
+        # the same nodes while they can still hold it (surely: nothing was allocated
+        # since) and no release made a lower one able to (a release puts them back).
+        self._found: tuple[Requirement, list[Node], int] | None = None
 
     @property
     def total_nodes(self) -> int:
@@ -300,7 +255,7 @@ class ResourcePool:
         self.total_cores -= usable
         node.free.clear()
         node.crs_free = dict.fromkeys(node.crs_free, 0)
-        self._found = None
+        self._unhold()
         self.largest_node = max((self.usable(n) for n in self.nodes), default=0)
         return usable
 
@@ -326,16 +281,20 @@ class ResourcePool:
 
     def fits(self, req: Requirement) -> bool:
         """Whether ``req``'s minimum can be allocated now."""
-        if req.nodes_lo is None and not req.crs:
-            return self.free_cores >= req.cores_lo
+        if not req.crs:
+            if req.nodes_lo is None:
+                return self.free_cores >= req.cores_lo
+            return self.free_cores > 0 and self._on_nodes(req) is not None
         if self.free_cores == 0:
             return False
         return self._plan(req) is not None
 
     def allocate(self, req: Requirement) -> Allocation | None:
         """Allocate for ``req`` (as much as is free up to its maximum), or None."""
-        if req.nodes_lo is None and not req.crs:
-            return self._allocate_cores(req.cores_lo, req.cores_hi)
+        if not req.crs:
+            if req.nodes_lo is None:
+                return self._allocate_cores(req.cores_lo, req.cores_hi)
+            return self._allocate_nodes(req)
         plan = self._plan(req)
         if plan is None:
             return None
@@ -353,9 +312,50 @@ class ResourcePool:
                 if k == "gpu" and node.gpu_ids:
                     taken = sorted(heapq.heappop(node.gpu_free) for _ in range(n))
                     gpus = tuple(node.gpu_ids[g] for g in taken)
-            parts.append(NodePart(node.name, cores, dict(req.crs) or None, node.index, gpus))
+            parts.append(NodePart(node.name, cores, dict(req.crs), node.index, gpus))
             self.free_cores -= ncores
         return Allocation(tuple(parts))
+
+    def _allocate_nodes(self, req: Requirement) -> Allocation | None:
+        """:meth:`allocate` on ``nodes_lo..nodes_hi`` nodes without consumables."""
+        found = self._on_nodes(req)
+        if found is None:
+            return None
+        hi = req.cores_hi if req.cores_lo else 0  # 0: whole nodes (all their cores)
+        parts = []
+        taken = 0
+        pop = heapq.heappop
+        for node in found:
+            free = node.free
+            n = min(len(free), hi) if hi else len(free)
+            if n == 1:  # one core: its part is made once
+                core = pop(free)
+                one = node.ones[core] if node.ones else None
+                part = one or self._one_part(node, core)
+            elif n == node.total:  # the whole node: its part is made once
+                part = node.whole or self._whole_part(node)
+                free.clear()
+            elif n == len(free):  # all of them: no pop per core
+                part = NodePart(node.name, tuple(sorted(free)), None, node.index)
+                free.clear()
+            else:  # the lowest ids
+                part = NodePart(node.name, tuple(pop(free) for _ in range(n)), None, node.index)
+            taken += n
+            parts.append(part)
+        self.free_cores -= taken
+        return Allocation(tuple(parts))
+
+    @staticmethod
+    def _whole_part(node: Node) -> NodePart:
+        node.whole = NodePart(node.name, tuple(range(node.total)), None, node.index)
+        return node.whole
+
+    @staticmethod
+    def _one_part(node: Node, core: int) -> NodePart:
+        if not node.ones:
+            node.ones.extend([None] * node.total)
+        part = node.ones[core] = NodePart(node.name, (core,), None, node.index)
+        return part
 
     def _allocate_cores(self, lo: int, hi: int) -> Allocation | None:
         if self.free_cores < lo:
@@ -432,8 +432,6 @@ class ResourcePool:
 
     def _plan(self, req: Requirement) -> list[tuple[Node, int]] | None:
         """Which nodes and how many cores on each, for a non-trivial requirement."""
-        if req.nodes_lo is not None and not req.crs:
-            return self._on_nodes(req, req.nodes_lo)
         plan: list[tuple[Node, int]] = []
         if req.nodes_lo is None:  # cores anywhere, on nodes that have the consumables
             want = req.cores_hi
@@ -459,87 +457,101 @@ class ResourcePool:
                 break
         return plan if len(plan) >= req.nodes_lo else None
 
-    def _on_nodes(self, req: Requirement, nodes_lo: int) -> list[tuple[Node, int]] | None:
-        """:meth:`_plan` of ``nodes_lo..nodes_hi`` nodes without consumables: the
-        lowest-index nodes that can hold ``cores_lo`` each (or are whole and free),
-        as the walk over the nodes would find them, from their heap."""
-        need = req.cores_lo
+    def _on_nodes(self, req: Requirement) -> list[Node] | None:
+        """The nodes of a placement of ``nodes_lo..nodes_hi`` nodes without
+        consumables: the lowest-rank nodes that can hold ``cores_lo`` each (or are
+        whole and free), as the walk over the nodes would find them, from their heap."""
         last = self._found
-        if (
-            last is not None
-            and last[0] is req
-            and all(self._fits_need(node, need) for node in last[1])
-        ):
-            found = last[1]
-        else:
-            nodes = self._find_nodes(req, need, nodes_lo)
-            if nodes is None:
-                return None
-            found = nodes
-            self._found = (req, found)
-        if need == 0:
-            return [(n, len(n.free)) for n in found]
-        hi = req.cores_hi
-        return [(n, min(len(n.free), hi)) for n in found]
+        if last is not None and last[0] is req:
+            if last[2] == self.free_cores:  # nothing was allocated since
+                return last[1]
+            if self._all_fit(last[1], req.cores_lo):
+                self._found = (req, last[1], self.free_cores)
+                return last[1]
+        return self._find_nodes(req)
 
-    def _find_nodes(self, req: Requirement, need: int, nodes_lo: int) -> list[Node] | None:
-        """The lowest-rank nodes (up to ``nodes_hi``) that can hold ``need`` each."""
+    def _find_nodes(self, req: Requirement) -> list[Node] | None:
+        """The lowest-rank nodes (up to ``nodes_hi``) that can hold ``cores_lo`` each,
+        out of their heap while they are the nodes ``_found``."""
+        self._unhold()
+        need, lo = req.cores_lo, req.nodes_lo
+        assert lo is not None
         index = self._by_need.get(need)
         if index is None:  # flags by node index, heap of ranks
             flags = bytearray(self._fits_need(n, need) for n in self.nodes)
             index = self._by_need[need] = ([n.rank for n in self.order if flags[n.index]], flags)
         heap, flags = index
-        want = req.nodes_hi if req.nodes_hi is not None else nodes_lo
-        nodes = self.order
+        want = req.nodes_hi if req.nodes_hi is not None else lo
+        nodes, fits, pop = self.order, self._fits_need, heapq.heappop
         found: list[Node] = []
-        pop = heapq.heappop
         while heap and len(found) < want:
             node = nodes[pop(heap)]
-            if self._fits_need(node, need):
+            if fits(node, need):
                 found.append(node)
             else:
                 flags[node.index] = 0
-        for node in found:  # a plan takes nothing: they stay candidates
-            heapq.heappush(heap, node.rank)
-        return found if len(found) >= nodes_lo else None
+        if len(found) < lo:
+            for node in found:
+                heapq.heappush(heap, node.rank)
+            return None
+        self._found = (req, found, self.free_cores)
+        return found
+
+    def _unhold(self) -> None:
+        """The nodes ``_found`` go back to their heap, or out of it (flag 0) where
+        they can no longer hold what they were found for."""
+        last = self._found
+        if last is not None:
+            self._found = None
+            need = last[0].cores_lo
+            heap, flags = self._by_need[need]
+            for node in last[1]:
+                if self._fits_need(node, need):
+                    heapq.heappush(heap, node.rank)
+                else:
+                    flags[node.index] = 0
+
+    def _all_fit(self, found: list[Node], need: int) -> bool:
+        """Whether every node of ``found`` can still hold ``need`` cores (0: whole)."""
+        if need:
+            return all(len(node.free) >= need for node in found)
+        return all(self._fits_need(node, 0) for node in found)
 
     def _fits_need(self, node: Node, need: int) -> bool:
         """Whether ``node`` can hold ``need`` cores now (0: is whole, free and usable)."""
+        n = len(node.free)
         if need:
-            return len(node.free) >= need
-        return (
-            len(node.free) == node.total
-            and node.crs_free == node.crs_total
-            and not (self.system_core and node.index == 0)
-        )
+            return n >= need
+        return n == node.total and node.crs_free == node.crs_total and node.index != self._no_whole
 
     def release(self, alloc: Allocation) -> None:
         """Give an allocation's cores and consumables back."""
-        by_need = self._by_need
+        by_need, nodes = self._by_need, self.nodes
+        if by_need:
+            self._unhold()
         for part in alloc.parts:
-            node = self.nodes[part.index]
+            node = nodes[part.index]
             if node.lost:  # its cores never come back
                 continue
-            free = node.free
+            free, cores = node.free, part.cores
             if free:
-                for c in part.cores:
+                for c in cores:
                     heapq.heappush(free, c)
             else:  # ascending (as every allocation makes them): a heap as they are
-                free.extend(part.cores)
+                free.extend(cores)
             if part.crs:
                 for k, n in part.crs.items():
                     node.crs_free[k] += n
                 for g in part.gpus:
                     heapq.heappush(node.gpu_free, node.gpu_ids.index(g))
-            self.free_cores += len(part.cores)
+            self.free_cores += len(cores)
             if not node.in_heap:
                 node.in_heap = True
                 heapq.heappush(self._heap, node.rank)
             if by_need:
-                self._found = None
                 i = node.index
                 for need, (heap, flags) in by_need.items():
-                    if not flags[i] and self._fits_need(node, need):
+                    if not flags[i] and (len(free) >= need if need else self._fits_need(node, 0)):
                         flags[i] = 1
                         heapq.heappush(heap, node.rank)
 

@@ -116,3 +116,20 @@ def test_placement_does_not_walk_busy_nodes() -> None:
     p.release(released)
     b = p.allocate(req)
     assert b is not None and b.nodes == ["n500", "n996", "n997", "n998"]
+
+
+def test_nodes_found_are_checked_again_when_cores_went_between() -> None:
+    # fits() finds n0, n1; cores taken before allocate() leave n0 unable: n1, n2.
+    p = pool("2,2,2,2")
+    req = Requirement(1, 1, 2, 2)
+    assert p.fits(req)
+    taken = p.allocate(Requirement(2, 2))
+    assert taken is not None and taken.nodes == ["n0"]
+    a = p.allocate(req)
+    assert a is not None and a.nodes == ["n1", "n2"]
+    # n0 comes back; n0, n1 are found, then n1 is lost: n0 and n2.
+    p.release(taken)
+    assert p.fits(req)
+    p.take_out("n1")
+    b = p.allocate(req)
+    assert b is not None and b.nodes == ["n0", "n2"]
