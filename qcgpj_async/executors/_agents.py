@@ -292,6 +292,20 @@ class AgentQueues:
         for node, why in list(self.lost.items()):
             callback(node, why)
 
+    @property
+    def batching(self) -> bool:
+        """Whether a batch is open (see :meth:`batch`)."""
+        return self._window.active
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Within: the requests asked of any agent gather, and go in one write per agent
+        at the end. The events of each read of an agent are handled in one."""
+        return self._window.batch()
+
+    def on_batch_end(self, callback: Callable[[], object] | None) -> None:
+        """Call ``callback()`` at the end of each batch, once its requests are sent."""
+        self._window.after = callback
+
     # -- what an agent's task sees ------------------------------------------------
 
     def _filtered(self, env: Mapping[str, str], here: _Node) -> dict[str, str]:

@@ -27,7 +27,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, Protocol, cast
 
 import anyio
@@ -175,14 +175,38 @@ class ForkStart:
 
 
 class Window:
-    """Fork servers whose requests gather while the events of any of them are handled
-    (each server alone by default; the launch agents of an allocation share one)."""
+    """Fork servers whose requests gather while a batch is open: the events of a read
+    of any of them being handled, or many launches being asked at once (each server
+    alone by default; the launch agents of an allocation share one)."""
 
-    __slots__ = ("active", "dirty")
+    __slots__ = ("active", "after", "dirty")
 
     def __init__(self) -> None:
         self.active = False
         self.dirty: list[ForkServer] = []
+        #: Called at the end of each batch, once its requests are sent.
+        self.after: Callable[[], object] | None = None
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Within: requests gather, and go in one write per server at the end (a
+        batch opened within a batch is part of it)."""
+        if self.active:
+            yield
+            return
+        self.active = True
+        try:
+            yield
+        finally:
+            self.active = False
+            dirty, self.dirty = self.dirty, []
+            for server in dirty:
+                data, server._gather = server._gather, None
+                if data and server._wfd >= 0:
+                    with contextlib.suppress(OSError):
+                        server._write(memoryview(data))
+            if self.after is not None:
+                self.after()
 
 
 class ByteLink(Protocol):
@@ -398,23 +422,9 @@ class ForkServer:
     def _handle(self, msgs: list[Any]) -> None:
         """The events of one read; the requests they lead to, to this server or any
         of its window, are sent at the end, one write per server."""
-        win = self._window
-        if win.active:  # pragma: no cover - one read is handled at a time
+        with self._window.batch():
             for msg in msgs:
                 self._event(msg)
-            return
-        win.active = True
-        try:
-            for msg in msgs:
-                self._event(msg)
-        finally:
-            win.active = False
-            dirty, win.dirty = win.dirty, []
-            for server in dirty:
-                data, server._gather = server._gather, None
-                if data and server._wfd >= 0:
-                    with contextlib.suppress(OSError):
-                        server._write(memoryview(data))
 
     def _keys(self, rids: list[int] | None) -> list[Any] | None:
         if not rids:
@@ -607,6 +617,21 @@ class ForkServer:
         """Call ``callback(node, why)`` when the node this queue serves is lost (its
         server ended before :meth:`aclose`); never for the pilot's own node."""
         self._on_lost = callback
+
+    @property
+    def batching(self) -> bool:
+        """Whether a batch is open (see :meth:`batch`)."""
+        return self._window.active
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Within: the requests asked gather, and go in one write at the end. The
+        events of each read are handled in one."""
+        return self._window.batch()
+
+    def on_batch_end(self, callback: Callable[[], object] | None) -> None:
+        """Call ``callback()`` at the end of each batch (the events of a read handled,
+        their callbacks run), once the requests it gathered are sent."""
+        self._window.after = callback
 
     def ping(self, n: int) -> bool:
         """Ask the server for ``("pong", n)`` (see :attr:`pong`); whether it was sent."""

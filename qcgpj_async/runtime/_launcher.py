@@ -79,6 +79,8 @@ class Launcher:
         kill_grace: seconds between SIGTERM and SIGKILL.
         places: where each run runs, noted when it is launched.
         node_lost_hook: called with ``(node, why, time)`` when a node is lost.
+        batch_end: called after each batch of the start queue's answers and ends
+            (the dispatches of a batch leave the journal's write to it).
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class Launcher:
         kill_grace: float,
         places: RunPlaces,
         node_lost_hook: Callable[[str, str, float], None] | None = None,
+        batch_end: Callable[[], None] | None = None,
     ) -> None:
         self._id = pilot_id
         self._root_wd = root_wd
@@ -125,6 +128,7 @@ class Launcher:
         self._killing = False
         #: Called with ``(node, why, time)`` when a node is lost (the journal notes it).
         self.node_lost_hook = node_lost_hook
+        self._batch_end = batch_end
 
     async def open(
         self,
@@ -144,6 +148,8 @@ class Launcher:
         if queue is None:
             return None
         queue.on_node_lost(self._node_lost)
+        if self._batch_end is not None:
+            queue.on_batch_end(self._batch_ended)
         # Shielded: it says "started" at once, and a cancelled start() would wait
         # for the task it cancels, which holds out until aclose(): a deadlock.
         # A cancellation pending now reaches the block's first await instead.
@@ -161,6 +167,19 @@ class Launcher:
         if self.node_lost_hook is not None:
             self.node_lost_hook(node, why, now)
         self._dispatch(self._engine.node_lost(node, now, why))
+
+    def _batch_ended(self) -> None:
+        if self._batch_end is not None:
+            self._guarded(self._batch_end)
+
+    @property
+    def batching(self) -> bool:
+        """Whether a batch of the start queue is open: what its end does waits for it."""
+        return self.queue is not None and self.queue.batching
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Within: the starts asked go to the start queue together, at the end."""
+        return self.queue.batch() if self.queue is not None else contextlib.nullcontext()
 
     def set_env(self, name: str, value: str | None) -> None:
         """Set (``value``) or unset (None: as this process has it) a variable of the

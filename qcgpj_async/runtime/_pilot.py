@@ -134,7 +134,7 @@ class Pilot(PilotView):
         waiters = Waiters(pilot_id, engine, lambda: recorder.reports_now())
         recorder = Recorder(engine, waiters, self._submit_vars, journal_sync)
         args = (pilot_id, root_wd, engine, self._dispatch, self._submit_vars, kill_grace)
-        self._launcher = Launcher(*args, recorder.places, recorder.node_lost)
+        self._launcher = Launcher(*args, recorder.places, recorder.node_lost, recorder.batch_end)
         super().__init__(pilot_id, root_wd, engine, waiters, recorder)
         # Pure engine work, here: a bad journal fails the constructor.
         self._recovered = rec = load_journal(resume) if resume is not None else None
@@ -292,7 +292,7 @@ class Pilot(PilotView):
         if wake is not None and svc is not None and svc.dirty:
             wake.set()  # within REPORT_DELAY, in one write
             recorder.report_wake = None
-        if recorder.journal is not None:
+        if recorder.journal is not None and not launcher.batching:  # (else at the batch's end)
             recorder.journal.flush()  # now: it is what a resume relies on
 
     # == the API ================================================================
@@ -325,7 +325,8 @@ class Pilot(PilotView):
         for spec in specs:
             self._submit_vars[spec.name] = request_vars
         self._recorder.journal_line(record)
-        self._dispatch(instructions)
+        with self._launcher.batch():  # the starts of many jobs: one write per node
+            self._dispatch(instructions)
         return [s.name for s in specs]
 
     async def cancel(self, names: str | Iterable[str]) -> int:
