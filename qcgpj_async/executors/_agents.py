@@ -335,7 +335,7 @@ class AgentQueues:
     def _agent_task(self, task: Task, here: _Node) -> Task:
         part = task.allocation.parts[0]
         n = len(part.cores)
-        key = (n, task.env.get("SLURM_JOB_NAME"))
+        key = (n, task.getenv("SLURM_JOB_NAME"))
         shape = here.shapes.get(key)
         if shape is None:  # the same for every task of n cores here: made once
             shape = dict.fromkeys(TASK_VARIABLES, "0")

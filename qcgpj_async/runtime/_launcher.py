@@ -31,6 +31,7 @@ from ..executors import (
     Starting,
     StartQueue,
     Task,
+    TaskCache,
     prepare_task,
 )
 from ..model import InvalidTransition
@@ -113,6 +114,7 @@ class Launcher:
         self._log: logging.Logger | None = None
         #: The base environment of the jobs (never changed in place).
         self.base_env: dict[str, str] = {}
+        self._task_cache: TaskCache = {}  # what iterations of one execution share
         self.procs: dict[int, Process] = {}
         #: Runs with a "run" record in the journal.
         self.journaled_runs: set[int] = set()
@@ -206,6 +208,7 @@ class Launcher:
             step_id=f"{self._id}.{launch.run_id}",
             submit_vars=self._submit_vars.get(launch.job),
             gpu=self._engine.pool.gpu,
+            cache=self._task_cache,
         )
 
     # -- starts asked of the start queue, followed by callbacks ------------------------
