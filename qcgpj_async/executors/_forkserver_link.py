@@ -519,6 +519,7 @@ class ForkServer:
         slot: int = 0,
         key: int = 0,
         cpus: Sequence[int] | None = None,
+        unset: Sequence[str] = (),
     ) -> ForkStart:
         """Ask for a start now; :meth:`ForkStart.result` awaits it.
 
@@ -527,9 +528,10 @@ class ForkServer:
         for it, given back among the ``successor`` of the run whose core it took;
         ``cpus``: pin it to these CPU ids.
 
-        ``env`` is ``base`` plus ``extra`` where both are given (``base`` never
-        changes in place): only ``extra`` is sent, ``base`` in full when it is a
-        new one. Otherwise what differs from the last environment sent in full.
+        ``env`` is ``base`` plus ``extra`` less ``unset`` where both are given
+        (``base`` never changes in place): only ``extra`` and ``unset`` are sent,
+        ``base`` in full when it is a new one. Otherwise what differs from the last
+        environment sent in full.
         """
         if not self.running:
             return ForkStart(label, f"job {label}: the fork server is not running")
@@ -538,21 +540,21 @@ class ForkServer:
         if base is not None and extra is not None:
             self._send_base(base)
             set_: Mapping[str, str] = extra if type(extra) is dict else dict(extra)
-            unset: list[str] = []
+            drop = list(unset) if unset else []
         else:
             self._base_src = None
             sent = self._env
             set_ = {k: v for k, v in env.items() if sent.get(k) != v}
-            unset = [k for k in sent if k not in env]
-            if len(set_) + len(unset) > 32:  # the base changed: send it in full, once
+            drop = [k for k in sent if k not in env]
+            if len(set_) + len(drop) > 32:  # the base changed: send it in full, once
                 self._env = sent = dict(env)
                 self._send(("env", sent))
-                set_, unset = {}, []
+                set_, drop = {}, []
         self._rid += 1
         rid = self._rid
         start = self._starts[rid] = ForkStart(label, key=key, rid=rid, server=self)
         msg: tuple[Any, ...] = (
-            "start", rid, label, list(argv), set_, unset, cwd, stdin, stdout, stderr, queued, slot
+            "start", rid, label, list(argv), set_, drop, cwd, stdin, stdout, stderr, queued, slot
         )  # fmt: skip
         self._send((*msg, list(cpus)) if cpus else msg)
         return start
@@ -588,6 +590,7 @@ class ForkServer:
                     slot=1 if queued else task.allocation.cores,
                     key=key,
                     cpus=None if self._pin is None or queued else self._pin(task),
+                    unset=task.env_unset,
                 )
             except (OSError, subprocess.SubprocessError):  # it cannot start: start elsewhere
                 return None

@@ -45,11 +45,13 @@ class Task:
     allocation: Allocation
     model: str
     model_opts: Mapping[str, object]
-    #: ``env`` is ``env_base`` (shared by many tasks, never changed) plus ``env_extra``.
+    #: ``env`` is ``env_base`` (shared by many tasks, never changed) plus ``env_extra``,
+    #: less ``env_unset``.
     env_base: Mapping[str, str] | None = None
     env_extra: Mapping[str, str] | None = None
     #: How the pilot's GPUs are shown to jobs (None: the pilot has none).
     gpu: GpuSetup | None = None
+    env_unset: tuple[str, ...] = ()
 
     def getenv(self, name: str) -> str | None:
         """``env.get(name)``, read from ``env_extra`` and ``env_base`` where given (faster)."""
