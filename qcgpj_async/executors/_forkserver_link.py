@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import marshal
 import os
 import signal
 import subprocess
@@ -34,7 +35,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from ._base import LaunchError, Starting
-from ._forkserver import Reader, pack
+from ._forkserver import HEADER, Reader, pack
 from ._task import Task
 
 __all__ = ("ByteLink", "ForkProcess", "ForkServer", "ForkStart", "PipeLink", "Window")
@@ -440,7 +441,8 @@ class ForkServer:
         if kind == "exited":
             proc = self._procs.pop(rid, None)
             if proc is not None:
-                proc.successor = self._keys(msg[3])
+                if msg[3]:
+                    proc.successor = self._keys(msg[3])
                 proc.ended_at = msg[4]
                 proc._exited(msg[2])
             return
@@ -491,8 +493,11 @@ class ForkServer:
         self._needed.set()
 
     def _send(self, msg: tuple[Any, ...]) -> None:
-        if self._gather is not None:
-            self._gather += pack(msg)
+        gather = self._gather
+        if gather is not None:
+            data = marshal.dumps(msg)  # (pack(), without a copy of the message)
+            gather += HEADER.pack(len(data))
+            gather += data
         elif self._window.active:  # sent at the end of the events being handled
             self._gather = bytearray(pack(msg))
             self._window.dirty.append(self)

@@ -16,6 +16,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import Any
 
 import anyio
@@ -115,6 +116,7 @@ class Launcher:
         #: The base environment of the jobs (never changed in place).
         self.base_env: dict[str, str] = {}
         self._task_cache: TaskCache = {}  # what iterations of one execution share
+        self._pname = ("", "")  # the last program started, and its name
         self.procs: dict[int, Process] = {}
         #: Runs with a "run" record in the journal.
         self.journaled_runs: set[int] = set()
@@ -131,6 +133,10 @@ class Launcher:
         #: Called with ``(node, why, time)`` when a node is lost (the journal notes it).
         self.node_lost_hook = node_lost_hook
         self._batch_end = batch_end
+        # The callbacks of served starts, bound once: a partial of them per job holds
+        # no method object of its own (fewer objects for the garbage collector).
+        self._on_started = partial(self._guarded, self._served_started)
+        self._on_exited = partial(self._guarded, self._served_exited)
 
     async def open(
         self,
@@ -234,7 +240,7 @@ class Launcher:
         # Followed by callbacks from the queue's event reader: no task per job.
         self.served.add(run_id)
         self.tasks += 1
-        starting.on_answer(lambda st: self._guarded(self._served_started, launch, st))
+        starting.on_answer(partial(self._on_started, launch))
 
     def _guarded(self, fn: Callable[..., None], *args: Any) -> None:
         """``fn(*args)`` called back by the queue's reader, which must go on: a bug
@@ -279,13 +285,13 @@ class Launcher:
                 )
                 return
             self._run_started(launch, proc, proc.started_at)
-            proc.on_exit(lambda code: self._guarded(self._served_exited, run_id, code, proc))
+            proc.on_exit(partial(self._on_exited, run_id, proc))
             watched = True
         finally:
             if not watched:
                 self._task_done()
 
-    def _served_exited(self, run_id: int, code: int, proc: ServedProcess) -> None:
+    def _served_exited(self, run_id: int, proc: ServedProcess, code: int) -> None:
         try:
             self._run_exited(run_id, code, proc.ended_at, proc.successor, proc.reason)
         finally:
@@ -319,7 +325,11 @@ class Launcher:
         self._dispatch(self._engine.exited(run_id, code, now or time.time(), reason, successors))
 
     def _note_run(self, run_id: int, task: Task) -> None:
-        self._places.note(run_id, task.cwd, os.path.basename(task.argv[0]))
+        prog, name = self._pname
+        if task.argv[0] is not prog:  # (the same string for every iteration of a job)
+            prog = task.argv[0]
+            self._pname = prog, (name := os.path.basename(prog))
+        self._places.note(run_id, task.cwd, name)
 
     # -- a task per start ------------------------------------------------------------------
 
