@@ -320,12 +320,12 @@ class Pilot(PilotView):
         request_vars = request_variables(self._rcnt + 1, now)
         # Before the engine accepts anything: what cannot be journaled is refused.
         record = self._recorder.submit_record(specs, request_vars, now, stds)
-        instructions = self._engine.submit(specs, now)
-        self._rcnt += 1
-        for spec in specs:
-            self._submit_vars[spec.name] = request_vars
-        self._recorder.journal_line(record)
-        with self._launcher.batch():  # the starts of many jobs: one write per node
+        with self._launcher.batch():  # many runs and starts at once (see Launcher.batch)
+            instructions = self._engine.submit(specs, now)
+            self._rcnt += 1
+            for spec in specs:
+                self._submit_vars[spec.name] = request_vars
+            self._recorder.journal_line(record)
             self._dispatch(instructions)
         return [s.name for s in specs]
 
