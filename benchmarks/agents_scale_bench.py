@@ -1,7 +1,7 @@
 """The pilot with many launch agents, simulated: what it costs per task at 16..1,024 nodes.
 
 Usage: ``python benchmarks/agents_scale_bench.py [--nodes 16,128,1024] [--cores 128]
-[--tasks-per-core 2] [--max-tasks 200000]``
+[--tasks-per-core 2] [--max-tasks 200000] [--profile PREFIX]``
 
 No Slurm needed. One local process (``NULL_AGENTS`` below) opens one
 connection per simulated node to the pilot's agent gate, proves the run's
@@ -111,8 +111,11 @@ while left:
 """
 
 
-def run_size(nodes: int, cores: int, tasks: int) -> dict[str, float]:
-    """One size: the pilot with ``nodes`` null agents of ``cores`` cores, ``tasks`` tasks."""
+def run_size(nodes: int, cores: int, tasks: int, profile: str | None = None) -> dict[str, float]:
+    """One size: the pilot with ``nodes`` null agents of ``cores`` cores, ``tasks`` tasks
+    (``profile``: a file for cProfile's statistics of the submit..end interval)."""
+    import cProfile
+
     import anyio
 
     from qcgpj_async import Jobs, JobState, Pilot
@@ -134,10 +137,17 @@ def run_size(nodes: int, cores: int, tasks: int) -> dict[str, float]:
         async with Pilot(nodes=list(layout.items()), wd=wd, executor=ex,
                          report_format="none") as pilot:  # fmt: skip
             assert len(ex.agents.nodes) == nodes, ex.agents.lost
+            prof = cProfile.Profile() if profile else None
             c0, t0 = time.process_time(), time.perf_counter()
+            if prof is not None:
+                prof.enable()
             await pilot.submit(Jobs().add(name="t", exec="/bin/true", iteration=tasks))
             state = (await pilot.wait4("t"))["t"]
+            if prof is not None:
+                prof.disable()
             c1, t1 = time.process_time(), time.perf_counter()
+            if prof is not None and profile:
+                prof.dump_stats(profile)
             assert state is JobState.SUCCEED, state
         out.update(
             nodes=nodes,
@@ -159,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cores", type=int, default=128)
     p.add_argument("--tasks-per-core", type=float, default=2.0)
     p.add_argument("--max-tasks", type=int, default=200_000)
+    p.add_argument(
+        "--profile",
+        metavar="PREFIX",
+        help="write cProfile statistics of each size to PREFIX-<nodes>.prof (slows the pilot)",
+    )
     args = p.parse_args(argv)
     # Two descriptors per agent here, one in the null agents (inherit the limit).
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -166,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for n in (int(x) for x in args.nodes.split(",")):
         tasks = min(args.max_tasks, int(n * args.cores * args.tasks_per_core))
-        rows.append(run_size(n, args.cores, tasks))
+        profile = f"{args.profile}-{n}.prof" if args.profile else None
+        rows.append(run_size(n, args.cores, tasks, profile))
         print(f"  {rows[-1]}", file=sys.stderr, flush=True)
     print("\n| nodes x cores | tasks | pilot CPU us/task | tasks/s | agents start-up s |")
     print("|---|---|---|---|---|")

@@ -102,7 +102,10 @@ class Allocation:
     @property
     def cores(self) -> int:
         """Number of cores in all nodes."""
-        return sum(len(p.cores) for p in self.parts)
+        parts = self.parts
+        if len(parts) == 1:  # most jobs (read per job: no generator)
+            return len(parts[0].cores)
+        return sum(len(p.cores) for p in parts)
 
     @property
     def nodes(self) -> list[str]:
@@ -115,7 +118,10 @@ class Allocation:
         return any(p.gpus for p in self.parts)
 
     def __str__(self) -> str:
-        return ",".join(f"{p.node}[{':'.join(map(str, p.cores))}]" for p in self.parts)
+        parts = self.parts
+        if len(parts) == 1 and len(parts[0].cores) == 1:  # a one-core job (no generator)
+            return f"{parts[0].node}[{parts[0].cores[0]}]"
+        return ",".join(f"{p.node}[{':'.join(map(str, p.cores))}]" for p in parts)
 
 
 @attrs.frozen

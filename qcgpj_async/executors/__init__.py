@@ -8,6 +8,7 @@ from ._base import Executor, LaunchError, Process, ServedProcess, Starting, Star
 from ._forkserver_link import ByteLink, ForkServer, PipeLink
 from ._task import (
     Task,
+    TaskCache,
     execution_variables,
     gpu_environment,
     prepare_task,
@@ -31,6 +32,7 @@ __all__ = (
     "Starting",
     "SrunExecutor",
     "Task",
+    "TaskCache",
     "execution_variables",
     "gpu_environment",
     "local_argv",

@@ -51,7 +51,7 @@ from ._agent_wire import AgentGate, Joined, new_secret
 from ._forkserver_link import ForkServer, ForkStart, Window
 from ._slurm_env import discover
 from ._srun_argv import SHAPE_VARIABLES, step_environment
-from ._task import Task
+from ._task import Task, qcg_environment
 
 __all__ = (
     "AGENTS_STEP",
@@ -198,6 +198,9 @@ class AgentLink:
         """Nothing: those pids are another host's (the agent killed them)."""
 
 
+_Shape = tuple[dict[str, str], dict[str, str], frozenset[str]]
+
+
 @attrs.define
 class _Node:
     joined: Joined
@@ -205,9 +208,17 @@ class _Node:
     server: ForkServer
     cores: int  # the engine's cores on this node
     pin: bool
-    base: tuple[Mapping[str, str] | None, dict[str, str]] = (None, {})  # source, filtered
-    #: (cores, job name) -> the Slurm variables of a task of that shape here
-    shapes: dict[tuple[int, str | None], dict[str, str]] = attrs.Factory(dict)
+    base: tuple[Mapping[str, str] | None, dict[str, str]] = (None, {})  # source, agent's base
+    #: The pilot's environment as srun exports it, for the source in ``base``.
+    plain: dict[str, str] = attrs.Factory(dict)
+    #: What every task of the node's first shape has alike (its Slurm and one-node
+    #: ``QCG_PM_*`` variables), made part of the agent's base: a start sends what
+    #: differs (``QCG_PM_STEP_ID``, the job's env...), not 25 variables.
+    common: dict[str, str] | None = None
+    #: (cores, job name) -> the variables of a task of that shape here (they win over
+    #: the task's), those of them not in ``common``, and the names in ``common`` not
+    #: among them (each, unless the task has it, as the pilot has it, or unset)
+    shapes: dict[tuple[int, str | None], _Shape] = attrs.Factory(dict)
     pong: int = 0
     heard: float = 0.0
 
@@ -320,18 +331,34 @@ class AgentQueues:
         for node, why in list(self.lost.items()):
             callback(node, why)
 
+    @property
+    def batching(self) -> bool:
+        """Whether a batch is open (see :meth:`batch`)."""
+        return self._window.active
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Within: the requests asked of any agent gather, and go in one write per agent
+        at the end. The events of each read of an agent are handled in one."""
+        return self._window.batch()
+
+    def on_batch_end(self, callback: Callable[[], object] | None) -> None:
+        """Call ``callback()`` at the end of each batch, once its requests are sent."""
+        self._window.after = callback
+
     # -- what an agent's task sees ------------------------------------------------
 
     def _filtered(self, env: Mapping[str, str], here: _Node) -> dict[str, str]:
-        """``env`` less the step-shaping variables, as srun exports it, plus what
-        slurmstepd sets about the job on that node (made once per node and base)."""
+        """The agent's base environment: ``env`` less the step-shaping variables, as
+        srun exports it, plus what slurmstepd sets about the job on that node, plus
+        the node's ``common`` variables (made once per node and base)."""
         src, out = here.base
         if env is not src:
-            out = {
+            plain = {
                 k: v for k, v in env.items() if k not in SHAPE_VARIABLES and k not in STEP_VARIABLES
             }
-            out.update(here.joined.env)
-            here.base = (env, out)
+            plain.update(here.joined.env)
+            out = {**plain, **here.common} if here.common else plain
+            here.base, here.plain = (env, out), plain
         return out
 
     def _hostfile(self, node: str, cores: int) -> str | None:
@@ -349,21 +376,58 @@ class AgentQueues:
     def _agent_task(self, task: Task, here: _Node) -> Task:
         part = task.allocation.parts[0]
         n = len(part.cores)
-        key = (n, task.env.get("SLURM_JOB_NAME"))
+        key = (n, task.getenv("SLURM_JOB_NAME"))
         shape = here.shapes.get(key)
         if shape is None:  # the same for every task of n cores here: made once
-            shape = dict.fromkeys(TASK_VARIABLES, "0")
-            shape["SLURMD_NODENAME"] = part.node
-            shape["SLURM_CPUS_PER_TASK"] = shape["SLURM_CPUS_ON_NODE"] = str(n)
-            shape.update(step_environment(task, self._hostfile(part.node, n)))
-            here.shapes[key] = shape
-        extra = {**task.env_extra, **shape} if task.env_extra else dict(shape)
+            shape = here.shapes[key] = self._shape(task, here, n)
         base = self._filtered(task.env_base if task.env_base is not None else task.env, here)
+        own, common = task.env_extra or {}, here.common or {}
+        mine, fix, restore = shape
+        # Sent: what differs from the agent's base (its ``common``); the shape wins.
+        extra = {k: v for k, v in own.items() if k not in mine and common.get(k) != v}
+        extra.update(fix)
+        unset = () if own.keys() >= restore else self._restore(extra, own, restore, here)
+        env: Mapping[str, str] = ChainMap(extra, base)
+        if unset:
+            env = {k: v for k, v in env.items() if k not in unset}
         return Task(
-            task.run_id, task.job, task.iteration, task.argv, ChainMap(extra, base), task.cwd,
+            task.run_id, task.job, task.iteration, task.argv, env, task.cwd,
             task.stdin, task.stdout, task.stderr, task.allocation, task.model, task.model_opts,
-            base, extra,
+            base, extra, env_unset=unset,
         )  # fmt: skip
+
+    def _shape(self, task: Task, here: _Node, n: int) -> _Shape:
+        """The variables of a task of ``n`` cores here (its share of the allocation, as
+        its own srun step would have it); the first shape of a node is its ``common``."""
+        node = task.allocation.parts[0].node
+        mine = dict.fromkeys(TASK_VARIABLES, "0")
+        mine["SLURMD_NODENAME"] = node
+        mine["SLURM_CPUS_PER_TASK"] = mine["SLURM_CPUS_ON_NODE"] = str(n)
+        mine.update(step_environment(task, self._hostfile(node, n)))
+        if here.common is None:  # the agent's base changes once, before its first start
+            common = dict(mine)
+            for k, v in qcg_environment(task.allocation, "").items():
+                if k != "QCG_PM_STEP_ID":
+                    common[k] = v
+            here.common, here.base = common, (None, {})
+        common = here.common
+        fix = {k: v for k, v in mine.items() if common.get(k) != v}
+        return mine, fix, frozenset(k for k in common if k not in mine)
+
+    def _restore(
+        self, extra: dict[str, str], own: Mapping[str, str], names: frozenset[str], here: _Node
+    ) -> tuple[str, ...]:
+        """The ``common`` variables a task of another shape does not have: set as the
+        pilot has them, else unset (the names returned), unless the task has its own."""
+        unset = []
+        for k in sorted(names):
+            if k in own:
+                continue
+            if k in here.plain:
+                extra[k] = here.plain[k]
+            else:
+                unset.append(k)
+        return tuple(unset)
 
     # -- start-up, heartbeat, end -------------------------------------------------
 

@@ -12,6 +12,7 @@ queues of the nodes of a Slurm allocation). The runtime finds it through
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from anyio.abc import TaskStatus
@@ -172,6 +173,23 @@ class StartQueue(Protocol):
     def on_node_lost(self, callback: Callable[[str, str], object]) -> None:
         """Call ``callback(node, why)`` when a node this queue serves is lost (a launch
         agent that died or stopped answering), before its runs are reported ended."""
+        ...
+
+    @property
+    def batching(self) -> bool:
+        """Whether a batch is open: answers and ends being handled (their callbacks
+        run), or a :meth:`batch` of requests."""
+        ...
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Within: the starts (and other requests) asked are sent together at the end,
+        one write per server, not one per start. Answers and ends are handled in
+        batches of their own."""
+        ...
+
+    def on_batch_end(self, callback: Callable[[], object] | None) -> None:
+        """Call ``callback()`` at the end of each batch, once its requests are sent: what
+        the callbacks left to do once per batch (e.g. one write of the journal)."""
         ...
 
 

@@ -23,18 +23,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import marshal
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, Protocol, cast
 
 import anyio
 from anyio.abc import TaskStatus
 
 from ._base import LaunchError, Starting
-from ._forkserver import Reader, pack
+from ._forkserver import HEADER, Reader, pack
 from ._task import Task
 
 __all__ = ("ByteLink", "ForkProcess", "ForkServer", "ForkStart", "PipeLink", "Window")
@@ -175,14 +176,38 @@ class ForkStart:
 
 
 class Window:
-    """Fork servers whose requests gather while the events of any of them are handled
-    (each server alone by default; the launch agents of an allocation share one)."""
+    """Fork servers whose requests gather while a batch is open: the events of a read
+    of any of them being handled, or many launches being asked at once (each server
+    alone by default; the launch agents of an allocation share one)."""
 
-    __slots__ = ("active", "dirty")
+    __slots__ = ("active", "after", "dirty")
 
     def __init__(self) -> None:
         self.active = False
         self.dirty: list[ForkServer] = []
+        #: Called at the end of each batch, once its requests are sent.
+        self.after: Callable[[], object] | None = None
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Within: requests gather, and go in one write per server at the end (a
+        batch opened within a batch is part of it)."""
+        if self.active:
+            yield
+            return
+        self.active = True
+        try:
+            yield
+        finally:
+            self.active = False
+            dirty, self.dirty = self.dirty, []
+            for server in dirty:
+                data, server._gather = server._gather, None
+                if data and server._wfd >= 0:
+                    with contextlib.suppress(OSError):
+                        server._write(memoryview(data))
+            if self.after is not None:
+                self.after()
 
 
 class ByteLink(Protocol):
@@ -402,23 +427,9 @@ class ForkServer:
     def _handle(self, msgs: list[Any]) -> None:
         """The events of one read; the requests they lead to, to this server or any
         of its window, are sent at the end, one write per server."""
-        win = self._window
-        if win.active:  # pragma: no cover - one read is handled at a time
+        with self._window.batch():
             for msg in msgs:
                 self._event(msg)
-            return
-        win.active = True
-        try:
-            for msg in msgs:
-                self._event(msg)
-        finally:
-            win.active = False
-            dirty, win.dirty = win.dirty, []
-            for server in dirty:
-                data, server._gather = server._gather, None
-                if data and server._wfd >= 0:
-                    with contextlib.suppress(OSError):
-                        server._write(memoryview(data))
 
     def _keys(self, rids: list[int] | None) -> list[Any] | None:
         if not rids:
@@ -434,7 +445,8 @@ class ForkServer:
         if kind == "exited":
             proc = self._procs.pop(rid, None)
             if proc is not None:
-                proc.successor = self._keys(msg[3])
+                if msg[3]:
+                    proc.successor = self._keys(msg[3])
                 proc.ended_at = msg[4]
                 proc._exited(msg[2])
             return
@@ -485,8 +497,11 @@ class ForkServer:
         self._needed.set()
 
     def _send(self, msg: tuple[Any, ...]) -> None:
-        if self._gather is not None:
-            self._gather += pack(msg)
+        gather = self._gather
+        if gather is not None:
+            data = marshal.dumps(msg)  # (pack(), without a copy of the message)
+            gather += HEADER.pack(len(data))
+            gather += data
         elif self._window.active:  # sent at the end of the events being handled
             self._gather = bytearray(pack(msg))
             self._window.dirty.append(self)
@@ -513,6 +528,7 @@ class ForkServer:
         slot: int = 0,
         key: int = 0,
         cpus: Sequence[int] | None = None,
+        unset: Sequence[str] = (),
     ) -> ForkStart:
         """Ask for a start now; :meth:`ForkStart.result` awaits it.
 
@@ -521,9 +537,10 @@ class ForkServer:
         for it, given back among the ``successor`` of the run whose core it took;
         ``cpus``: pin it to these CPU ids.
 
-        ``env`` is ``base`` plus ``extra`` where both are given (``base`` never
-        changes in place): only ``extra`` is sent, ``base`` in full when it is a
-        new one. Otherwise what differs from the last environment sent in full.
+        ``env`` is ``base`` plus ``extra`` less ``unset`` where both are given
+        (``base`` never changes in place): only ``extra`` and ``unset`` are sent,
+        ``base`` in full when it is a new one. Otherwise what differs from the last
+        environment sent in full.
         """
         if not self.running:
             return ForkStart(label, f"job {label}: the fork server is not running")
@@ -532,21 +549,21 @@ class ForkServer:
         if base is not None and extra is not None:
             self._send_base(base)
             set_: Mapping[str, str] = extra if type(extra) is dict else dict(extra)
-            unset: list[str] = []
+            drop = list(unset) if unset else []
         else:
             self._base_src = None
             sent = self._env
             set_ = {k: v for k, v in env.items() if sent.get(k) != v}
-            unset = [k for k in sent if k not in env]
-            if len(set_) + len(unset) > 32:  # the base changed: send it in full, once
+            drop = [k for k in sent if k not in env]
+            if len(set_) + len(drop) > 32:  # the base changed: send it in full, once
                 self._env = sent = dict(env)
                 self._send(("env", sent))
-                set_, unset = {}, []
+                set_, drop = {}, []
         self._rid += 1
         rid = self._rid
         start = self._starts[rid] = ForkStart(label, key=key, rid=rid, server=self)
         msg: tuple[Any, ...] = (
-            "start", rid, label, list(argv), set_, unset, cwd, stdin, stdout, stderr, queued, slot
+            "start", rid, label, list(argv), set_, drop, cwd, stdin, stdout, stderr, queued, slot
         )  # fmt: skip
         self._send((*msg, list(cpus)) if cpus else msg)
         return start
@@ -582,6 +599,7 @@ class ForkServer:
                     slot=1 if queued else task.allocation.cores,
                     key=key,
                     cpus=None if queued else self._cpus(task.allocation.parts[0].cores),
+                    unset=task.env_unset,
                 )
             except (OSError, subprocess.SubprocessError):  # it cannot start: start elsewhere
                 return None
@@ -620,6 +638,21 @@ class ForkServer:
         """Call ``callback(node, why)`` when the node this queue serves is lost (its
         server ended before :meth:`aclose`); never for the pilot's own node."""
         self._on_lost = callback
+
+    @property
+    def batching(self) -> bool:
+        """Whether a batch is open (see :meth:`batch`)."""
+        return self._window.active
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Within: the requests asked gather, and go in one write at the end. The
+        events of each read are handled in one."""
+        return self._window.batch()
+
+    def on_batch_end(self, callback: Callable[[], object] | None) -> None:
+        """Call ``callback()`` at the end of each batch (the events of a read handled,
+        their callbacks run), once the requests it gathered are sent."""
+        self._window.after = callback
 
     def ping(self, n: int) -> bool:
         """Ask the server for ``("pong", n)`` (see :attr:`pong`); whether it was sent."""

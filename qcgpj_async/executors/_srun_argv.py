@@ -186,7 +186,7 @@ def step_environment(task: Task, hostfile: str | None) -> dict[str, str]:
         Variables for ``/usr/bin/env NAME=VALUE...``.
     """
     env = slurm_environment(task.allocation, hostfile)
-    name = task.env.get("SLURM_JOB_NAME")
+    name = task.getenv("SLURM_JOB_NAME")
     if name is not None:
         env["SLURM_JOB_NAME"] = name  # -J renamed it to the step's name
     return env

@@ -71,6 +71,7 @@ __all__ = (
 
 JOURNAL = "journal.jsonl"
 VERSION = 1
+_NAME = {s: s.value for s in JobState}  # a state's name, without the enum's descriptor
 
 
 class JournalError(QcgpjError, ValueError):
@@ -161,7 +162,7 @@ class Journal:
         extra = "" if msg is None else ',"msg":' + _q(msg)
         self._buf.append(
             f'{{"t":"end","job":{_q(job)},"it":{"null" if it is None else it},'
-            f'"state":"{state.value}","code":{"null" if code is None else code},'
+            f'"state":"{_NAME[state]}","code":{"null" if code is None else code},'
             f'"time":{t!r}{extra}}}\n'
         )
 

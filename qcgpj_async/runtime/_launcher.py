@@ -11,11 +11,13 @@ SIGTERM to the job's process group, then SIGKILL after ``kill_grace``.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import Any
 
 import anyio
@@ -31,6 +33,7 @@ from ..executors import (
     Starting,
     StartQueue,
     Task,
+    TaskCache,
     prepare_task,
 )
 from ..model import InvalidTransition
@@ -79,6 +82,8 @@ class Launcher:
         kill_grace: seconds between SIGTERM and SIGKILL.
         places: where each run runs, noted when it is launched.
         node_lost_hook: called with ``(node, why, time)`` when a node is lost.
+        batch_end: called after each batch of the start queue's answers and ends
+            (the dispatches of a batch leave the journal's write to it).
     """
 
     def __init__(
@@ -91,6 +96,7 @@ class Launcher:
         kill_grace: float,
         places: RunPlaces,
         node_lost_hook: Callable[[str, str, float], None] | None = None,
+        batch_end: Callable[[], None] | None = None,
     ) -> None:
         self._id = pilot_id
         self._root_wd = root_wd
@@ -110,6 +116,8 @@ class Launcher:
         self._log: logging.Logger | None = None
         #: The base environment of the jobs (never changed in place).
         self.base_env: dict[str, str] = {}
+        self._task_cache: TaskCache = {}  # what iterations of one execution share
+        self._pname = ("", "")  # the last program started, and its name
         self.procs: dict[int, Process] = {}
         #: Runs with a "run" record in the journal.
         self.journaled_runs: set[int] = set()
@@ -125,6 +133,11 @@ class Launcher:
         self._killing = False
         #: Called with ``(node, why, time)`` when a node is lost (the journal notes it).
         self.node_lost_hook = node_lost_hook
+        self._batch_end = batch_end
+        # The callbacks of served starts, bound once: a partial of them per job holds
+        # no method object of its own (fewer objects for the garbage collector).
+        self._on_started = partial(self._guarded, self._served_started)
+        self._on_exited = partial(self._guarded, self._served_exited)
 
     async def open(
         self,
@@ -144,6 +157,8 @@ class Launcher:
         if queue is None:
             return None
         queue.on_node_lost(self._node_lost)
+        if self._batch_end is not None:
+            queue.on_batch_end(self._batch_ended)
         # Shielded: it says "started" at once, and a cancelled start() would wait
         # for the task it cancels, which holds out until aclose(): a deadlock.
         # A cancellation pending now reaches the block's first await instead.
@@ -161,6 +176,31 @@ class Launcher:
         if self.node_lost_hook is not None:
             self.node_lost_hook(node, why, now)
         self._dispatch(self._engine.node_lost(node, now, why))
+
+    def _batch_ended(self) -> None:
+        if self._batch_end is not None:
+            self._guarded(self._batch_end)
+
+    @property
+    def batching(self) -> bool:
+        """Whether a batch of the start queue is open: what its end does waits for it."""
+        return self.queue is not None and self.queue.batching
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Within: the starts asked go to the start queue together, at the end; and the
+        cyclic GC waits. A submit makes the runs of every free core at once, none of
+        them garbage: collected as they come, the heap grown by a quarter at each full
+        collection, they cost about 5 us of CPU per task at 1,024 nodes x 128 cores."""
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            with self.queue.batch() if self.queue is not None else contextlib.nullcontext():
+                yield
+        finally:
+            if paused:
+                gc.enable()
 
     def set_env(self, name: str, value: str | None) -> None:
         """Set (``value``) or unset (None: as this process has it) a variable of the
@@ -187,6 +227,7 @@ class Launcher:
             step_id=f"{self._id}.{launch.run_id}",
             submit_vars=self._submit_vars.get(launch.job),
             gpu=self._engine.pool.gpu,
+            cache=self._task_cache,
         )
 
     # -- starts asked of the start queue, followed by callbacks ------------------------
@@ -212,7 +253,7 @@ class Launcher:
         # Followed by callbacks from the queue's event reader: no task per job.
         self.served.add(run_id)
         self.tasks += 1
-        starting.on_answer(lambda st: self._guarded(self._served_started, launch, st))
+        starting.on_answer(partial(self._on_started, launch))
 
     def _guarded(self, fn: Callable[..., None], *args: Any) -> None:
         """``fn(*args)`` called back by the queue's reader, which must go on: a bug
@@ -258,13 +299,13 @@ class Launcher:
                 )
                 return
             self._run_started(launch, proc, proc.started_at)
-            proc.on_exit(lambda code: self._guarded(self._served_exited, run_id, code, proc))
+            proc.on_exit(partial(self._on_exited, run_id, proc))
             watched = True
         finally:
             if not watched:
                 self._task_done()
 
-    def _served_exited(self, run_id: int, code: int, proc: ServedProcess) -> None:
+    def _served_exited(self, run_id: int, proc: ServedProcess, code: int) -> None:
         try:
             self._run_exited(run_id, code, proc.ended_at, proc.successor, proc.reason)
         finally:
@@ -298,7 +339,11 @@ class Launcher:
         self._dispatch(self._engine.exited(run_id, code, now or time.time(), reason, successors))
 
     def _note_run(self, run_id: int, task: Task) -> None:
-        self._places.note(run_id, task.cwd, os.path.basename(task.argv[0]))
+        prog, name = self._pname
+        if task.argv[0] is not prog:  # (the same string for every iteration of a job)
+            prog = task.argv[0]
+            self._pname = prog, (name := os.path.basename(prog))
+        self._places.note(run_id, task.cwd, name)
 
     # -- a task per start ------------------------------------------------------------------
 

@@ -134,7 +134,7 @@ class Pilot(PilotView):
         waiters = Waiters(pilot_id, engine, lambda: recorder.reports_now())
         recorder = Recorder(engine, waiters, self._submit_vars, journal_sync)
         args = (pilot_id, root_wd, engine, self._dispatch, self._submit_vars, kill_grace)
-        self._launcher = Launcher(*args, recorder.places, recorder.node_lost)
+        self._launcher = Launcher(*args, recorder.places, recorder.node_lost, recorder.batch_end)
         super().__init__(pilot_id, root_wd, engine, waiters, recorder)
         # Pure engine work, here: a bad journal fails the constructor.
         self._recovered = rec = load_journal(resume) if resume is not None else None
@@ -185,10 +185,9 @@ class Pilot(PilotView):
             queue = await self._launcher.open(self._executor, tg, log, base_env)
             if queue is not None and (queue.per_node or len(pool.nodes) == 1):
                 # Short jobs start in the core the last one left, with no round trip here.
-                queueable = queue.queueable
+                queueable, n = queue.queueable, len(pool.nodes)
                 engine.queueable = lambda spec: queueable(spec.execution.model or "default")
-                cap = max(1024, 16 * len(pool.nodes))
-                engine.lookahead = min(max(LOOKAHEAD, 2 * pool.total_cores), cap)
+                engine.lookahead = min(max(LOOKAHEAD, 2 * pool.total_cores), max(1024, 16 * n))
         except BaseException:  # e.g. cancelled while entering: undo, then let it through
             with anyio.CancelScope(shield=True):
                 await self._abort_enter()
@@ -293,7 +292,7 @@ class Pilot(PilotView):
         if wake is not None and svc is not None and svc.dirty:
             wake.set()  # within REPORT_DELAY, in one write
             recorder.report_wake = None
-        if recorder.journal is not None:
+        if recorder.journal is not None and not launcher.batching:  # (else at the batch's end)
             recorder.journal.flush()  # now: it is what a resume relies on
 
     # == the API ================================================================
@@ -321,12 +320,13 @@ class Pilot(PilotView):
         request_vars = request_variables(self._rcnt + 1, now)
         # Before the engine accepts anything: what cannot be journaled is refused.
         record = self._recorder.submit_record(specs, request_vars, now, stds)
-        instructions = self._engine.submit(specs, now)
-        self._rcnt += 1
-        for spec in specs:
-            self._submit_vars[spec.name] = request_vars
-        self._recorder.journal_line(record)
-        self._dispatch(instructions)
+        with self._launcher.batch():  # many runs and starts at once (see Launcher.batch)
+            instructions = self._engine.submit(specs, now)
+            self._rcnt += 1
+            for spec in specs:
+                self._submit_vars[spec.name] = request_vars
+            self._recorder.journal_line(record)
+            self._dispatch(instructions)
         return [s.name for s in specs]
 
     async def cancel(self, names: str | Iterable[str]) -> int:

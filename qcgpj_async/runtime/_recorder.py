@@ -123,6 +123,12 @@ class Recorder:
         if record is not None and self.journal is not None:
             self.journal.append(record)
 
+    def batch_end(self) -> None:
+        """A batch of the start queue ended: the journal's lines its dispatches left
+        are written now, at once (see ``Pilot._dispatch``)."""
+        if self.journal is not None:
+            self.journal.flush()
+
     def node_lost(self, node: str, why: str, now: float) -> None:
         """A node was lost (journaled now; a resume reads no more from it than a note)."""
         if self.journal is not None:

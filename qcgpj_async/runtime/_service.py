@@ -62,6 +62,7 @@ def _iso(t: float) -> str:
 
 
 _q = json.encoder.encode_basestring_ascii  # a JSON string, as json.dumps writes it
+_NAME = {s: s.value for s in JobState}  # a state's name, without the enum's descriptor
 
 
 def run_json(
@@ -71,7 +72,7 @@ def run_json(
     (``name, state, history, runtime[, messages]``), built as text: a third of the cost.
     A run that ended before a resume (its history is its end alone) adds
     ``"restored": true``."""
-    hist = ", ".join([f'{{"state": "{s.value}", "date": "{_iso(t)}"}}' for s, t in run.history])
+    hist = ", ".join([f'{{"state": "{_NAME[s]}", "date": "{_iso(t)}"}}' for s, t in run.history])
     rt = f'"allocation": {_q(alloc)}'
     if wd is not None:
         rt += f', "wd": {_q(wd)}'
@@ -91,7 +92,7 @@ def run_json(
     if len(run.history) == 1:  # only its end: restored from the journal (--resume)
         tail += ', "restored": true'
     return (
-        f'{{"name": {_q(label)}, "state": "{run.state.value}", "history": [{hist}], '
+        f'{{"name": {_q(label)}, "state": "{_NAME[run.state]}", "history": [{hist}], '
         f'"runtime": {{{rt}}}{tail}}}'
     )
 
@@ -197,7 +198,7 @@ class ServiceDir:
         alloc = str(run.allocation)
         if self.log_info:
             self._info(
-                f"{label} {run.state.value} alloc={alloc} exit={run.exit_code} "
+                f"{label} {_NAME[run.state]} alloc={alloc} exit={run.exit_code} "
                 f"rtime={run.rtime or 0.0:.3f}s" + (f" ({run.message})" if run.message else "")
             )
         if self._report is None:

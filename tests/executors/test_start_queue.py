@@ -120,3 +120,30 @@ async def test_a_pilot_runs_its_jobs_through_a_start_queue_over_a_socket(tmp_pat
     server_pid = link._proc.pid
     assert {int((tmp_path / f"ppid.{i}").read_text()) for i in range(20)} == {server_pid}
     assert link._proc.returncode is not None  # gone with the pilot
+
+
+async def test_a_batch_sends_its_starts_in_one_write_then_calls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = ForkServer()
+    writes: list[bytes] = []
+    write = server._write
+    monkeypatch.setattr(server, "_write", lambda data: (writes.append(bytes(data)), write(data)))
+    ends: list[tuple[int, bool]] = []
+    server.on_batch_end(lambda: ends.append((len(writes), server.batching)))
+    env = dict(os.environ)
+    async with anyio.create_task_group() as tg:
+        await tg.start(server.serve)
+        with server.batch():
+            assert server.batching
+            with server.batch():  # within a batch: part of it
+                argvs = [["/bin/sh", "-c", f"exit {i}"] for i in range(3)]
+                cwd = str(tmp_path)
+                starts = [server.request("j", a, env, cwd, None, None, None) for a in argvs]
+            assert writes == []  # nothing sent before the end
+        assert len(writes) == 1 and ends[0] == (1, False)
+        with anyio.fail_after(T):
+            codes = [await (await s.result()).wait() for s in starts]
+        assert codes == [0, 1, 2]
+        await server.aclose()
+    assert len(ends) >= 2  # and after each read of events (their callbacks run)

@@ -6,7 +6,7 @@ import pytest
 
 from qcgpj_async import Jobs
 from qcgpj_async.engine import Allocation, Launch, NodePart
-from qcgpj_async.executors import local_argv, prepare_task
+from qcgpj_async.executors import local_argv, prepare_task, qcg_environment
 
 ALLOC = Allocation((NodePart("n1", (0, 1), None, 0), NodePart("n2", (3,), None, 1)))
 
@@ -127,3 +127,53 @@ def test_local_argv_runs_mpi_models_through_mpirun(monkeypatch: pytest.MonkeyPat
     t = prep(exec="app", model="srunmpi")
     assert local_argv(t) == ("mpirun", "-n", "3", "app")
     assert local_argv(prep(exec="app")) == ("app",)
+
+
+ONE = Allocation((NodePart("n2", (5,), None, 1),))
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"exec": "/bin/true"},
+        {"exec": "app", "args": ["-v", "a b"], "wd": "w", "stdout": "o", "stderr": "/e"},
+        {"exec": "app", "modules": ["gcc/12"], "venv": "/opt/v", "env": {"A": "1"}},
+        {"script": "echo hi", "model": "threads", "model_opts": {"srun_args": ["-v"]}},
+        {"exec": "app", "args": ["${it}"], "iteration": 3},
+        {"exec": "app", "wd": "w.${it}", "stdin": "in", "iteration": 3},
+        {"exec": "app", "env": {"A": "${ncores}", "QCG_PM_NPROCS": "9"}},
+        {"script": "echo ${jname}", "modules": ["m/${rcnt}"]},
+    ],
+)
+def test_the_cache_gives_every_iteration_the_task_made_without_it(kw: dict[str, object]) -> None:
+    (spec,) = Jobs().add(name="j", **kw).jobs()
+    cache: dict = {}
+    for run_id, index, alloc in [(7, 0, ALLOC), (8, 1, ONE), (9, 2, ALLOC)]:
+        args = {"root_wd": "/r", "base_env": {"PATH": "/bin"}, "step_id": f"p.{run_id}"}
+        index = index if spec.iteration is not None else None
+        one = Launch(run_id, "j", index, spec, alloc)
+        made, cached = prepare_task(one, **args), prepare_task(one, **args, cache=cache)
+        assert cached == made
+        assert dict(cached.env) == dict(made.env) and list(cached.env) == list(made.env)
+    assert next(iter(cache.values()))[0] is spec.execution
+
+
+def test_the_cache_follows_the_root_wd() -> None:
+    (spec,) = Jobs().add(name="j", exec="x", wd="w").jobs()
+    cache: dict = {}
+    for root in ("/a", "/b"):
+        t = prepare_task(
+            Launch(1, "j", None, spec, ONE), root_wd=root, base_env={}, step_id="p", cache=cache
+        )
+        assert t.cwd == f"{root}/w"
+
+
+def test_one_node_jobs_get_the_qcg_variables() -> None:
+    assert qcg_environment(Allocation((NodePart("n9", (1, 2), None, 0),)), "s") == {
+        "QCG_PM_NNODES": "1",
+        "QCG_PM_NODELIST": "n9",
+        "QCG_PM_NPROCS": "2",
+        "QCG_PM_NTASKS": "2",
+        "QCG_PM_STEP_ID": "s",
+        "QCG_PM_TASKS_PER_NODE": "2",
+    }

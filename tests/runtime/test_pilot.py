@@ -553,3 +553,38 @@ async def test_nodes_as_a_number_of_cores(tmp_path: Path) -> None:
         assert (res.total_nodes, res.total_cores) == (1, 3)
     with pytest.raises(JobDescriptionError, match="invalid entry '0'"):
         Pilot(nodes=0, wd=tmp_path)
+
+
+async def test_the_journal_holds_every_end_when_a_wait_returns(tmp_path: Path) -> None:
+    # Its lines are written once per batch of events (and per submit), not per event:
+    # still before a waiter wakes, as a resume relies on them.
+    async with Pilot(nodes=4, wd=tmp_path) as pilot:
+        await pilot.submit(Jobs().add(name="it", exec="/bin/true", iteration=40))
+        assert await pilot.wait4("it", timeout=30) == {"it": JobState.SUCCEED}
+        lines = (Path(pilot.service_path) / "journal.jsonl").read_text().splitlines()
+        ends = [json.loads(x) for x in lines if '"t":"end"' in x]
+        assert sorted(e["it"] for e in ends if e["it"] is not None) == list(range(40))
+        assert [e["state"] for e in ends if e["it"] is None] == ["SUCCEED"]
+
+
+async def test_a_submit_pauses_the_garbage_collector_and_leaves_it_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A submit makes many runs at once, none of them garbage: no collection meanwhile.
+    import gc
+
+    async with Pilot(nodes=2, wd=tmp_path) as pilot:
+        seen: list[bool] = []
+        submit = pilot._engine.submit
+        monkeypatch.setattr(
+            pilot._engine, "submit", lambda *a: (seen.append(gc.isenabled()), submit(*a))[1]
+        )
+        for enabled in (True, False):
+            (gc.enable if enabled else gc.disable)()
+            try:
+                await pilot.submit(Jobs().add(name=f"j{enabled}", exec="/bin/true", iteration=4))
+                assert gc.isenabled() is enabled
+            finally:
+                gc.enable()
+        await pilot.wait4all(timeout=30)
+    assert seen == [False, False]
