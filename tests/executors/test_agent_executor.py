@@ -138,7 +138,12 @@ async def lose_n2(tmp_path: Path, ex: AgentExecutor, how: signal.Signals) -> lis
         jobs = Jobs()
         for i in range(4):
             jobs.add(name=f"h{i}", script=HOLD)
-        await pilot.submit(jobs.add(name="dep", exec="/bin/true", after="h2"))
+        jobs.add(name="dep", exec="/bin/true", after="h2")
+        # queued in the agents, 4 a node, behind the holds: n2's come back when it is lost
+        await pilot.submit(
+            jobs.add(name="q", script="echo $SLURMD_NODENAME > q.${it}", iteration=8)
+        )
+        assert pilot._engine.queued == 8
         await appear([tmp_path / f"started.{pilot.id}.{r}.{n}" for r, n in
                       ((1, "n1"), (2, "n1"), (3, "n2"), (4, "n2"))])  # fmt: skip
         lpids = [tmp_path / f"lpid.{pilot.id}.{r}" for r in (3, 4)]
@@ -154,11 +159,13 @@ async def lose_n2(tmp_path: Path, ex: AgentExecutor, how: signal.Signals) -> lis
                 Jobs().add(name="more", script="echo $SLURMD_NODENAME > m.${it}", iteration=4)
             )
             (tmp_path / "go").touch()
-            assert await pilot.wait4([*more, "h0", "h1"], timeout=T) == {
+            assert await pilot.wait4([*more, "h0", "h1", "q"], timeout=T) == {
                 "more": JobState.SUCCEED,
                 "h0": JobState.SUCCEED,
                 "h1": JobState.SUCCEED,
+                "q": JobState.SUCCEED,
             }
+            assert pilot._engine.lookahead > 0  # n1 still queues starts
             assert (await pilot.resources()).total_cores == 2  # n2's cores left the pool
             messages = pilot.job_messages("h2") + pilot.job_messages("h3")
             # Its tasks do not outlive it: a SIGKILLed agent's keeper kills them, a stuck
@@ -176,6 +183,7 @@ async def lose_n2(tmp_path: Path, ex: AgentExecutor, how: signal.Signals) -> lis
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(path.read_text()), signal.SIGKILL)
     assert {(tmp_path / f"m.{i}").read_text().strip() for i in range(4)} == {"n1"}
+    assert {(tmp_path / f"q.{i}").read_text().strip() for i in range(8)} == {"n1"}
     journal = next(tmp_path.glob(".qcgpjm-service-*/journal.jsonl")).read_text()
     assert '"t":"lost","node":"n2"' in journal
     log = next(tmp_path.glob(".qcgpjm-service-*/service.log")).read_text()
