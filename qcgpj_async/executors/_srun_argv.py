@@ -237,14 +237,23 @@ def node_gpu_prelude(task: Task) -> str | None:
             return None
         var = "ROCR_VISIBLE_DEVICES" if gpu.vendor == "amd" else "CUDA_VISIBLE_DEVICES"
         return f'QCG_PM_GPUS="${{{var}-}}"; export QCG_PM_GPUS; exec "$0" "$@"'
-    if len(parts) < 2 or task.model != "srunmpi" or len({p.gpus for p in parts}) == 1:
+    if task.model != "srunmpi":
+        return None
+    return _per_node_gpus(task)
+
+
+def _per_node_gpus(task: Task) -> str | None:
+    """A shell line that exports the job's GPU variables of the node it runs on
+    (``$SLURMD_NODENAME``), then runs the job; None where every node's are the same."""
+    gpu, parts = task.gpu, task.allocation.parts
+    if gpu is None or len(parts) < 2 or len({p.gpus for p in parts}) == 1:
         return None
     cases = []
     for i, p in enumerate(parts):
         env = gpu_environment(task.allocation, gpu, i)
         sets = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
         cases.append(f"{shlex.quote(p.node)}) export {sets};;")
-    return f'case "$SLURMD_NODENAME" in {" ".join(cases)} esac; exec "$0" "$@"'
+    return f'case "${{SLURMD_NODENAME-}}" in {" ".join(cases)} esac; exec "$0" "$@"'
 
 
 def _str_list(value: object) -> list[str]:
@@ -347,6 +356,12 @@ def mpirun_argv(task: Task, rankfile: str | None = None) -> tuple[str, ...]:
     - ``intelmpi``: ``mpirun <mpirun_args> -host <node> -n <k> -env
       I_MPI_PIN_PROCESSOR_LIST <cores> <argv> : ...``, one section per node.
 
+    GPUs: mpirun gives every rank its own environment, which names the first
+    node's devices. Where the nodes' differ, each ``intelmpi`` section sets its
+    node's (``-env``), and an ``openmpi`` rank starts through ``/bin/sh -c``
+    that exports its node's (picked by ``$SLURMD_NODENAME``, which the ranks
+    get from their daemons' step) before it runs the job.
+
     ``model_opts.mpirun`` names the program (default ``mpirun``).
 
     Args:
@@ -366,14 +381,20 @@ def mpirun_argv(task: Task, rankfile: str | None = None) -> tuple[str, ...]:
         if rankfile is None:
             raise ValueError("model 'openmpi' needs a rankfile")
         n = str(task.allocation.cores)
-        return (mpirun, "-n", n, "--rankfile", rankfile, *extra, *task.argv)
+        prelude = _per_node_gpus(task)
+        rank = ("/bin/sh", "-c", prelude) if prelude is not None else ()
+        return (mpirun, "-n", n, "--rankfile", rankfile, *extra, *rank, *task.argv)
     if task.model == "intelmpi":
         argv = [mpirun, *extra]
+        per_node = task.gpu is not None and _per_node_gpus(task) is not None
         for i, p in enumerate(task.allocation.parts):
             if i:
                 argv.append(":")
             cores = ",".join(map(str, p.cores))
             argv += ["-host", p.node, "-n", str(len(p.cores))]
+            if per_node and task.gpu is not None:
+                for k, v in gpu_environment(task.allocation, task.gpu, i).items():
+                    argv += ["-env", k, v]
             argv += ["-env", "I_MPI_PIN_PROCESSOR_LIST", cores, *task.argv]
         return tuple(argv)
     raise ValueError(f"model {task.model!r} is not started by mpirun")

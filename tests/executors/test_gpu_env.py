@@ -113,3 +113,36 @@ def test_declared_gpus_of_a_multi_node_step_are_set_per_node() -> None:
         )
         assert out.stdout.split() == [ids, ids]
     assert node_gpu_prelude(task(MULTI, GpuSetup())) is None  # default model: one node
+
+
+def test_mpirun_ranks_get_the_gpus_of_their_own_node() -> None:
+    from qcgpj_async.executors._srun_argv import mpirun_argv
+
+    # openmpi: every rank gets mpirun's environment (the first node's devices); a shell
+    # in front of the job exports its own node's
+    t = task(MULTI, GpuSetup(), model="openmpi")
+    argv = mpirun_argv(t, "rankfile")
+    i = argv.index("/bin/sh")
+    assert argv[:i] == ("mpirun", "-n", "2", "--rankfile", "rankfile")
+    assert argv[i + 1] == "-c" and argv[i + 3 :] == ("/bin/true",)
+    for node, ids in (("n1", "0,1"), ("n2", "2,3")):
+        out = subprocess.run(
+            ["/bin/sh", "-c", argv[i + 2], "/bin/sh", "-c", 'echo "$CUDA_VISIBLE_DEVICES"'],
+            env={"SLURMD_NODENAME": node, "CUDA_VISIBLE_DEVICES": "0,1", "PATH": "/bin"},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert out.stdout == f"{ids}\n"
+    # the same devices on every node, or no GPU: nothing in front
+    same = Allocation(
+        (NodePart("n1", (0,), GPU2, 0, ("0", "1")), NodePart("n2", (0,), GPU2, 1, ("0", "1")))
+    )
+    assert "/bin/sh" not in mpirun_argv(task(same, GpuSetup(), model="openmpi"), "rf")
+    assert "/bin/sh" not in mpirun_argv(task(MULTI, None, model="openmpi"), "rf")
+    # intelmpi: each host's section sets its node's devices
+    argv = mpirun_argv(task(MULTI, GpuSetup(), model="intelmpi"))
+    sections = " ".join(argv).split(" : ")
+    assert "-env CUDA_VISIBLE_DEVICES 0,1" in sections[0] and "-host n1" in sections[0]
+    assert "-env CUDA_VISIBLE_DEVICES 2,3" in sections[1] and "-host n2" in sections[1]
+    assert "-env QCG_PM_GPUS 2,3" in sections[1]

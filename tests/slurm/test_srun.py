@@ -485,6 +485,38 @@ def test_openmpi_ranks_follow_the_rankfile_and_daemons_overlap(
     assert out["gone"] is not None and out["left"] == []
 
 
+OPENMPI_GPUS = r"""
+MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+NODES = subprocess.run(["scontrol", "show", "hostnames", os.environ["SLURM_JOB_NODELIST"]],
+                       capture_output=True, text=True, check=True).stdout.split()
+
+async def main():
+    # Declared GPUs, other ids on each node: one GPU per node is "0" on the first, "1"
+    # on the second, and mpirun gives every rank the first node's environment.
+    gpus = {NODES[0]: ["0"], NODES[1]: ["1"]}
+    async with Pilot(resources="slurm", wd=WD, gpus=gpus) as pilot:
+        await pilot.submit(Jobs().add(
+            name="g", numNodes=2, numCores=1, gpus=1, model="openmpi", exec="/bin/sh",
+            args=["-c", "echo $SLURMD_NODENAME $CUDA_VISIBLE_DEVICES $QCG_PM_GPUS"],
+            env=MPI_ENV, stdout="g.out", stderr="g.err"))
+        state = (await pilot.wait4("g", timeout=60))["g"]
+    emit(state=state.value, nodes=NODES, err=open(os.path.join(WD, "g.err")).read(),
+         ranks=sorted(open(os.path.join(WD, "g.out")).read().splitlines()))
+"""
+
+
+@pytest.mark.skipif(
+    shutil.which("mpirun") is None, reason="no mpirun (apt-get install openmpi-bin)"
+)
+def test_openmpi_ranks_see_the_gpus_of_their_own_node(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    out = drive(slurm_cluster, tmp_path, OPENMPI_GPUS)
+    assert out["state"] == "SUCCEED", out
+    first, second = out["nodes"]
+    assert out["ranks"] == sorted([f"{first} 0 0", f"{second} 1 1"]), out
+
+
 DEFAULT_EXECUTOR = r"""
 async def main():
     seen = {}
