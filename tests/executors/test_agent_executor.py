@@ -255,3 +255,26 @@ async def test_each_agent_checks_its_nodes_gpus(
         "launch agents: node n2: its step was given GPUs 0, the pilot hands out 0,1 there: "
         "tasks are told the pilot's ids"
     ]
+
+
+async def test_leaving_by_an_exception_stops_the_starts_queued_in_the_agents(
+    tmp_path: Path,
+) -> None:
+    ex = executor(tmp_path)
+    with pytest.raises(RuntimeError):
+        async with Pilot(nodes="n1:2,n2:2", wd=tmp_path, executor=ex, kill_grace=2) as pilot:
+            hold = "[ -e resumed ] && exit 0; touch long.${it}; exec sleep 30"
+            jobs = Jobs().add(name="long", script=hold, iteration=4)
+            jobs.add(name="q", script="touch q.${it}.ran", iteration=10)
+            await pilot.submit(jobs)
+            assert pilot._engine.queued == 10  # 5 in each agent
+            await appear([tmp_path / f"long.{i}" for i in range(4)])
+            raise RuntimeError("boom")
+    assert not list(tmp_path.glob("q.*.ran"))  # none started, on either node
+    assert await pilot.status(["long", "q"]) == {"long": JobState.CANCELED, "q": JobState.CANCELED}
+    # nothing lost: a resume runs them all (and "long" again, quickly this time)
+    (tmp_path / "resumed").touch()
+    async with Pilot(nodes="n1:2,n2:2", resume=tmp_path, executor=executor(tmp_path)) as again:
+        got = await again.wait4(["long", "q"], timeout=T)
+    assert got == {"long": JobState.SUCCEED, "q": JobState.SUCCEED}
+    assert len(list(tmp_path.glob("q.*.ran"))) == 10
