@@ -109,10 +109,12 @@ def launch_ahead(eng: Engine, now: float) -> None:
                 heapq.heappop(heap)[1].in_bucket = False
             if heap and (best is None or heap[0][1].seq < best.seq):
                 best = heap[0][1]
-        if best is None or best.sched is not None or not eng.queueable(best.spec):
-            short.appendleft(i)
-            return
-        if (best.req if best.req is not None else sched_req(best)) != ONE_CORE:
+        if (
+            best is None
+            or best.sched is not None
+            or (best.req if best.req is not None else sched_req(best)) != ONE_CORE
+            or not eng.queueable(best.spec)
+        ):
             short.appendleft(i)  # its turn comes first next time
             return  # it waits for free cores, and the jobs after it wait behind it
         room[i] -= 1

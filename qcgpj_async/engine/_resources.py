@@ -405,13 +405,7 @@ class ResourcePool:
         if not free:
             heapq.heappop(heap)
             node.in_heap = False
-        singles = node.singles
-        if not singles:
-            singles.extend([None] * node.total)
-        alloc = singles[core]
-        if alloc is None:
-            alloc = singles[core] = Allocation((NodePart(node.name, (core,), None, node.index),))
-        return alloc
+        return _single(node, core)
 
     def allocate_on(self, index: int) -> Allocation | None:
         """One core of node ``index`` (its lowest free), or None: none free there."""

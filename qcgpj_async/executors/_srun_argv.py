@@ -386,14 +386,14 @@ def mpirun_argv(task: Task, rankfile: str | None = None) -> tuple[str, ...]:
         return (mpirun, "-n", n, "--rankfile", rankfile, *extra, *rank, *task.argv)
     if task.model == "intelmpi":
         argv = [mpirun, *extra]
-        per_node = task.gpu is not None and _per_node_gpus(task) is not None
+        gpu = task.gpu if _per_node_gpus(task) is not None else None  # the nodes' differ
         for i, p in enumerate(task.allocation.parts):
             if i:
                 argv.append(":")
             cores = ",".join(map(str, p.cores))
             argv += ["-host", p.node, "-n", str(len(p.cores))]
-            if per_node and task.gpu is not None:
-                for k, v in gpu_environment(task.allocation, task.gpu, i).items():
+            if gpu is not None:
+                for k, v in gpu_environment(task.allocation, gpu, i).items():
                     argv += ["-env", k, v]
             argv += ["-env", "I_MPI_PIN_PROCESSOR_LIST", cores, *task.argv]
         return tuple(argv)

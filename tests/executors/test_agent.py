@@ -18,6 +18,7 @@ import pytest
 
 from qcgpj_async.executors import _agent
 from qcgpj_async.executors._agent_wire import AgentGate, new_secret
+from qcgpj_async.executors._agents import agents_argv, slurm_version
 from qcgpj_async.executors._forkserver import Reader, pack
 
 pytestmark = pytest.mark.anyio
@@ -238,8 +239,6 @@ def fake_srun(tmp_path: Path, says: str, code: int = 0) -> str:
 
 
 def test_the_agents_step_flags_follow_the_slurm_version(tmp_path: Path) -> None:
-    from qcgpj_async.executors._agents import agents_argv, slurm_version
-
     assert slurm_version(fake_srun(tmp_path, "slurm 22.05.8")) == (22, 5)
     assert slurm_version(fake_srun(tmp_path, "slurm-wlm 19.05.5")) == (19, 5)
     assert slurm_version(fake_srun(tmp_path, "slurm 22.05.8", code=1)) is None

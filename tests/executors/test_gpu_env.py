@@ -7,7 +7,13 @@ import subprocess
 from qcgpj_async import Jobs
 from qcgpj_async.engine import Allocation, GpuSetup, Launch, NodePart
 from qcgpj_async.executors import prepare_task, srun_argv
-from qcgpj_async.executors._srun_argv import ENV, gpu_options, node_gpu_prelude, step_environment
+from qcgpj_async.executors._srun_argv import (
+    ENV,
+    gpu_options,
+    mpirun_argv,
+    node_gpu_prelude,
+    step_environment,
+)
 from qcgpj_async.executors._task import Task
 
 GPU2 = {"gpu": 2}
@@ -116,8 +122,6 @@ def test_declared_gpus_of_a_multi_node_step_are_set_per_node() -> None:
 
 
 def test_mpirun_ranks_get_the_gpus_of_their_own_node() -> None:
-    from qcgpj_async.executors._srun_argv import mpirun_argv
-
     # openmpi: every rank gets mpirun's environment (the first node's devices); a shell
     # in front of the job exports its own node's
     t = task(MULTI, GpuSetup(), model="openmpi")

@@ -153,94 +153,73 @@ STOPPED = """#!/bin/bash
 exec {python} -m qcgpj_async --file-path reqs.json --wd run --kill-grace 5 {mode}
 """
 
-LONG = [
-    {
-        "request": "submit",
-        "jobs": [
-            {
-                "name": "long",
-                "iteration": {"stop": 4},
-                "execution": {
-                    "script": "trap 'echo TERM > term.${it}; exit 0' TERM; touch ready.${it}; "
-                    "while :; do sleep 0.1; done"
-                },
-                "resources": {"numCores": {"exact": 2}},
-            }
-        ],
-    }
-]
+
+def long_jobs(trap: str) -> list[dict[str, object]]:
+    """Four 2-core iterations that loop until SIGTERM, which runs ``trap``."""
+    script = f"trap '{trap}' TERM; touch ready.${{it}}; while :; do sleep 0.1; done"
+    return [
+        {
+            "request": "submit",
+            "jobs": [
+                {
+                    "name": "long",
+                    "iteration": {"stop": 4},
+                    "execution": {"script": script},
+                    "resources": {"numCores": {"exact": 2}},
+                }
+            ],
+        }
+    ]
 
 
-def test_scancel_of_the_batch_job_stops_every_job_and_writes_the_reports(
-    slurm_cluster: SlurmCluster, tmp_path: Path
-) -> None:
-    (tmp_path / "reqs.json").write_text(json.dumps(LONG))
+def scancel_batch(
+    cluster: SlurmCluster, tmp_path: Path, requests: list[dict[str, object]], mode: str
+) -> tuple[Path, dict[str, Any]]:
+    """Run ``requests`` in a batch job, scancel it once every task is ready; the run
+    directory and the jobs.report entries, after the checks every such run passes."""
+    (tmp_path / "reqs.json").write_text(json.dumps(requests))
     run = tmp_path / "run"
-    script = STOPPED.format(python=sys.executable, mode="--no-agents")
-    with slurm_cluster.batch_job(script, tmp_path) as job_id:
-        deadline = time.monotonic() + 60
-        while not all((run / f"ready.{i}").exists() for i in range(4)):
-            assert time.monotonic() < deadline, f"job {job_id}: the steps never started"
-            time.sleep(0.05)  # files the steps write
-        subprocess.run(["scancel", job_id], check=True, timeout=30, stdin=subprocess.DEVNULL)
-        end = slurm_cluster.job_end(job_id)
-    err = (tmp_path / "batch.err").read_text()
-    assert (end["JobState"], end["ExitCode"]) == ("CANCELLED", "143:0"), (end, err)
-    assert "qcgpj-async: terminated: every job was stopped" in err
-    # Every job's task got SIGTERM and cleaned up before the service ended.
-    assert sorted(p.name for p in run.glob("term.*")) == [f"term.{i}" for i in range(4)]
-    # Slurm signals the steps itself too, at the same moment as the service:
-    # a task whose trap ran and exited 0 before the service stopped it
-    # succeeded. Either way each one is in the report, ended by its trap.
-    (report,) = run.glob(".qcgpjm-service-*/jobs.report")
-    entries = {e["name"]: e for e in map(json.loads, report.read_text().splitlines())}
-    assert sorted(entries) == ["long", *(f"long:{i}" for i in range(4))]
-    assert {entries[f"long:{i}"]["state"] for i in range(4)} <= {"CANCELED", "SUCCEED"}, entries
-    assert {entries[f"long:{i}"]["runtime"]["exit_code"] for i in range(4)} == {"0"}, entries
-
-
-# Through the launch agents, a trap that takes a second.
-TRAPPED = [
-    {
-        "request": "submit",
-        "jobs": [
-            {
-                "name": "long",
-                "iteration": {"stop": 4},
-                "execution": {
-                    "script": "trap 'echo TERM > term.${it}; sleep 1; echo done >> term.${it};"
-                    " exit 0' TERM; touch ready.${it}; while :; do sleep 0.1; done"
-                },
-                "resources": {"numCores": {"exact": 2}},
-            }
-        ],
-    }
-]
-
-
-def test_scancel_with_agents_lets_every_trap_run_to_its_end(
-    slurm_cluster: SlurmCluster, tmp_path: Path
-) -> None:
-    (tmp_path / "reqs.json").write_text(json.dumps(TRAPPED))
-    run = tmp_path / "run"
-    script = STOPPED.format(python=sys.executable, mode="")
-    with slurm_cluster.batch_job(script, tmp_path) as job_id:
+    script = STOPPED.format(python=sys.executable, mode=mode)
+    with cluster.batch_job(script, tmp_path) as job_id:
         deadline = time.monotonic() + 60
         while not all((run / f"ready.{i}").exists() for i in range(4)):
             assert time.monotonic() < deadline, f"job {job_id}: the tasks never started"
             time.sleep(0.05)  # files the tasks write
         subprocess.run(["scancel", job_id], check=True, timeout=30, stdin=subprocess.DEVNULL)
-        end = slurm_cluster.job_end(job_id)
+        end = cluster.job_end(job_id)
     err = (tmp_path / "batch.err").read_text()
     assert (end["JobState"], end["ExitCode"]) == ("CANCELLED", "143:0"), (end, err)
     assert "qcgpj-async: terminated: every job was stopped" in err
+    (report,) = run.glob(".qcgpjm-service-*/jobs.report")
+    entries = {e["name"]: e for e in map(json.loads, report.read_text().splitlines())}
+    assert sorted(entries) == ["long", *(f"long:{i}" for i in range(4))]
+    return run, entries
+
+
+def test_scancel_of_the_batch_job_stops_every_job_and_writes_the_reports(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    run, entries = scancel_batch(
+        slurm_cluster, tmp_path, long_jobs("echo TERM > term.${it}; exit 0"), "--no-agents"
+    )
+    # Every job's task got SIGTERM and cleaned up before the service ended.
+    assert sorted(p.name for p in run.glob("term.*")) == [f"term.{i}" for i in range(4)]
+    # Slurm signals the steps itself too, at the same moment as the service:
+    # a task whose trap ran and exited 0 before the service stopped it
+    # succeeded. Either way each one is in the report, ended by its trap.
+    assert {entries[f"long:{i}"]["state"] for i in range(4)} <= {"CANCELED", "SUCCEED"}, entries
+    assert {entries[f"long:{i}"]["runtime"]["exit_code"] for i in range(4)} == {"0"}, entries
+
+
+def test_scancel_with_agents_lets_every_trap_run_to_its_end(
+    slurm_cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    # Through the launch agents, a trap that takes a second.
+    trap = "echo TERM > term.${it}; sleep 1; echo done >> term.${it}; exit 0"
+    run, entries = scancel_batch(slurm_cluster, tmp_path, long_jobs(trap), "")
     # srun, SIGTERMed in the batch step, does not end the agents' step before the tasks
     # end (22.05): every trap ran to its end, within --kill-grace and KillWait.
     terms = {p.name: p.read_text().split() for p in run.glob("term.*")}
     assert terms == {f"term.{i}": ["TERM", "done"] for i in range(4)}, terms
-    (report,) = run.glob(".qcgpjm-service-*/jobs.report")
-    entries = {e["name"]: e for e in map(json.loads, report.read_text().splitlines())}
-    assert sorted(entries) == ["long", *(f"long:{i}" for i in range(4))]
     assert {entries[f"long:{i}"]["state"] for i in range(4)} <= {"CANCELED", "SUCCEED"}, entries
     assert {entries[f"long:{i}"]["runtime"]["exit_code"] for i in range(4)} == {"0"}, entries
-    assert "lost" not in json.dumps(entries)  # no node lost: the agents outlived their tasks
